@@ -1,0 +1,209 @@
+"""Runtime backends: the same shards stepped in one process (``local``) or as Ray actors (``ray``).
+
+The coordinator steps global time in windows of the network's minimum delay and skips
+empty stretches: after each window every shard reports its earliest pending event and the
+earliest delivery it sent to each shard, and the next window starts at the smallest of
+those. The sequence of windows is therefore a function of the run alone, whatever the
+layout, which is what lets the stop rule (``stop_when``) end every layout at the same time.
+
+Routing runs inside each shard (``router = "shard"``: each shard routes its own sends and
+hands every destination shard its part) or in one :class:`RouterActor` per run
+(``router = "actor"``). Both give the same log; ``raysim bench`` measures which is faster.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from raysim.engine import NEVER, RunSpec, Shard, StepInfo
+from raysim.eventlog import EventLog
+from raysim.router import Messages, Router
+
+ROUTER_PLACEMENTS = ("shard", "actor")
+
+
+def shard_bounds(n_nodes: int, shards: int | None, shard_size: int | None) -> np.ndarray:
+    """Node ranges of the shards: ``bounds[i]..bounds[i+1]-1`` is shard i (contiguous blocks)."""
+    if shard_size is not None:
+        edges = list(range(0, n_nodes, shard_size)) + [n_nodes]
+        return np.array(edges, dtype=np.int64)
+    s = max(1, min(shards or 1, n_nodes))
+    return np.array([i * n_nodes // s for i in range(s + 1)], dtype=np.int64)
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process, in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+Step = Callable[[int, list[list[Any]]], tuple[list[list[Any]], list[StepInfo]]]
+
+
+def coordinate(spec: RunSpec, n_shards: int, step: Step) -> int:
+    """Drive windows until the duration, the stop rule, or no pending event; returns end time."""
+    lookahead, duration = spec.lookahead, spec.duration
+    inbox: list[list[Any]] = [[] for _ in range(n_shards)]
+    start, last_end = 0, 0
+    while start < duration:
+        end = min(start + lookahead, duration)
+        outs, infos = step(end, inbox)
+        last_end = end
+        inbox = [[outs[s][d] for s in range(n_shards)] for d in range(n_shards)]
+        if spec.stop_when and all(i.done for i in infos):
+            break
+        nxt = min(
+            min(i.next_time for i in infos),
+            min(min(i.out_min_time) for i in infos),
+        )
+        if nxt == NEVER:
+            break
+        start = max(nxt, end)
+    return last_end
+
+
+def _part(log_dir: Path | None, name: str) -> Path | None:
+    return None if log_dir is None else log_dir / f"part-{name}.parquet"
+
+
+def run_local(spec: RunSpec, bounds: np.ndarray, log_dir: Path | None) -> dict[str, Any]:
+    """Run every shard in this process (the reference backend)."""
+    n = len(bounds) - 1
+    shards = [Shard(spec, i, bounds, _part(log_dir, f"{i:05d}")) for i in range(n)]
+
+    def step(end: int, inbox: list[list[Any]]) -> tuple[list[list[Any]], list[StepInfo]]:
+        results = [s.step(end, inbox[i]) for i, s in enumerate(shards)]
+        return [r[0] for r in results], [r[1] for r in results]
+
+    end = coordinate(spec, n, step)
+    finals = [s.finish() for s in shards]
+    return {"end_time": end, "shards": finals, "peak_rss_mib": peak_rss_mib()}
+
+
+class _ShardWorker:
+    """The body of a Ray shard actor: a :class:`Shard` behind remote-callable methods."""
+
+    def __init__(self, spec: RunSpec, index: int, bounds: np.ndarray, log: str | None, route: bool) -> None:
+        self.shard = Shard(spec, index, bounds, Path(log) if log else None, route_here=route)
+        self.n = len(bounds) - 1
+
+    def step(self, end: int, *inbound: Messages | None) -> tuple[Any, ...]:
+        parts, info = self.shard.step(end, inbound)
+        return (*parts, info)
+
+    def advance(self, end: int, *inbound: Messages | None) -> tuple[Messages | None, StepInfo]:
+        self.shard.receive(inbound)
+        out = self.shard.advance(end)
+        return out, self.shard.info([NEVER] * self.n)
+
+    def finish(self) -> dict[str, Any]:
+        out = self.shard.finish()
+        out["peak_rss_mib"] = peak_rss_mib()
+        return out
+
+
+class _RouterWorker:
+    """The body of a Ray router actor: routes every shard's sends, splits by destination."""
+
+    def __init__(self, spec: RunSpec, bounds: np.ndarray, log: str | None) -> None:
+        path = Path(log) if log else None
+        self.log = EventLog(path, spec.log_level, spec.batch_rows)
+        self.router = Router(spec.seed, spec.n_nodes, spec.delay, spec.jitter, spec.faults, bounds, self.log)
+        self.n = len(bounds) - 1
+
+    def route(self, *raw: Messages | None) -> tuple[Any, ...]:
+        per_dst: list[list[Messages]] = [[] for _ in range(self.n)]
+        mins = [NEVER] * self.n
+        for batch in raw:
+            if batch is None:
+                continue
+            for d, part in enumerate(self.router.split(self.router.route(batch))):
+                if part is not None:
+                    per_dst[d].append(part)
+                    mins[d] = min(mins[d], int(part.time.min()))
+        return (*per_dst, mins)
+
+    def finish(self) -> dict[str, Any]:
+        return {"rows": self.log.close(), "route": self.router.stats, "peak_rss_mib": peak_rss_mib()}
+
+
+def ensure_ray(address: str | None = None) -> None:
+    """Start a local Ray (or join ``address`` / ``RAY_ADDRESS``) unless one is running."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        ray.init(address=address, logging_level="ERROR", log_to_driver=True)
+        return
+    ray.init(
+        num_cpus=os.cpu_count() or 1,
+        include_dashboard=False,
+        logging_level="ERROR",
+        object_store_memory=int(os.environ.get("RAYSIM_OBJECT_STORE_BYTES", 512 * 1024**2)),
+        _temp_dir=os.environ.get("RAYSIM_RAY_TMP", "/tmp/raysim-ray"),
+    )
+
+
+def run_ray(
+    spec: RunSpec,
+    bounds: np.ndarray,
+    log_dir: Path | None,
+    router: str = "shard",
+    address: str | None = None,
+) -> dict[str, Any]:
+    """Run the shards as Ray actors, routing in each shard or in one router actor."""
+    import ray
+
+    ensure_ray(address)
+    n = len(bounds) - 1
+    shard_cls = ray.remote(num_cpus=0)(_ShardWorker)
+    in_shard = router == "shard"
+    actors = [
+        shard_cls.remote(spec, i, bounds, str(_part(log_dir, f"{i:05d}")) if log_dir else None, in_shard)
+        for i in range(n)
+    ]
+    router_actor = None
+    if not in_shard:
+        router_cls = ray.remote(num_cpus=0)(_RouterWorker)
+        router_actor = router_cls.remote(spec, bounds, str(_part(log_dir, "router")) if log_dir else None)
+
+    def step_in_shard(end: int, inbox: list[list[Any]]) -> tuple[list[list[Any]], list[StepInfo]]:
+        refs = [a.step.options(num_returns=n + 1).remote(end, *inbox[i]) for i, a in enumerate(actors)]
+        infos = ray.get([r[-1] for r in refs])
+        return [list(r[:-1]) for r in refs], infos
+
+    def step_router(end: int, inbox: list[list[Any]]) -> tuple[list[list[Any]], list[StepInfo]]:
+        assert router_actor is not None
+        refs = [a.advance.options(num_returns=2).remote(end, *inbox[i]) for i, a in enumerate(actors)]
+        routed = router_actor.route.options(num_returns=n + 1).remote(*[r[0] for r in refs])
+        infos: list[StepInfo] = ray.get([r[1] for r in refs])
+        mins: list[int] = ray.get(routed[-1])
+        for i in infos:
+            i.out_min_time = mins
+        # Each destination gets one list of batches; the coordinator's transpose wants a
+        # [source][destination] grid, so the router's output stands in as source 0.
+        outs = [[routed[d] for d in range(n)]] + [[None] * n for _ in range(n - 1)]
+        return outs, infos
+
+    try:
+        end = coordinate(spec, n, step_in_shard if in_shard else step_router)
+        finals: list[dict[str, Any]] = ray.get([a.finish.remote() for a in actors])
+        if router_actor is not None:
+            r = ray.get(router_actor.finish.remote())
+            finals[0]["route"].add(r["route"])
+            finals[0]["rows"] += r["rows"]
+    finally:
+        for a in actors:
+            ray.kill(a)
+        if router_actor is not None:
+            ray.kill(router_actor)
+    peak = max([peak_rss_mib()] + [f.get("peak_rss_mib", 0.0) for f in finals])
+    return {"end_time": end, "shards": finals, "peak_rss_mib": peak}

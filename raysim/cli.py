@@ -1,0 +1,109 @@
+"""The ``raysim`` command line: run, protocols, bench (and sweep, report).
+
+Bad input of any kind ends with one line on stderr, ``error: <what>: <why>; <allowed>``,
+and exit code 2; a protocol that raises ends with its run, node, time, event and
+traceback, and exit code 1.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from raysim.errors import ConfigError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Deterministic, fault-injecting simulation of distributed-systems algorithms on Ray.",
+)
+
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a value: section.key=value (repeatable)."),
+]
+OutOpt = Annotated[Path, typer.Option("--out", help="Results directory.")]
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def run(
+    experiment: Annotated[Path, typer.Argument(help="Experiment TOML file.")],
+    set_: SetOpt = None,
+    out: OutOpt = Path("results"),
+    backend: Annotated[str, typer.Option(help="local or ray.")] = "local",
+    shards: Annotated[int | None, typer.Option(help="Ray shard actors (default 2).")] = None,
+    shard_size: Annotated[int | None, typer.Option(help="Nodes per shard actor.")] = None,
+    router: Annotated[str, typer.Option(help="Routing placement: shard or actor.")] = "shard",
+    seed: Annotated[int | None, typer.Option(help="Override experiment.seed.")] = None,
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster to join (default: RAY_ADDRESS or local).")
+    ] = None,
+) -> None:
+    """Run one experiment and write its event log and runs.parquet row."""
+    from raysim import config, runner
+
+    try:
+        cfg = config.load(experiment, set_ or [], seed)
+        if backend == "ray" and shards is None and shard_size is None:
+            shards = 2
+        result = runner.run(cfg, out, backend, shards, shard_size, router, address)
+    except ConfigError as e:
+        _fail(str(e))
+        return
+    if result.status != "ok":
+        typer.echo(f"error: {result.error}", err=True)
+        raise typer.Exit(1)
+    row = result.row
+    typer.echo(f"run {result.run_id}: {cfg.experiment.protocol}, {row['nodes']} nodes, "
+               f"{row['backend']} backend, {row['shards']} shard(s), {row['wall_seconds']:.2f} s")
+    typer.echo(f"  virtual time {row['end_time']} ticks; sent {row['sent']}, delivered "
+               f"{row['delivered']}, lost {row['lost']}, events logged {row['events_logged']}")
+    for k, v in result.metrics.items():
+        typer.echo(f"  {k.replace('_', ' ')}: {v:.3f}")
+    typer.echo(f"  results: {Path(out) / cfg.experiment.name}")
+
+
+@app.command()
+def protocols() -> None:
+    """List the registered protocols and their parameters."""
+    from raysim.protocol import available
+
+    for spec in available():
+        typer.echo(f"{spec.name}  —  {spec.summary}")
+        for name, f in spec.cls.Params.model_fields.items():
+            default = spec.presets.get(name, f.default)
+            ann = getattr(f.annotation, "__name__", None) or str(f.annotation).replace("typing.", "")
+            desc = f"  {f.description}" if f.description else ""
+            typer.echo(f"    {name}: {ann} = {default!r}{desc}")
+
+
+@app.command()
+def bench(
+    only: Annotated[
+        list[str] | None, typer.Option(help="Run only these workloads (repeatable).")
+    ] = None,
+    quick: Annotated[bool, typer.Option(help="Smaller sizes, for a smoke test.")] = False,
+) -> None:
+    """Run the fixed benchmark workloads; print one JSON line each."""
+    from raysim import bench as benchmod
+
+    try:
+        for line in benchmod.run_all(only=only, quick=quick):
+            typer.echo(json.dumps(line))
+    except ConfigError as e:
+        _fail(str(e))
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point of the ``raysim`` script."""
+    return app(args=argv if argv is not None else sys.argv[1:], prog_name="raysim")

@@ -1,0 +1,226 @@
+"""Experiment files: TOML in, a validated :class:`ExperimentConfig` out, or one clear error.
+
+An experiment file has the sections ``[experiment]`` (name, protocol, seed, duration),
+``[protocol]`` (the protocol's own parameters), ``[network]`` (nodes, topology, delay),
+``[faults]`` (loss, duplicate, corrupt, partitions, crashes) and ``[log]``; ``[sweep]`` is
+read by the sweep command. ``--set a.b=v`` overrides any value, with ``v`` read as a TOML
+value (``--set faults.loss=0.1``, ``--set protocol.mode='"push"'`` or just ``=push``).
+
+Every validation failure becomes a :class:`ConfigError` whose message names the file, the
+field path and what is allowed; the CLI prints it on one line and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from raysim.errors import ConfigError
+from raysim.faults import ConstantDelay, Delay, Faults
+from raysim.protocol import lookup
+
+SECTIONS = ("experiment", "protocol", "network", "faults", "log", "sweep")
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ticks|ms|s|min|h)?\s*$")
+_UNIT_MS = {"ms": 1.0, "s": 1000.0, "min": 60_000.0, "h": 3_600_000.0}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ExperimentSection(_Section):
+    """``[experiment]``: what runs, for how long, from which seed."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    protocol: str
+    seed: int = Field(0, ge=0, lt=2**63)
+    tick_ms: float = Field(1.0, gt=0, description="milliseconds per tick, for duration strings")
+    duration: int | str = Field(60_000, description="ticks, or a string such as '60s'")
+    stop_when: str | None = Field(
+        None, description="stop once every live node has emitted this observation"
+    )
+
+    @field_validator("duration")
+    @classmethod
+    def _duration(cls, v: int | str) -> int | str:
+        if isinstance(v, int):
+            if v < 1:
+                raise ValueError("duration must be at least 1 tick")
+            return v
+        if not _DURATION.match(v):
+            raise ValueError("duration must be ticks or a string like '500ms', '60s', '2min'")
+        return v
+
+    @property
+    def duration_ticks(self) -> int:
+        """The duration in ticks."""
+        if isinstance(self.duration, int):
+            return self.duration
+        m = _DURATION.match(self.duration)
+        assert m is not None
+        value, unit = float(m.group(1)), m.group(2) or "ticks"
+        if unit == "ticks":
+            return max(1, int(value))
+        return max(1, round(value * _UNIT_MS[unit] / self.tick_ms))
+
+
+class NetworkSection(_Section):
+    """``[network]``: how many nodes, who knows whom, how long messages take."""
+
+    nodes: int = Field(ge=2, le=10_000_000)
+    topology: Literal["full", "random"] = Field(
+        "full", description="full membership, or a static random overlay of `degree` neighbours"
+    )
+    degree: int = Field(20, ge=1, description="neighbours per node with topology = 'random'")
+    delay: Delay = Field(default_factory=ConstantDelay)
+    jitter: int = Field(0, ge=0, description="extra delay uniform in 0..jitter ticks")
+
+    @field_validator("delay", mode="before")
+    @classmethod
+    def _plain_number(cls, v: Any) -> Any:
+        if isinstance(v, int) and not isinstance(v, bool):
+            return {"dist": "constant", "value": v}
+        return v
+
+
+class LogSection(_Section):
+    """``[log]``: how much of the run to write."""
+
+    level: Literal["all", "observations", "none"] = "all"
+    batch_rows: int = Field(500_000, ge=1000, description="rows per Parquet row group")
+
+
+class ExperimentConfig(_Section):
+    """A whole, validated experiment (one run; ``sweep`` holds axes for the sweep command)."""
+
+    experiment: ExperimentSection
+    protocol: dict[str, Any] = Field(default_factory=dict)
+    network: NetworkSection
+    faults: Faults = Field(default_factory=Faults)
+    log: LogSection = Field(default_factory=LogSection)
+    sweep: dict[str, Any] = Field(default_factory=dict)
+
+    def resolved(self) -> dict[str, Any]:
+        """Every value of this run, protocol defaults included, as plain JSON-able data."""
+        data = self.model_dump(mode="json", exclude={"sweep"})
+        data["experiment"]["duration"] = self.experiment.duration_ticks
+        return data
+
+    def run_id(self) -> str:
+        """A stable id: a hash of the resolved configuration (the same on every machine)."""
+        blob = json.dumps(self.resolved(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value: a TOML value if it parses as one, else the plain string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str], where: str) -> dict[str, Any]:
+    """Apply ``key.path=value`` overrides to raw experiment data (returns a new dict)."""
+    data = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts) or len(parts) < 2:
+            raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. faults.loss=0.1")
+        if parts[0] not in SECTIONS:
+            raise ConfigError(
+                f"--set {item!r}: unknown section {parts[0]!r}; allowed: {', '.join(SECTIONS)}"
+            )
+        node = data
+        for p in parts[:-1]:
+            child = node.setdefault(p, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item!r}: {p!r} in {where} is not a table")
+            node = child
+        node[parts[-1]] = parse_value(text.strip())
+    return data
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The raw table of an experiment file, or a ConfigError saying why it can't be read."""
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such experiment file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, expected a TOML experiment file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+
+
+def _describe(err: ValidationError, prefix: str = "") -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
+    loc = ".".join(x for x in (prefix, loc) if x)
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown field"
+    elif first["type"] == "missing":
+        msg = "required field is missing"
+    given = first.get("input")
+    shown = "" if first["type"] in ("missing",) or isinstance(given, dict) else f" (got {given!r})"
+    return f"{loc}: {msg}{shown}"
+
+
+def validate(data: dict[str, Any], where: str) -> ExperimentConfig:
+    """Validate raw experiment data into an :class:`ExperimentConfig`, protocol included."""
+    unknown = sorted(set(data) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown section [{unknown[0]}]; allowed: {', '.join(SECTIONS)}"
+        )
+    try:
+        cfg = ExperimentConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(f"{where}: {_describe(e)}") from None
+    try:
+        spec = lookup(cfg.experiment.protocol)
+    except KeyError as e:
+        raise ConfigError(f"{where}: experiment.protocol: {e.args[0]}") from None
+    try:
+        params = spec.make_params(cfg.protocol)
+    except ValidationError as e:
+        fields = ", ".join(spec.cls.Params.model_fields)
+        raise ConfigError(f"{where}: {_describe(e, 'protocol')}; parameters: {fields}") from None
+    check = getattr(spec.cls, "check", None)
+    if check is not None:
+        try:
+            check(params, cfg.network.nodes)
+        except ValueError as e:
+            raise ConfigError(f"{where}: protocol: {e}") from None
+    if cfg.network.topology == "random" and cfg.network.degree >= cfg.network.nodes:
+        raise ConfigError(
+            f"{where}: network.degree: must be below network.nodes ({cfg.network.nodes})"
+        )
+    for i, c in enumerate(cfg.faults.crashes):
+        if c.node is not None and c.node >= cfg.network.nodes:
+            raise ConfigError(f"{where}: faults.crashes.{i}.node: must be below network.nodes")
+    # Store the full parameter set, defaults included, so the run is described completely.
+    return cfg.model_copy(update={"protocol": params.model_dump(mode="json")})
+
+
+def load(path: Path | str, overrides: list[str] | None = None, seed: int | None = None) -> ExperimentConfig:
+    """Read, override and validate an experiment file."""
+    path = Path(path)
+    data = read_toml(path)
+    data = apply_overrides(data, overrides or [], str(path))
+    if seed is not None:
+        data.setdefault("experiment", {})["seed"] = seed
+    return validate(data, str(path))

@@ -1,0 +1,162 @@
+"""Columnar event buffers written as Parquet record batches by each shard.
+
+Rows arrive as whole numpy columns (a window's deliveries, timers, sends) or a few at a
+time; they are buffered per column and written as one row group once ``batch_rows`` have
+accumulated, so memory stays flat however long the run. Strings (kinds, message types,
+observation names) are dictionary-encoded through a per-writer :class:`StringTable`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from raysim.schema import EVENT_SCHEMA, KINDS
+
+
+class StringTable:
+    """Interns strings to dense int32 codes (-1 stands for null)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self._codes: dict[str, int] = {}
+
+    def code(self, name: str) -> int:
+        """The code of ``name``, added on first sight."""
+        c = self._codes.get(name)
+        if c is None:
+            c = self._codes[name] = len(self.names)
+            self.names.append(name)
+        return c
+
+    def codes(self, names: Iterable[str]) -> np.ndarray:
+        """Codes of several names, as an int32 array."""
+        return np.array([self.code(n) for n in names], dtype=np.int32)
+
+
+def tag_name(tag: Hashable) -> str:
+    """How a timer tag is written in the log: a string as is, a tuple by its first item."""
+    if isinstance(tag, str):
+        return tag
+    if isinstance(tag, tuple) and tag and isinstance(tag[0], str):
+        return tag[0]
+    return type(tag).__name__
+
+
+class EventLog:
+    """One shard's (or router's) part of a run's event log.
+
+    ``path`` is the Parquet file to write, or None to count rows without writing
+    (``level = "none"``). ``messages`` says whether message and timer rows are kept
+    (``level = "all"``); observation and lifecycle rows are always kept when writing.
+    """
+
+    def __init__(self, path: Path | None, level: str, batch_rows: int = 500_000) -> None:
+        self.path = path
+        self.level = level
+        self.messages = level == "all" and path is not None
+        self.writing = path is not None and level != "none"
+        self.batch_rows = batch_rows
+        self.strings = StringTable()
+        self.rows_written = 0
+        self._cols: list[list[np.ndarray]] = [[] for _ in range(8)]
+        self._buffered = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._tag_cache: dict[Hashable, int] = {}
+
+    def tag_codes(self, tags: list[Any]) -> np.ndarray:
+        """String codes of timer tags (cached per distinct tag)."""
+        cache = self._tag_cache
+        out = np.empty(len(tags), dtype=np.int32)
+        for i, t in enumerate(tags):
+            c = cache.get(t)
+            if c is None:
+                c = self.strings.code(tag_name(t))
+                if len(cache) < 10_000:
+                    cache[t] = c
+            out[i] = c
+        return out
+
+    def add(
+        self,
+        time: np.ndarray,
+        kind: int,
+        node: np.ndarray,
+        peer: np.ndarray | int = -1,
+        msg_id: np.ndarray | int = -1,
+        msg_type: np.ndarray | int = -1,
+        name: np.ndarray | int = -1,
+        value: np.ndarray | float = np.nan,
+    ) -> None:
+        """Buffer rows of one kind; scalars are broadcast to the length of ``time``."""
+        n = len(time)
+        if n == 0 or not self.writing:
+            return
+        cols = (
+            np.asarray(time, dtype=np.int64),
+            np.full(n, kind, dtype=np.int8),
+            np.asarray(node, dtype=np.int64),
+            np.broadcast_to(np.asarray(peer, dtype=np.int64), (n,)),
+            np.broadcast_to(np.asarray(msg_id, dtype=np.int64), (n,)),
+            np.broadcast_to(np.asarray(msg_type, dtype=np.int32), (n,)),
+            np.broadcast_to(np.asarray(name, dtype=np.int32), (n,)),
+            np.broadcast_to(np.asarray(value, dtype=np.float64), (n,)),
+        )
+        for buf, c in zip(self._cols, cols, strict=True):
+            buf.append(c)
+        self._buffered += n
+        if self._buffered >= self.batch_rows:
+            self.flush()
+
+    def _table(self) -> pa.Table:
+        cols = [np.concatenate(b) for b in self._cols]
+        kinds = pa.array(list(KINDS), pa.string())
+        strings = pa.array(self.strings.names, pa.string())
+
+        def dict_col(codes: np.ndarray) -> pa.DictionaryArray:
+            mask = codes < 0
+            idx = pa.array(np.where(mask, 0, codes), pa.int32(), mask=mask)
+            return pa.DictionaryArray.from_arrays(idx, strings)
+
+        arrays = [
+            pa.array(cols[0]),
+            pa.DictionaryArray.from_arrays(pa.array(cols[1].astype(np.int32)), kinds),
+            pa.array(cols[2]),
+            pa.array(cols[3]),
+            pa.array(cols[4]),
+            dict_col(cols[5]),
+            dict_col(cols[6]),
+            pa.array(cols[7]),
+        ]
+        return pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA)
+
+    def flush(self) -> None:
+        """Write the buffered rows as one row group."""
+        if not self.writing or self._buffered == 0:
+            return
+        table = self._table()
+        if self._writer is None:
+            assert self.path is not None
+            self._writer = pq.ParquetWriter(self.path, EVENT_SCHEMA)
+        self._writer.write_table(table)
+        self.rows_written += self._buffered
+        self._cols = [[] for _ in range(8)]
+        self._buffered = 0
+
+    def close(self) -> int:
+        """Flush and close the file (an empty file with the schema if nothing was logged)."""
+        if not self.writing:
+            return 0
+        self.flush()
+        if self._writer is None:
+            assert self.path is not None
+            pq.write_table(EVENT_SCHEMA.empty_table(), self.path)
+        else:
+            self._writer.close()
+            self._writer = None
+        return self.rows_written

@@ -1,0 +1,213 @@
+"""The fault model as data: delay distributions, loss, duplication, corruption, partitions, crashes.
+
+These are validated configuration values (pydantic models). They describe *what* the
+network and the nodes do wrong; :mod:`raysim.router` applies them to message batches and
+:mod:`raysim.engine` schedules the crashes. Each model checks its own fields, so a bad
+experiment file fails with the field's path and the allowed values.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+Ticks = Annotated[int, Field(ge=0)]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- delay distributions -------------------------------------------------------------------
+
+
+class ConstantDelay(_Spec):
+    """Every message takes exactly ``value`` ticks."""
+
+    dist: Literal["constant"] = "constant"
+    value: int = Field(1, ge=1)
+
+    @property
+    def lower_bound(self) -> int:
+        """The smallest delay this distribution can produce."""
+        return self.value
+
+    def sample(self, u: np.ndarray, u2: np.ndarray) -> np.ndarray:
+        """Delays in ticks for uniforms ``u`` (``u2`` is a second independent stream)."""
+        return np.full(u.shape, self.value, dtype=np.int64)
+
+
+class UniformDelay(_Spec):
+    """Delays uniform on the integers ``low..high``."""
+
+    dist: Literal["uniform"]
+    low: int = Field(ge=1)
+    high: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> UniformDelay:
+        if self.high < self.low:
+            raise ValueError(f"high ({self.high}) must be >= low ({self.low})")
+        return self
+
+    @property
+    def lower_bound(self) -> int:
+        """The smallest delay this distribution can produce."""
+        return self.low
+
+    def sample(self, u: np.ndarray, u2: np.ndarray) -> np.ndarray:
+        """Delays in ticks for uniforms ``u``."""
+        span = self.high - self.low + 1
+        return self.low + np.minimum((u * span).astype(np.int64), span - 1)
+
+
+class ExponentialDelay(_Spec):
+    """``min`` plus an exponential of mean ``mean``, rounded to ticks."""
+
+    dist: Literal["exponential"]
+    mean: float = Field(gt=0)
+    min: int = Field(1, ge=1)
+
+    @property
+    def lower_bound(self) -> int:
+        """The smallest delay this distribution can produce."""
+        return self.min
+
+    def sample(self, u: np.ndarray, u2: np.ndarray) -> np.ndarray:
+        """Delays in ticks by inversion of the exponential CDF."""
+        return self.min + np.rint(-self.mean * np.log1p(-u)).astype(np.int64)
+
+
+class LogNormalDelay(_Spec):
+    """A log-normal with the given ``median`` and shape ``sigma``, at least ``min`` ticks."""
+
+    dist: Literal["lognormal"]
+    median: float = Field(gt=0)
+    sigma: float = Field(gt=0)
+    min: int = Field(1, ge=1)
+
+    @property
+    def lower_bound(self) -> int:
+        """The smallest delay this distribution can produce."""
+        return self.min
+
+    def sample(self, u: np.ndarray, u2: np.ndarray) -> np.ndarray:
+        """Delays in ticks; the normal deviate comes from Box-Muller over (u, u2)."""
+        z = np.sqrt(-2.0 * np.log1p(-u)) * np.cos(2.0 * math.pi * u2)
+        d = np.rint(self.median * np.exp(self.sigma * z))
+        return np.maximum(d, self.min).astype(np.int64)
+
+
+class ParetoDelay(_Spec):
+    """A Pareto (type I) with tail index ``alpha`` and minimum ``scale`` ticks."""
+
+    dist: Literal["pareto"]
+    alpha: float = Field(gt=0)
+    scale: int = Field(1, ge=1)
+    cap: int | None = Field(None, ge=1, description="optional upper bound in ticks")
+
+    @property
+    def lower_bound(self) -> int:
+        """The smallest delay this distribution can produce."""
+        return self.scale
+
+    def sample(self, u: np.ndarray, u2: np.ndarray) -> np.ndarray:
+        """Delays in ticks by inversion of the Pareto CDF."""
+        with np.errstate(over="ignore"):
+            d = np.floor(self.scale * np.power(1.0 - u, -1.0 / self.alpha))
+        cap = float(self.cap) if self.cap is not None else 2.0**53
+        return np.clip(d, self.scale, cap).astype(np.int64)
+
+
+Delay = Annotated[
+    ConstantDelay | UniformDelay | ExponentialDelay | LogNormalDelay | ParetoDelay,
+    Field(discriminator="dist"),
+]
+
+# --- node sets ------------------------------------------------------------------------------
+
+_RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+))?\s*$")
+
+
+def parse_node_set(spec: list[int] | str, n_nodes: int, where: str) -> np.ndarray:
+    """A boolean mask of the nodes named by ``spec``: a list of ids or ``"0-9,20,30-39"``."""
+    mask = np.zeros(n_nodes, dtype=bool)
+    if isinstance(spec, str):
+        for part in spec.split(","):
+            m = _RANGE.match(part)
+            if not m:
+                raise ValueError(f"{where}: cannot read node range {part!r} (use e.g. '0-9,20')")
+            lo = int(m.group(1))
+            hi = int(m.group(2)) if m.group(2) is not None else lo
+            if hi < lo or hi >= n_nodes:
+                raise ValueError(f"{where}: range {part.strip()!r} is outside 0..{n_nodes - 1}")
+            mask[lo : hi + 1] = True
+        return mask
+    ids = np.asarray(spec, dtype=np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= n_nodes):
+        raise ValueError(f"{where}: node ids must be in 0..{n_nodes - 1}")
+    mask[ids] = True
+    return mask
+
+
+NodeSet = list[int] | str
+
+# --- faults ---------------------------------------------------------------------------------
+
+
+class Partition(_Spec):
+    """Messages between node sets ``a`` and ``b`` are lost while ``start <= t < end``.
+
+    ``b`` defaults to every node not in ``a``. ``direction = "a_to_b"`` makes the partition
+    one-way: only messages from ``a`` to ``b`` are lost.
+    """
+
+    start: Ticks = 0
+    end: int | None = Field(None, ge=0, description="exclusive; none = until the run ends")
+    a: NodeSet
+    b: NodeSet | None = None
+    direction: Literal["both", "a_to_b"] = "both"
+
+    @model_validator(mode="after")
+    def _window(self) -> Partition:
+        if self.end is not None and self.end <= self.start:
+            raise ValueError(f"end ({self.end}) must be after start ({self.start})")
+        return self
+
+
+class Crash(_Spec):
+    """Crash nodes at time ``at``; with ``recover_at`` they recover (crash-recovery).
+
+    Name the nodes with exactly one of ``node``, ``nodes`` (ids or ranges) or ``fraction``
+    (a seeded random choice of that share of all nodes).
+    """
+
+    at: Ticks
+    recover_at: int | None = Field(None, ge=1)
+    node: int | None = Field(None, ge=0)
+    nodes: NodeSet | None = None
+    fraction: float | None = Field(None, gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Crash:
+        given = [x is not None for x in (self.node, self.nodes, self.fraction)]
+        if sum(given) != 1:
+            raise ValueError("give exactly one of node, nodes or fraction")
+        if self.recover_at is not None and self.recover_at <= self.at:
+            raise ValueError(f"recover_at ({self.recover_at}) must be after at ({self.at})")
+        return self
+
+
+class Faults(_Spec):
+    """Everything that goes wrong: per-message faults, partitions and crashes."""
+
+    loss: Probability = 0.0
+    duplicate: Probability = Field(0.0, description="probability the network adds one copy")
+    corrupt: Probability = Field(0.0, description="probability a copy arrives corrupted")
+    partitions: list[Partition] = Field(default_factory=list)
+    crashes: list[Crash] = Field(default_factory=list)

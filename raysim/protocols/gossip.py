@@ -1,0 +1,148 @@
+"""Rumor dissemination by push, pull and push-pull gossip.
+
+Implements the epidemic broadcast of Demers et al., "Epidemic algorithms for replicated
+database maintenance" (PODC 1987), in the round structure of Karp, Schindelhauer, Shenker
+and Vöcking, "Randomized rumor spreading" (FOCS 2000), and Algorithm 7 of the course notes
+(push-pull). One node (``source``) holds an update at time 0. Every ``period`` ticks each node
+runs a round, at its own random phase (``phase = "random"``) or in lock-step with all others
+(``phase = "lockstep"``, all rounds at multiples of ``period``):
+
+=========  ==============================================================================
+mode       what a round does
+=========  ==============================================================================
+push       an informed node sends the rumor to ``fanout`` random peers
+pull       an uninformed node asks ``fanout`` random peers; an informed one answers
+push_pull  every node sends its state to ``fanout`` random peers, which answer with theirs
+=========  ==============================================================================
+
+Each node emits the observation ``informed`` (value 1) when it first learns the update.
+With push, fanout 1 and lock-step rounds, the number of rounds until all N nodes know is
+log2 N + ln N + O(1) (Frieze and Grimmett 1985; Pittel 1987).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from raysim.protocol import Context, Params, Protocol, register
+
+
+@dataclass(frozen=True, slots=True)
+class Rumor:
+    """The update itself (push, or a pull answer)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PullRequest:
+    """An uninformed node asks whether the peer knows the update."""
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """Push-pull: the initiator's state."""
+
+    informed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeReply:
+    """Push-pull: the responder's state, after merging the initiator's."""
+
+    informed: bool
+
+
+class GossipParams(Params):
+    """Parameters of rumor dissemination."""
+
+    mode: Literal["push", "pull", "push_pull"] = "push_pull"
+    fanout: int = Field(1, ge=1, description="peers contacted per round")
+    period: int = Field(1000, ge=1, description="ticks per round")
+    phase: Literal["random", "lockstep"] = Field(
+        "random", description="rounds at a random per-node phase, or all at once"
+    )
+    source: int = Field(0, ge=0, description="the node that holds the update at time 0")
+
+
+ROUND = "round"
+
+
+@register("gossip", presets={})
+@register("gossip.push", presets={"mode": "push"})
+@register("gossip.pull", presets={"mode": "pull"})
+@register("gossip.push_pull", presets={"mode": "push_pull"})
+class Gossip(Protocol):
+    """Rumor dissemination by push, pull or push-pull gossip (Demers et al. 1987)."""
+
+    Params: ClassVar[type[GossipParams]] = GossipParams
+    milestones: ClassVar[tuple[str, ...]] = ("informed",)
+
+    def __init__(self, params: GossipParams, node: int) -> None:
+        super().__init__(params, node)
+        self.informed = False
+        self.p = params
+
+    @classmethod
+    def check(cls, params: GossipParams, n_nodes: int) -> None:
+        """Cross-check parameters against the network size."""
+        if params.source >= n_nodes:
+            raise ValueError(f"source must be a node id below network.nodes ({n_nodes})")
+        if params.fanout >= n_nodes:
+            raise ValueError(f"fanout must be below network.nodes ({n_nodes})")
+
+    @classmethod
+    def metrics(cls, params: GossipParams, stats: dict[str, Any]) -> dict[str, float]:
+        """Rounds until the last node learned the update, and messages per node."""
+        n = stats["nodes"]
+        out = {"messages_per_node": stats["sent"] / n}
+        if stats.get("informed_nodes", 0) >= n:
+            out["rounds_to_full"] = stats["informed_time"] / params.period
+        out["informed_fraction"] = stats.get("informed_nodes", 0) / n
+        return out
+
+    def on_start(self, ctx: Context) -> None:
+        if self.node == self.p.source:
+            self._learn(ctx)
+        period = self.p.period
+        first = period if self.p.phase == "lockstep" else 1 + ctx.rng.randrange(period)
+        ctx.set_timer(first, ROUND)
+
+    def _learn(self, ctx: Context) -> None:
+        if not self.informed:
+            self.informed = True
+            ctx.emit("informed", 1.0)
+
+    def on_timer(self, ctx: Context, tag: Any) -> None:
+        ctx.set_timer(self.p.period, ROUND)
+        mode = self.p.mode
+        if mode == "push":
+            if self.informed:
+                self._contact(ctx, Rumor())
+        elif mode == "pull":
+            if not self.informed:
+                self._contact(ctx, PullRequest())
+        else:
+            self._contact(ctx, Exchange(self.informed))
+
+    def _contact(self, ctx: Context, msg: object) -> None:
+        if self.p.fanout == 1:
+            ctx.send(ctx.random_peer(), msg)
+            return
+        for peer in ctx.rng.sample(ctx.peers, self.p.fanout):
+            ctx.send(peer, msg)
+
+    def on_message(self, ctx: Context, src: int, msg: Any) -> None:
+        kind = type(msg)
+        if kind is Rumor:
+            self._learn(ctx)
+        elif kind is PullRequest:
+            if self.informed:
+                ctx.send(src, Rumor())
+        elif kind is Exchange:
+            if msg.informed:
+                self._learn(ctx)
+            ctx.send(src, ExchangeReply(self.informed))
+        elif kind is ExchangeReply and msg.informed:
+            self._learn(ctx)

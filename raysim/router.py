@@ -1,0 +1,220 @@
+"""The fault-injecting router: one window's sends in, deliveries per destination shard out.
+
+Theory of operation
+-------------------
+The router sees a :class:`Messages` batch of raw sends (send time, source, destination,
+per-sender sequence number, payload) and decides, with numpy over the whole batch, for each
+message: whether a partition cuts it, whether it is lost, whether the network duplicates it,
+and for each copy its delay and whether it arrives corrupted. Every decision is drawn from
+:func:`raysim.rng.uniform_array` keyed by (run seed, decision, message id, copy), so it is a
+function of the message's identity alone: never of the batch it came in, the order of the
+batch, the shard that sent it or where the router runs. Each decision is logged (``send``
+with the chosen delay, ``drop`` with its reason, ``duplicate``); the receiver logs
+``deliver``, ``corrupt`` or ``drop``/``crashed`` when the copy arrives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from raysim.eventlog import EventLog
+from raysim.faults import Faults, parse_node_set
+from raysim.rng import derive, uniform_array
+from raysim.schema import DROP, DUPLICATE, SEND
+
+# Decision streams: one per kind of random choice, so they never correlate.
+_LOSS, _DUP, _DELAY, _DELAY2, _JITTER, _CORRUPT = range(0x4C00, 0x4C06)
+
+SEQ_BITS = 32
+
+
+@dataclass
+class Messages:
+    """A batch of messages as columns. Raw sends have ``copy = 0`` and ``corrupt = False``.
+
+    ``time`` is the send time for raw sends and the delivery time once routed. ``type_idx``
+    indexes ``type_names`` (the sender's string table), so batches from different shards
+    never need a shared numbering.
+    """
+
+    time: np.ndarray
+    src: np.ndarray
+    dst: np.ndarray
+    msg_id: np.ndarray
+    type_idx: np.ndarray
+    type_names: list[str]
+    payload: list[Any]
+    copy: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int8))
+    corrupt: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+    def select(self, idx: np.ndarray) -> Messages:
+        """The messages at positions ``idx`` (an index array), in that order."""
+        pl = self.payload
+        return Messages(
+            self.time[idx],
+            self.src[idx],
+            self.dst[idx],
+            self.msg_id[idx],
+            self.type_idx[idx],
+            self.type_names,
+            [pl[i] for i in idx.tolist()],
+            self.copy[idx],
+            self.corrupt[idx],
+        )
+
+
+@dataclass
+class RouteStats:
+    """Counts of the router's decisions."""
+
+    sent: int = 0
+    lost: int = 0
+    partitioned: int = 0
+    duplicated: int = 0
+    corrupted: int = 0
+
+    def add(self, other: RouteStats) -> None:
+        """Accumulate another router's counts."""
+        self.sent += other.sent
+        self.lost += other.lost
+        self.partitioned += other.partitioned
+        self.duplicated += other.duplicated
+        self.corrupted += other.corrupted
+
+
+class Router:
+    """Applies a :class:`~raysim.faults.Faults` model and a delay model to message batches."""
+
+    def __init__(
+        self,
+        seed: int,
+        n_nodes: int,
+        delay: Any,
+        jitter: int,
+        faults: Faults,
+        bounds: np.ndarray,
+        log: EventLog,
+    ) -> None:
+        self.n = n_nodes
+        self.delay = delay
+        self.jitter = jitter
+        self.faults = faults
+        self.bounds = bounds  # shard i hosts nodes bounds[i] .. bounds[i+1]-1
+        self.log = log
+        self.stats = RouteStats()
+        self.keys = {s: derive(seed, s) for s in (_LOSS, _DUP, _DELAY, _DELAY2, _JITTER, _CORRUPT)}
+        self.partitions = []
+        for i, p in enumerate(faults.partitions):
+            a = parse_node_set(p.a, n_nodes, f"faults.partitions.{i}.a")
+            b = ~a if p.b is None else parse_node_set(p.b, n_nodes, f"faults.partitions.{i}.b")
+            end = p.end if p.end is not None else np.iinfo(np.int64).max
+            self.partitions.append((p.start, end, a, b, p.direction == "both"))
+
+    def _delays(self, msg_id: np.ndarray, copy: np.ndarray) -> np.ndarray:
+        u = uniform_array(self.keys[_DELAY], msg_id, copy)
+        u2 = uniform_array(self.keys[_DELAY2], msg_id, copy)
+        d = self.delay.sample(u, u2)
+        if self.jitter:
+            uj = uniform_array(self.keys[_JITTER], msg_id, copy)
+            d = d + np.minimum((uj * (self.jitter + 1)).astype(np.int64), self.jitter)
+        return d
+
+    def route(self, out: Messages) -> Messages:
+        """Decide the fate of every message in ``out``; returns the copies to deliver."""
+        n = len(out)
+        self.stats.sent += n
+        f = self.faults
+        t, src, dst, mid = out.time, out.src, out.dst, out.msg_id
+        cut = np.zeros(n, dtype=bool)
+        for start, end, a, b, both in self.partitions:
+            active = (t >= start) & (t < end)
+            if active.any():
+                c = a[src] & b[dst]
+                if both:
+                    c |= b[src] & a[dst]
+                cut |= active & c
+        lost = np.zeros(n, dtype=bool)
+        if f.loss > 0:
+            lost = ~cut & (uniform_array(self.keys[_LOSS], mid) < f.loss)
+        ok = ~(cut | lost)
+        zeros = np.zeros(n, dtype=np.int64)
+        d0 = self._delays(mid, zeros)
+        dup = np.zeros(n, dtype=bool)
+        if f.duplicate > 0:
+            dup = ok & (uniform_array(self.keys[_DUP], mid) < f.duplicate)
+
+        log = self.log
+        codes = np.zeros(0, dtype=np.int32)
+        if log.messages:
+            codes = log.strings.codes(out.type_names)[out.type_idx]
+            log.add(t, SEND, src, dst, mid, codes, -1, np.where(ok, d0, np.nan))
+            for mask, reason in ((lost, "loss"), (cut, "partition")):
+                if mask.any():
+                    r = log.strings.code(reason)
+                    log.add(t[mask], DROP, src[mask], dst[mask], mid[mask], codes[mask], r)
+        self.stats.lost += int(lost.sum())
+        self.stats.partitioned += int(cut.sum())
+
+        keep = np.flatnonzero(ok)
+        deliv = out.select(keep)
+        deliv.time = t[keep] + d0[keep]
+        deliv.copy = np.zeros(len(keep), dtype=np.int8)
+        if dup.any():
+            di = np.flatnonzero(dup)
+            ones = np.ones(len(di), dtype=np.int64)
+            d1 = self._delays(mid[di], ones)
+            if log.messages:
+                log.add(t[di], DUPLICATE, src[di], dst[di], mid[di], codes[di], -1, d1)
+            extra = out.select(di)
+            extra.time = t[di] + d1
+            extra.copy = np.ones(len(di), dtype=np.int8)
+            deliv = concat([deliv, extra])
+            self.stats.duplicated += len(di)
+        if f.corrupt > 0:
+            u = uniform_array(self.keys[_CORRUPT], deliv.msg_id, deliv.copy.astype(np.int64))
+            deliv.corrupt = u < f.corrupt
+            self.stats.corrupted += int(deliv.corrupt.sum())
+        else:
+            deliv.corrupt = np.zeros(len(deliv), dtype=bool)
+        return deliv
+
+    def split(self, deliv: Messages) -> list[Messages | None]:
+        """Deliveries grouped by destination shard (None where a shard gets nothing)."""
+        shards = len(self.bounds) - 1
+        if shards == 1:
+            return [deliv if len(deliv) else None]
+        which = np.searchsorted(self.bounds, deliv.dst, side="right") - 1
+        order = np.argsort(which, kind="stable")
+        counts = np.bincount(which, minlength=shards)
+        out: list[Messages | None] = []
+        pos = 0
+        for s in range(shards):
+            c = int(counts[s])
+            out.append(deliv.select(order[pos : pos + c]) if c else None)
+            pos += c
+        return out
+
+
+def concat(batches: list[Messages]) -> Messages:
+    """One batch of several that share a type table (e.g. the outputs of one router)."""
+    if len(batches) == 1:
+        return batches[0]
+    names = batches[0].type_names
+    assert all(b.type_names is names for b in batches)
+    return Messages(
+        np.concatenate([b.time for b in batches]),
+        np.concatenate([b.src for b in batches]),
+        np.concatenate([b.dst for b in batches]),
+        np.concatenate([b.msg_id for b in batches]),
+        np.concatenate([b.type_idx for b in batches]),
+        names,
+        [p for b in batches for p in b.payload],
+        np.concatenate([b.copy for b in batches]),
+        np.concatenate([b.corrupt for b in batches]),
+    )

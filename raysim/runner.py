@@ -1,0 +1,272 @@
+"""One run, start to finish: layout, backend, atomic results, one row in ``runs.parquet``.
+
+Results layout (the contract the analysis relies on)::
+
+    <out>/<experiment>/runs.parquet                      one row per run
+    <out>/<experiment>/events/run_id=<id>/part-*.parquet the event log, one part per shard
+
+A run's event files are written under a hidden staging folder (``events/.staging-…``,
+which Parquet readers skip) and renamed into place only when the run has finished, so an
+interrupted run leaves nothing that looks complete. ``runs.parquet`` is rewritten whole
+into a temporary file and renamed over the old one, under a lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import time
+import traceback
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from raysim._version import __version__
+from raysim.backends import ROUTER_PLACEMENTS, run_local, run_ray, shard_bounds
+from raysim.config import ExperimentConfig
+from raysim.engine import RunSpec
+from raysim.errors import ConfigError, ProtocolError
+from raysim.protocol import lookup
+from raysim.router import RouteStats
+
+BACKENDS = ("local", "ray")
+
+
+@dataclass
+class RunResult:
+    """What a run produced: its id, status, counts, metrics and where its files are."""
+
+    run_id: str
+    status: str
+    row: dict[str, Any]
+    events_dir: Path | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+
+@cache
+def git_commit() -> str:
+    """The commit of the raysim checkout, or '' when not run from one."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` → ``{"a.b": 1}``; lists become JSON text (one scalar per column)."""
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        elif isinstance(v, list):
+            out[key] = json.dumps(v, sort_keys=True)
+        else:
+            out[key] = v
+    return out
+
+
+def prepare_results_dir(out: Path, experiment: str) -> Path:
+    """Create ``out/experiment`` or fail with one clear line if it cannot be written."""
+    target = out / experiment
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a directory")
+    try:
+        (target / "events").mkdir(parents=True, exist_ok=True)
+        probe = target / f".write-test-{uuid.uuid4().hex}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"--out {out}: results directory is not writable ({e.strerror})") from None
+    runs = target / "runs.parquet"
+    if runs.exists():
+        try:
+            pd.read_parquet(runs, columns=["run_id"])
+        except Exception:
+            raise ConfigError(f"{runs}: exists but is not a raysim runs table; move it away") from None
+    return target
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def append_run_row(results: Path, row: dict[str, Any]) -> None:
+    """Add (or replace, by run_id) one row of ``runs.parquet``, atomically."""
+    path = results / "runs.parquet"
+    with _locked(path):
+        new = pd.DataFrame([row])
+        if path.exists():
+            old = pd.read_parquet(path)
+            old = old[old["run_id"] != row["run_id"]]
+            frames = [f for f in (old, new) if len(f)]
+            new = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        tmp = path.with_name(f".runs-{uuid.uuid4().hex}.parquet")
+        new.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+
+
+def make_spec(cfg: ExperimentConfig, run_id: str) -> RunSpec:
+    """The shard-level description of a validated configuration."""
+    e, n = cfg.experiment, cfg.network
+    return RunSpec(
+        run_id=run_id,
+        seed=e.seed,
+        n_nodes=n.nodes,
+        protocol=e.protocol,
+        params=dict(cfg.protocol),
+        topology=n.topology,
+        degree=n.degree,
+        delay=n.delay,
+        jitter=n.jitter,
+        faults=cfg.faults,
+        duration=e.duration_ticks,
+        stop_when=e.stop_when,
+        log_level=cfg.log.level,
+        batch_rows=cfg.log.batch_rows,
+    )
+
+
+def summarize(spec: RunSpec, raw: dict[str, Any]) -> dict[str, Any]:
+    """Totals over shards: message counts, router decisions, milestones."""
+    route = RouteStats()
+    counts: dict[str, int] = {}
+    milestones: dict[str, tuple[int, int]] = {}
+    rows = 0
+    for s in raw["shards"]:
+        route.add(s["route"])
+        rows += s["rows"]
+        for k, v in s.get("counts", {}).items():
+            counts[k] = counts.get(k, 0) + v
+        for name, (count, last) in s.get("milestones", {}).items():
+            c0, l0 = milestones.get(name, (0, -1))
+            milestones[name] = (c0 + count, max(l0, last))
+    stats: dict[str, Any] = {
+        "nodes": spec.n_nodes,
+        "end_time": raw["end_time"],
+        "events_logged": rows,
+        "sent": route.sent,
+        "lost": route.lost,
+        "partitioned": route.partitioned,
+        "duplicated": route.duplicated,
+        "corrupted": route.corrupted,
+        **counts,
+    }
+    for name, (count, last) in milestones.items():
+        stats[f"{name}_nodes"] = count
+        stats[f"{name}_time"] = last
+    return stats
+
+
+def run(
+    cfg: ExperimentConfig,
+    out: Path,
+    backend: str = "local",
+    shards: int | None = None,
+    shard_size: int | None = None,
+    router: str = "shard",
+    address: str | None = None,
+) -> RunResult:
+    """Run one experiment; write its event log and its ``runs.parquet`` row."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"--backend {backend!r}: allowed: {', '.join(BACKENDS)}")
+    if router not in ROUTER_PLACEMENTS:
+        raise ConfigError(f"--router {router!r}: allowed: {', '.join(ROUTER_PLACEMENTS)}")
+    if shards is not None and shards < 1:
+        raise ConfigError(f"--shards {shards}: must be at least 1")
+    if shard_size is not None and shard_size < 1:
+        raise ConfigError(f"--shard-size {shard_size}: must be at least 1")
+    results = prepare_results_dir(Path(out), cfg.experiment.name)
+    run_id = cfg.run_id()
+    spec = make_spec(cfg, run_id)
+    bounds = shard_bounds(spec.n_nodes, shards if backend == "ray" else 1, shard_size if backend == "ray" else None)
+    final = results / "events" / f"run_id={run_id}"
+    staging = results / "events" / f".staging-{run_id}-{uuid.uuid4().hex[:8]}"
+    log_dir = staging if cfg.log.level != "none" else None
+    if log_dir is not None:
+        log_dir.mkdir(parents=True)
+    row: dict[str, Any] = {
+        "run_id": run_id,
+        "experiment": cfg.experiment.name,
+        "protocol": cfg.experiment.protocol,
+        "seed": cfg.experiment.seed,
+        "backend": backend,
+        "shards": len(bounds) - 1,
+        "router": router if backend == "ray" else "shard",
+        **flatten({k: v for k, v in cfg.resolved().items() if k != "log"}),
+    }
+    t0 = time.perf_counter()
+    try:
+        if backend == "local":
+            raw = run_local(spec, bounds, log_dir)
+        else:
+            raw = run_ray(spec, bounds, log_dir, router=router, address=address)
+    except ProtocolError as e:
+        shutil.rmtree(staging, ignore_errors=True)
+        row.update(status="failed", error=str(e).splitlines()[0], traceback=e.traceback)
+        row.update(_meta(time.perf_counter() - t0, cfg))
+        append_run_row(results, row)
+        return RunResult(run_id, "failed", row, None, error=str(e))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    wall = time.perf_counter() - t0
+    stats = summarize(spec, raw)
+    metrics = _metrics(cfg, stats)
+    if log_dir is not None:
+        if final.exists():
+            trash = final.with_name(f".old-{uuid.uuid4().hex[:8]}")
+            os.replace(final, trash)
+            os.replace(staging, final)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(staging, final)
+    row.update(status="ok", error=None, traceback=None)
+    row.update(stats)
+    row.update({f"metric.{k}": v for k, v in metrics.items()})
+    row["peak_rss_mib"] = raw["peak_rss_mib"]
+    row.update(_meta(wall, cfg))
+    append_run_row(results, row)
+    return RunResult(run_id, "ok", row, final if log_dir is not None else None, metrics)
+
+
+def _metrics(cfg: ExperimentConfig, stats: dict[str, Any]) -> dict[str, float]:
+    spec = lookup(cfg.experiment.protocol)
+    fn = getattr(spec.cls, "metrics", None)
+    if fn is None:
+        return {}
+    params = spec.make_params(cfg.protocol)
+    return {k: float(v) for k, v in fn(params, stats).items()}
+
+
+def _meta(wall: float, cfg: ExperimentConfig) -> dict[str, Any]:
+    return {
+        "wall_seconds": wall,
+        "raysim_version": __version__,
+        "git_commit": git_commit(),
+        "config": json.dumps(cfg.resolved(), sort_keys=True),
+    }
