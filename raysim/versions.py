@@ -182,7 +182,9 @@ class VersionVector:
         return f"VersionVector({self.as_dict()})"
 
 
-@dataclass(frozen=True, slots=True)
+# NOTE: no slots=True: with slots, Operation[int](...) raises TypeError on CPython 3.11–3.13
+# (typing sets __orig_class__; the frozen slotted __setattr__ then fails).
+@dataclass(frozen=True)
 class Operation(Generic[P]):
     """An operation broadcast by replica ``src``, carrying the originator's vector ``vv``."""
 

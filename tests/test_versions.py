@@ -85,7 +85,7 @@ def test_replica_key_orders_ints_before_strings() -> None:
 
 def test_operation_validation() -> None:
     with pytest.raises(ValueError, match="needs vv"):
-        Operation("A", VersionVector({"B": 1}), "x")
+        Operation[str]("A", VersionVector({"B": 1}), "x")
     with pytest.raises(TypeError, match="must be a VersionVector"):
         Operation("A", {"A": 1}, "x")  # type: ignore[arg-type]
 
