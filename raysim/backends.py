@@ -13,6 +13,7 @@ hands every destination shard its part) or in one :class:`RouterActor` per run
 
 from __future__ import annotations
 
+import gc
 import os
 import resource
 from collections.abc import Callable, Sequence
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from raysim.engine import NEVER, RunSpec, Shard, StepInfo
+from raysim.engine import NEVER, RunSpec, Shard, StepInfo, paused_gc
 from raysim.eventlog import EventLog
 from raysim.router import Messages, Router
 
@@ -80,7 +81,8 @@ def run_local(spec: RunSpec, bounds: np.ndarray, log_dir: Path | None) -> dict[s
         results = [s.step(end, inbox[i]) for i, s in enumerate(shards)]
         return [r[0] for r in results], [r[1] for r in results]
 
-    end = coordinate(spec, n, step)
+    with paused_gc():
+        end = coordinate(spec, n, step)
     finals = [s.finish() for s in shards]
     return {"end_time": end, "shards": finals, "peak_rss_mib": peak_rss_mib()}
 
@@ -91,6 +93,7 @@ class _ShardWorker:
     def __init__(self, spec: RunSpec, index: int, bounds: np.ndarray, log: str | None, route: bool) -> None:
         self.shard = Shard(spec, index, bounds, Path(log) if log else None, route_here=route)
         self.n = len(bounds) - 1
+        gc.disable()  # the actor's process does nothing but this run; see engine.paused_gc
 
     def step(self, end: int, *inbound: Messages | None) -> tuple[Any, ...]:
         parts, info = self.shard.step(end, inbound)
@@ -102,6 +105,7 @@ class _ShardWorker:
         return out, self.shard.info([NEVER] * self.n)
 
     def finish(self) -> dict[str, Any]:
+        gc.enable()
         out = self.shard.finish()
         out["peak_rss_mib"] = peak_rss_mib()
         return out

@@ -23,7 +23,10 @@ numpy columns per window.
 
 from __future__ import annotations
 
+import gc
 import heapq
+from collections.abc import Iterator
+from contextlib import contextmanager
 import traceback
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
@@ -36,8 +39,9 @@ from raysim.errors import ProtocolError
 from raysim.eventlog import EventLog
 from raysim.faults import Faults, parse_node_set
 from raysim.protocol import Protocol, lookup
-from raysim.rng import NodeRng, derive, uniform_array
+from raysim.rng import GOLDEN, NodeRng, derive, mix64_array, uniform_array
 from raysim.router import SEQ_BITS, Messages, RouteStats, Router
+from raysim.pending import Pending
 from raysim.schema import CORRUPT, CRASH, DELIVER, DROP, OBS, RECOVER, START, TIMER
 from raysim.topology import Topology
 
@@ -105,17 +109,43 @@ def lifecycle_schedule(spec: RunSpec) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return (np.concatenate(times), np.concatenate(nodes), np.concatenate(kinds), np.concatenate(seqs))
 
 
+def node_keys(key: int, lo: int, hi: int) -> list[int]:
+    """Per-node 64-bit keys for nodes lo..hi-1 (vectorised; a pure function of key and id)."""
+    ids = np.arange(lo, hi, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        return mix64_array(ids * np.uint64(GOLDEN) + np.uint64(key)).tolist()  # type: ignore[no-any-return]
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Run a simulation with the cyclic garbage collector paused (collected at the end).
+
+    NOTE: a window allocates hundreds of thousands of short-lived tuples, and every few
+    thousand allocations the collector would rescan the 10^5 live node objects: that doubled
+    the cost of a run at 10^5 nodes. Protocol state is plain data that reference counting
+    frees, so the engine collects cycles only every 256 windows (:meth:`Shard.advance`).
+    """
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
+
+
 class ShardContext:
     """The :class:`~raysim.protocol.Context` the engine hands to handlers.
 
-    One object serves every node of a shard; the engine sets ``node`` and ``now`` before
-    each call. NOTE: sends and timers are appended to plain lists (no per-call objects) and
-    turned into numpy columns once per window; this is the engine's hot path.
+    One object serves every node of a shard; the engine sets ``node``, ``now`` and ``_li``
+    (the node's local index) before each call. NOTE: this is the engine's hot path. Sends,
+    timers and observations are appended as tuples to plain lists and turned into numpy
+    columns once per window; the per-node arrays are bound here to save lookups.
     """
 
     __slots__ = (
-        "_li", "_out_dst", "_out_msg", "_out_seq", "_out_src", "_out_time", "_shard",
-        "n_nodes", "node", "now",
+        "_adj", "_deg", "_epochs", "_late", "_li", "_milestones", "_new_timers", "_obs",
+        "_rngs", "_sends", "_seqs", "_shard", "_tseqs", "_window_end", "n_nodes", "node", "now",
     )
 
     def __init__(self, shard: Shard) -> None:
@@ -124,29 +154,40 @@ class ShardContext:
         self.node = -1
         self.now = 0
         self._li = -1
-        self._out_time: list[int] = []
-        self._out_src: list[int] = []
-        self._out_dst: list[int] = []
-        self._out_seq: list[int] = []
-        self._out_msg: list[Any] = []
+        self._window_end = 0
+        self._seqs = shard.send_seq
+        self._tseqs = shard.timer_seq
+        self._epochs = shard.epoch
+        self._rngs = shard.rngs
+        self._adj = shard.topology.flat
+        self._deg = shard.topology.degree
+        self._milestones = shard.milestone_names
+        self._sends: list[tuple[int, int, int, int, Any]] = []
+        self._new_timers: list[tuple[int, int, int, int, Any]] = []
+        self._late: list[tuple[Any, ...]] = []
+        self._obs: list[tuple[int, int, str, float]] = []
 
     def send(self, dst: int, msg: object) -> None:
         """Send ``msg`` to ``dst`` (routed at the end of the window)."""
-        seqs = self._shard.send_seq
+        seqs = self._seqs
         li = self._li
         s = seqs[li]
         seqs[li] = s + 1
-        self._out_time.append(self.now)
-        self._out_src.append(self.node)
-        self._out_dst.append(dst)
-        self._out_seq.append(s)
-        self._out_msg.append(msg)
+        self._sends.append((self.now, self.node, dst, s, msg))
 
     def set_timer(self, delay: int, tag: Hashable = None) -> int:
         """Fire ``on_timer(ctx, tag)`` after ``delay`` ticks; returns the timer id."""
         if delay < 0:
             raise ValueError(f"timer delay must be >= 0 ticks, got {delay}")
-        return self._shard.add_timer(self._li, self.node, self.now + delay, tag)
+        li = self._li
+        tid = self._tseqs[li]
+        self._tseqs[li] = tid + 1
+        when = self.now + delay
+        if when < self._window_end:
+            heapq.heappush(self._late, (when, P_TIMER, self.node, tid, 0, self._epochs[li], tag))
+        else:
+            self._new_timers.append((when, self.node, tid, self._epochs[li], tag))
+        return tid
 
     def cancel_timer(self, timer_id: int) -> None:
         """Cancel a pending timer of this node."""
@@ -154,12 +195,14 @@ class ShardContext:
 
     def emit(self, name: str, value: float = 1.0) -> None:
         """Record an observation."""
-        self._shard.observe(self.node, self.now, name, value)
+        self._obs.append((self.now, self.node, name, value))
+        if name in self._milestones:
+            self._shard.milestone(name, self.node, self.now)
 
     @property
     def rng(self) -> NodeRng:
         """This node's random stream."""
-        return self._shard.rngs[self._li]
+        return self._rngs[self._li]
 
     @property
     def peers(self) -> Sequence[int]:
@@ -168,7 +211,13 @@ class ShardContext:
 
     def random_peer(self) -> int:
         """A uniformly random neighbour (never the node itself)."""
-        return self._shard.topology.random_peer(self.node, self._shard.rngs[self._li].next_u64())
+        w = self._rngs[self._li].next_u64()
+        adj = self._adj
+        if adj is None:
+            v = (w * (self.n_nodes - 1)) >> 64
+            return v + (v >= self.node)
+        deg = self._deg
+        return adj[self._li * deg + ((w * deg) >> 64)]
 
     @property
     def storage(self) -> dict[str, Any]:
@@ -217,75 +266,57 @@ class Shard:
         self.send_seq = [0] * n_local
         self.timer_seq = [0] * n_local
         self.storage: list[dict[str, Any]] = [{} for _ in range(n_local)]
-        rng_key = derive(spec.seed, _RNG_STREAM)
-        self.rngs = [NodeRng(derive(rng_key, node)) for node in range(self.lo, self.hi)]
+        self.rngs = [NodeRng(k) for k in node_keys(derive(spec.seed, _RNG_STREAM), self.lo, self.hi)]
         self.cancelled: set[tuple[int, int]] = set()
         self._type_codes: dict[type, int] = {}
-        self.ctx = ShardContext(self)
         # Pending events: message batches, timers (columns + tags), lifecycle schedule.
-        self.inbox: list[Messages] = []
-        self._timers: list[np.ndarray] = [np.zeros(0, dtype=np.int64) for _ in range(4)]
-        self._timer_tags: list[Any] = []
-        self._new_timers: tuple[list[int], list[int], list[int], list[int], list[Any]] = (
-            [], [], [], [], []
-        )
-        self._late: list[tuple[Any, ...]] = []
-        self._window_end = 0
+        # inbox columns: time, src, dst, msg_id, local type code, copy, corrupt; + payloads
+        self.inbox = Pending(7)
+        # timer columns: time, node, timer id, epoch; + tags
+        self.timers = Pending(4)
+        self._life_rows: list[tuple[int, int, int]] = []
         t, nd, k, s = lifecycle_schedule(spec)
         mine = (nd >= self.lo) & (nd < self.hi)
         order = np.lexsort((s[mine], nd[mine], t[mine]))
         self._life = [a[mine][order] for a in (t, nd, k, s)]
         self._life_pos = 0
         # Observations and statistics.
-        self._obs: tuple[list[int], list[int], list[str], list[float]] = ([], [], [], [])
         self.milestone_names = frozenset(getattr(self.proto_cls, "milestones", ()))
         if spec.stop_when:
             self.milestone_names |= {spec.stop_when}
         self.milestones: dict[str, tuple[set[int], int]] = {m: (set(), -1) for m in self.milestone_names}
         self.missing = n_local  # live local nodes that have not emitted stop_when yet
         self.counts = {"delivered": 0, "corrupt": 0, "dropped_crashed": 0, "timers": 0, "observations": 0}
+        self._windows = 0
+        self.ctx = ShardContext(self)
 
     # --- called from handlers through the context ------------------------------------------
 
-    def add_timer(self, li: int, node: int, when: int, tag: Hashable) -> int:
-        """Schedule a timer; one due inside the current window joins the in-window heap."""
-        tid = self.timer_seq[li]
-        self.timer_seq[li] = tid + 1
-        if when < self._window_end:
-            heapq.heappush(self._late, (when, P_TIMER, node, tid, 0, self.epoch[li], tag))
-        else:
-            nt = self._new_timers
-            nt[0].append(when)
-            nt[1].append(node)
-            nt[2].append(tid)
-            nt[3].append(self.epoch[li])
-            nt[4].append(tag)
-        return tid
-
-    def observe(self, node: int, now: int, name: str, value: float) -> None:
-        """Record an observation and track milestones (first emission per node)."""
-        ob = self._obs
-        ob[0].append(now)
-        ob[1].append(node)
-        ob[2].append(name)
-        ob[3].append(value)
-        if name in self.milestone_names:
-            seen, _ = self.milestones[name]
-            if node not in seen:
-                seen.add(node)
-                self.milestones[name] = (seen, now)
-                if name == self.spec.stop_when and self.alive[node - self.lo]:
-                    self.missing -= 1
+    def milestone(self, name: str, node: int, now: int) -> None:
+        """Track the first emission of a milestone observation by ``node``."""
+        seen, _ = self.milestones[name]
+        if node not in seen:
+            seen.add(node)
+            self.milestones[name] = (seen, now)
+            if name == self.spec.stop_when and self.alive[node - self.lo]:
+                self.missing -= 1
 
     # --- the window step -------------------------------------------------------------------
 
     def receive(self, batches: Sequence[Messages | list[Messages] | None]) -> None:
         """Accept routed deliveries for local nodes."""
+        flat: list[Messages] = []
         for b in batches:
             if isinstance(b, list):  # a router actor hands over a list of batches
-                self.inbox.extend(x for x in b if len(x))
-            elif b is not None and len(b):
-                self.inbox.append(b)
+                flat.extend(b)
+            elif b is not None:
+                flat.append(b)
+        strings = self.log.strings
+        for b in flat:
+            if len(b):
+                codes = strings.codes(b.type_names)[b.type_idx]
+                cols = (b.time, b.src, b.dst, b.msg_id, codes, b.copy, b.corrupt)
+                self.inbox.add(cols, b.payload)
 
     def step(self, end: int, inbound: Sequence[Messages | None]) -> tuple[list[Messages | None], StepInfo]:
         """Receive, process every event before ``end``, route what was sent (in-shard routing)."""
@@ -308,89 +339,50 @@ class Shard:
         t = NEVER
         if self._life_pos < len(self._life[0]):
             t = int(self._life[0][self._life_pos])
-        if len(self._timers[0]):
-            t = min(t, int(self._timers[0].min()))
-        for b in self.inbox:
-            t = min(t, int(b.time.min()))
+        for pool in (self.timers, self.inbox):
+            m = pool.min_time()
+            if m is not None:
+                t = min(t, m)
         return t
 
-    def _due_messages(self, end: int) -> tuple[Messages | None, np.ndarray]:
-        """Take the deliveries before ``end`` out of the inbox, with local type codes."""
-        due: list[Messages] = []
-        codes: list[np.ndarray] = []
-        keep: list[Messages] = []
-        strings = self.log.strings
-        for b in self.inbox:
-            m = b.time < end
-            if not m.any():
-                keep.append(b)
-                continue
-            if m.all():
-                part = b
-            else:
-                part = b.select(np.flatnonzero(m))
-                keep.append(b.select(np.flatnonzero(~m)))
-            due.append(part)
-            codes.append(strings.codes(part.type_names)[part.type_idx])
-        self.inbox = keep
-        if not due:
-            return None, np.zeros(0, dtype=np.int32)
-        merged = Messages(
-            np.concatenate([d.time for d in due]),
-            np.concatenate([d.src for d in due]),
-            np.concatenate([d.dst for d in due]),
-            np.concatenate([d.msg_id for d in due]),
-            np.concatenate(codes),
-            strings.names,
-            [p for d in due for p in d.payload],
-            np.concatenate([d.copy for d in due]),
-            np.concatenate([d.corrupt for d in due]),
-        )
-        return merged, merged.type_idx
-
-    def _due_timers(self, end: int) -> tuple[list[np.ndarray], list[Any]]:
-        t, nd, tid, ep = self._timers
-        m = t < end
-        if not m.any():
-            return [a[:0] for a in self._timers], []
-        idx = np.flatnonzero(m)
-        rest = np.flatnonzero(~m)
-        tags = self._timer_tags
-        due = [a[idx] for a in self._timers], [tags[i] for i in idx.tolist()]
-        self._timers = [a[rest] for a in self._timers]
-        self._timer_tags = [tags[i] for i in rest.tolist()]
-        return due
-
     def _flush_new_timers(self) -> None:
-        nt = self._new_timers
-        if not nt[0]:
+        nt = self.ctx._new_timers
+        if not nt:
             return
-        cols = [np.array(c, dtype=np.int64) for c in nt[:4]]
-        self._timers = [np.concatenate([a, c]) for a, c in zip(self._timers, cols, strict=True)]
-        self._timer_tags.extend(nt[4])
-        self._new_timers = ([], [], [], [], [])
+        when, nd, tid, ep, tags = zip(*nt, strict=True)
+        self.timers.add(tuple(np.array(c, dtype=np.int64) for c in (when, nd, tid, ep)), list(tags))
+        self.ctx._new_timers = []
 
     def advance(self, end: int) -> Messages | None:
         """Process every event before ``end``; returns the raw sends of the window."""
-        self._window_end = end
+        self.ctx._window_end = end
+        self._windows += 1
+        if self._windows % 256 == 0 and not gc.isenabled():
+            gc.collect()
         lt, ln, lk, ls = self._life
         p0 = self._life_pos
         p1 = int(np.searchsorted(lt, end, side="left"))
         self._life_pos = p1
         life = (lt[p0:p1], ln[p0:p1], lk[p0:p1], ls[p0:p1])
-        msgs, mcodes = self._due_messages(end)
-        (tt, tn, tid, tep), ttags = self._due_timers(end)
-        n_l, n_m = p1 - p0, (len(msgs) if msgs is not None else 0)
+        mcols, m_pl = self.inbox.take(end)
+        (tt, tn, tid, tep), ttags = self.timers.take(end)
+        n_l, n_m, n_t = p1 - p0, len(mcols[0]), len(tt)
         m_off, t_off = n_l, n_l + n_m
-        empty = np.zeros(0, dtype=np.int64)
-        time = np.concatenate([life[0], msgs.time if msgs else empty, tt])
-        prio = np.concatenate(
-            [np.full(n_l, P_NODE), np.full(n_m, P_MSG), np.full(len(tt), P_TIMER)]
-        ).astype(np.int64)
-        node = np.concatenate([life[1], msgs.dst if msgs else empty, tn])
-        k1 = np.concatenate([life[3], msgs.msg_id if msgs else empty, tid])
-        k2 = np.concatenate([np.zeros(n_l, np.int64), msgs.copy.astype(np.int64) if msgs else empty, np.zeros(len(tt), np.int64)])
+        time = np.concatenate([life[0], mcols[0], tt])
+        prio = np.repeat(np.array([P_NODE, P_MSG, P_TIMER], dtype=np.int64), [n_l, n_m, n_t])
+        node = np.concatenate([life[1], mcols[2], tn])
+        k1 = np.concatenate([life[3], mcols[3], tid])
+        k2 = np.concatenate([np.zeros(n_l, np.int64), mcols[5].astype(np.int64), np.zeros(n_t, np.int64)])
         order = np.lexsort((k2, k1, node, prio, time))
+        # Per sorted event: priority, time, node, local index, index within its source.
+        offsets = np.repeat(np.array([0, m_off, t_off], dtype=np.int64), [n_l, n_m, n_t])
+        seq_p = prio[order].tolist()
+        seq_t = time[order].tolist()
+        seq_n = node[order]
+        seq_li = (seq_n - self.lo).tolist()
+        seq_k = (order - offsets[order]).tolist()
+        seq_n = seq_n.tolist()
+        keys = (time, prio, node, k1, k2)
 
         crashed_m: list[int] = []
         skipped_t: list[int] = []
@@ -398,65 +390,55 @@ class Shard:
         ctx = self.ctx
         protos, alive, epoch, lo = self.protos, self.alive, self.epoch, self.lo
         cancelled = self.cancelled
-        m_time = msgs.time.tolist() if msgs else []
-        m_dst = msgs.dst.tolist() if msgs else []
-        m_src = msgs.src.tolist() if msgs else []
-        m_cor = msgs.corrupt.tolist() if msgs else []
-        m_pl = msgs.payload if msgs else []
-        t_time, t_node, t_id, t_ep = tt.tolist(), tn.tolist(), tid.tolist(), tep.tolist()
-        l_time, l_node, l_kind = life[0].tolist(), life[1].tolist(), life[2].tolist()
-        late = self._late
-        j = -1
-        event = "start"
+        m_src = mcols[1].tolist()
+        t_id, t_ep = tid.tolist(), tep.tolist()
+        l_kind = life[2].tolist()
+        late = ctx._late
+        i = -1
         try:
-            for j in order.tolist():
+            for i, (p, t, nd, li, k) in enumerate(zip(seq_p, seq_t, seq_n, seq_li, seq_k, strict=True)):
                 if late:
-                    self._run_late(self._key(j, time, prio, node, k1, k2), late_rows)
-                if j >= t_off:
-                    k = j - t_off
-                    nd = t_node[k]
-                    li = nd - lo
+                    self._run_late(self._key(order, i, keys), late_rows)
+                if p == P_MSG:
+                    if not alive[li]:
+                        crashed_m.append(k)
+                        continue
+                    ctx.now = t
+                    ctx.node = nd
+                    ctx._li = li
+                    protos[li].on_message(ctx, m_src[k], m_pl[k])  # type: ignore[union-attr]
+                elif p == P_TIMER:
                     if t_ep[k] != epoch[li] or (cancelled and (nd, t_id[k]) in cancelled):
                         cancelled.discard((nd, t_id[k]))
                         skipped_t.append(k)
                         continue
-                    ctx.now = t_time[k]
+                    ctx.now = t
                     ctx.node = nd
                     ctx._li = li
                     protos[li].on_timer(ctx, ttags[k])  # type: ignore[union-attr]
-                elif j >= m_off:
-                    k = j - m_off
-                    nd = m_dst[k]
-                    li = nd - lo
-                    if not alive[li]:
-                        crashed_m.append(k)
-                        continue
-                    if m_cor[k]:
-                        continue
-                    ctx.now = m_time[k]
-                    ctx.node = nd
-                    ctx._li = li
-                    protos[li].on_message(ctx, m_src[k], m_pl[k])  # type: ignore[union-attr]
                 else:
-                    self._lifecycle(l_time[j], l_node[j], l_kind[j])
-            j = -1
+                    self._lifecycle(t, nd, l_kind[k])
+            i = -1
             while late:
                 self._run_late(None, late_rows)
         except ProtocolError:
             raise
         except Exception:
-            event = self._describe(j, m_off, t_off, msgs, ttags, l_kind)
+            event = self._describe(seq_p[i] if i >= 0 else -1, seq_k[i], m_src, m_pl, ttags, l_kind)
             raise ProtocolError(self.spec.run_id, ctx.node, ctx.now, event, traceback.format_exc()) from None
         self._flush_new_timers()
-        self._log_window(msgs, mcodes, crashed_m, (tt, tn, tid, ttags), skipped_t, late_rows, life)
+        self._log_window(mcols, crashed_m, (tt, tn, tid, ttags), skipped_t, late_rows)
         return self._take_outbox()
 
-    def _key(self, j: int, *cols: np.ndarray) -> tuple[int, ...]:
+    @staticmethod
+    def _key(order: np.ndarray, i: int, cols: tuple[np.ndarray, ...]) -> tuple[int, ...]:
+        j = order[i]
         return tuple(int(c[j]) for c in cols)
 
     def _run_late(self, before: tuple[int, ...] | None, rows: list[tuple[int, int, int, Any]]) -> None:
         """Fire in-window timers that precede ``before`` (all of them if None)."""
-        late, ctx = self._late, self.ctx
+        ctx = self.ctx
+        late = ctx._late
         while late and (before is None or late[0][:5] < before):
             when, _, nd, tid, _, ep, tag = heapq.heappop(late)
             li = nd - self.lo
@@ -476,10 +458,11 @@ class Shard:
             self.protos[li] = self.proto_cls(self.params, nd)
             self.protos[li].on_start(ctx)  # type: ignore[union-attr]
         elif kind == CRASH and self.alive[li]:
-            mark = len(ctx._out_msg)
+            mark, tmark, omark = len(ctx._sends), len(ctx._new_timers), len(ctx._obs)
             self.protos[li].on_crash(ctx)  # type: ignore[union-attr]
-            for lst in (ctx._out_time, ctx._out_src, ctx._out_dst, ctx._out_seq, ctx._out_msg):
-                del lst[mark:]
+            del ctx._sends[mark:]
+            del ctx._new_timers[tmark:]
+            del ctx._obs[omark:]
             self.alive[li] = False
             self.epoch[li] += 1
             self.protos[li] = None
@@ -494,42 +477,49 @@ class Shard:
         else:
             return
         if self.log.writing:
-            self.log.add(np.array([now]), kind, np.array([nd]))
+            self._life_rows.append((now, kind, nd))
 
-    def _describe(self, j: int, m_off: int, t_off: int, msgs: Messages | None, ttags: list[Any], l_kind: list[int]) -> str:
-        if j < 0:
+    @staticmethod
+    def _describe(
+        p: int, k: int, m_src: list[int], m_pl: list[Any], ttags: list[Any], l_kind: list[int]
+    ) -> str:
+        if p < 0:
             return "an in-window timer"
-        if j >= t_off:
-            return f"timer {ttags[j - t_off]!r}"
-        if j >= m_off and msgs is not None:
-            k = j - m_off
-            return f"message {msgs.payload[k]!r} from node {int(msgs.src[k])}"
+        if p == P_TIMER:
+            return f"timer {ttags[k]!r}"
+        if p == P_MSG:
+            return f"message {m_pl[k]!r} from node {m_src[k]}"
         names = {START: "start", CRASH: "crash", RECOVER: "recover"}
-        return names.get(l_kind[j], "lifecycle event")
+        return names.get(l_kind[k], "lifecycle event")
 
     def _log_window(
         self,
-        msgs: Messages | None,
-        mcodes: np.ndarray,
+        mcols: list[np.ndarray],
         crashed_m: list[int],
         timers: tuple[np.ndarray, np.ndarray, np.ndarray, list[Any]],
         skipped_t: list[int],
         late_rows: list[tuple[int, int, int, Any]],
-        life: tuple[np.ndarray, ...],
     ) -> None:
         log, c = self.log, self.counts
-        if msgs is not None:
-            gone = np.zeros(len(msgs), dtype=bool)
+        if self._life_rows:
+            for kind in (START, CRASH, RECOVER):
+                rows = [(t, nd) for t, k, nd in self._life_rows if k == kind]
+                if rows:
+                    log.add(np.array([r[0] for r in rows]), kind, np.array([r[1] for r in rows]))
+            self._life_rows = []
+        if len(mcols[0]):
+            mt, ms, md, mid, mcode, _, mcor = mcols
+            gone = np.zeros(len(mt), dtype=bool)
             gone[crashed_m] = True
-            cor = msgs.corrupt & ~gone
-            ok = ~(gone | msgs.corrupt)
+            cor = mcor & ~gone
+            ok = ~(gone | mcor)
             c["delivered"] += int(ok.sum())
             c["corrupt"] += int(cor.sum())
             c["dropped_crashed"] += len(crashed_m)
             if log.messages:
                 for mask, kind, name in ((ok, DELIVER, -1), (cor, CORRUPT, -1), (gone, DROP, log.strings.code("crashed"))):
                     if mask.any():
-                        log.add(msgs.time[mask], kind, msgs.dst[mask], msgs.src[mask], msgs.msg_id[mask], mcodes[mask], name)
+                        log.add(mt[mask], kind, md[mask], ms[mask], mid[mask], mcode[mask], name)
         tt, tn, tid, ttags = timers
         fired = np.ones(len(tt), dtype=bool)
         fired[skipped_t] = False
@@ -541,30 +531,34 @@ class Shard:
             if late_rows:
                 w, nd, ids, tags = zip(*late_rows, strict=True)
                 log.add(np.array(w), TIMER, np.array(nd), -1, np.array(ids), log.tag_codes(list(tags)))
-        ob = self._obs
-        if ob[0]:
-            c["observations"] += len(ob[0])
+        ob = self.ctx._obs
+        if ob:
+            c["observations"] += len(ob)
             if log.writing:
-                names = log.strings.codes(ob[2])
-                log.add(np.array(ob[0]), OBS, np.array(ob[1]), -1, -1, -1, names, np.array(ob[3], dtype=np.float64))
-            self._obs = ([], [], [], [])
+                ot, onode, oname, oval = zip(*ob, strict=True)
+                names = log.strings.codes(oname)
+                log.add(np.array(ot), OBS, np.array(onode), -1, -1, -1, names, np.array(oval, dtype=np.float64))
+            self.ctx._obs = []
 
     def _take_outbox(self) -> Messages | None:
         ctx = self.ctx
-        if not ctx._out_msg:
+        if not ctx._sends:
             return None
-        src = np.array(ctx._out_src, dtype=np.int64)
-        dst = np.array(ctx._out_dst, dtype=np.int64)
+        t, src_l, dst_l, seq, msgs = zip(*ctx._sends, strict=True)
+        ctx._sends = []
+        src = np.array(src_l, dtype=np.int64)
         n = self.spec.n_nodes
-        bad = (dst < 0) | (dst >= n)
+        try:
+            dst = np.array(dst_l, dtype=np.int64)
+            bad = (dst < 0) | (dst >= n)
+        except (TypeError, ValueError, OverflowError):
+            bad = np.array([not (isinstance(d, int | np.integer) and 0 <= d < n) for d in dst_l])
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise ProtocolError(
-                self.spec.run_id, int(src[i]), int(ctx._out_time[i]),
-                f"send to node {ctx._out_dst[i]!r}",
-                f"ValueError: destination {ctx._out_dst[i]!r} is not a node id in 0..{n - 1}\n",
+                self.spec.run_id, src_l[i], t[i], f"send to node {dst_l[i]!r}",
+                f"ValueError: destination {dst_l[i]!r} is not a node id in 0..{n - 1}\n",
             )
-        msgs = ctx._out_msg
         types = self._type_codes
         strings = self.log.strings
         try:
@@ -574,19 +568,18 @@ class Shard:
                 if type(m) not in types:
                     types[type(m)] = strings.code(type(m).__name__)
             idx = np.array([types[type(m)] for m in msgs], dtype=np.int32)
-        out = Messages(
-            np.array(ctx._out_time, dtype=np.int64),
+        k = len(msgs)
+        return Messages(
+            np.array(t, dtype=np.int64),
             src,
             dst,
-            (src << SEQ_BITS) | np.array(ctx._out_seq, dtype=np.int64),
+            (src << SEQ_BITS) | np.array(seq, dtype=np.int64),
             idx,
             list(strings.names),
-            msgs,
-            np.zeros(len(msgs), dtype=np.int8),
-            np.zeros(len(msgs), dtype=bool),
+            list(msgs),
+            np.zeros(k, dtype=np.int8),
+            np.zeros(k, dtype=bool),
         )
-        ctx._out_time, ctx._out_src, ctx._out_dst, ctx._out_seq, ctx._out_msg = [], [], [], [], []
-        return out
 
     # --- end of run ----------------------------------------------------------------------------
 

@@ -107,7 +107,11 @@ def hash_key(key: Key) -> int:
 
 def hash_keys(keys: npt.ArrayLike) -> U64:
     """64-bit hashes of an array of keys: vectorised for integer dtypes, SHA-1 per element
-    for str, bytes and object arrays. Agrees with :func:`hash_key` element by element."""
+    for str, bytes and object arrays. Agrees with :func:`hash_key` element by element.
+
+    NOTE: numpy's fixed-width str and bytes dtypes drop trailing NUL characters
+    (``np.array(["a\\x00"])`` holds ``"a"``); pass such keys in an object array.
+    """
     arr = np.asarray(keys)
     if arr.ndim != 1:
         arr = arr.reshape(-1)

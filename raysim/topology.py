@@ -7,6 +7,7 @@ every layout sees the same overlay.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from typing import overload
 
@@ -85,8 +86,11 @@ class Topology:
         self.n = n_nodes
         self.lo = lo
         self.adj: np.ndarray | None = None
+        self.flat: array[int] | None = None  # row-major neighbours, fast to index from Python
+        self.degree = 0
         if kind == "random":
             self.adj = random_overlay(seed, n_nodes, degree, np.arange(lo, hi))
+            self.flat = array("i", self.adj.ravel().tobytes())
             self.degree = degree
         elif kind != "full":
             raise ValueError(f"unknown topology {kind!r}; allowed: full, random")
@@ -95,11 +99,7 @@ class Topology:
         """The neighbours of ``node``."""
         if self.adj is None:
             return AllBut(self.n, node)
-        return [int(x) for x in self.adj[node - self.lo]]
+        k = self.degree
+        assert self.flat is not None
+        return self.flat[(node - self.lo) * k : (node - self.lo + 1) * k].tolist()
 
-    def random_peer(self, node: int, r: int) -> int:
-        """The neighbour picked by the raw random word ``r`` (uniform among neighbours)."""
-        if self.adj is None:
-            v = (r * (self.n - 1)) >> 64
-            return v + (v >= node)
-        return int(self.adj[node - self.lo, (r * self.degree) >> 64])

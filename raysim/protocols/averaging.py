@@ -15,23 +15,20 @@ variance per round can be read from the log. The neighbourhood is the network to
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 from pydantic import Field
 
 from raysim.protocol import Context, Params, Protocol, register
 
 
-@dataclass(frozen=True, slots=True)
-class Push:
+class Push(NamedTuple):
     """The initiator's value."""
 
     value: float
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(NamedTuple):
     """The responder's value before it averaged."""
 
     value: float

@@ -22,33 +22,28 @@ log2 N + ln N + O(1) (Frieze and Grimmett 1985; Pittel 1987).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 from pydantic import Field
 
 from raysim.protocol import Context, Params, Protocol, register
 
 
-@dataclass(frozen=True, slots=True)
-class Rumor:
+class Rumor(NamedTuple):
     """The update itself (push, or a pull answer)."""
 
 
-@dataclass(frozen=True, slots=True)
-class PullRequest:
+class PullRequest(NamedTuple):
     """An uninformed node asks whether the peer knows the update."""
 
 
-@dataclass(frozen=True, slots=True)
-class Exchange:
+class Exchange(NamedTuple):
     """Push-pull: the initiator's state."""
 
     informed: bool
 
 
-@dataclass(frozen=True, slots=True)
-class ExchangeReply:
+class ExchangeReply(NamedTuple):
     """Push-pull: the responder's state, after merging the initiator's."""
 
     informed: bool

@@ -1,0 +1,120 @@
+"""``raysim bench``: fixed workloads, one JSON line each, for the README's performance table.
+
+Workloads (targets for a 2-core machine are in the README):
+
+- ``gossip_push_pull``: push-pull dissemination to every node, 10^4 and 10^5 nodes, on the
+  local backend and on Ray with 2 shards;
+- ``averaging``: push-pull averaging on a static random overlay (k = 20), 10^5 nodes, 30
+  rounds at random phases, delays uniform in 5-20 % of a round: ~3 M timers, ~6 M messages;
+  local, and Ray with 2 shards under both router placements;
+- ``naive``: the one-Ray-actor-per-node baseline (``shard_size = 1``), 50 nodes;
+- ``ring`` and ``vector_clock``: the toolkit's value types (see ``raysim.bench_toolkit``).
+
+Every workload writes its full event log (``log.level = "all"``) to a temporary directory,
+since logging is part of the cost being measured.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from raysim.config import ExperimentConfig, validate
+from raysim.errors import ConfigError
+from raysim.runner import run
+
+WORKLOADS = ("gossip_push_pull", "averaging", "naive", "ring", "vector_clock")
+
+
+def gossip_config(nodes: int) -> ExperimentConfig:
+    """Push-pull dissemination until every node is informed."""
+    return validate(
+        {
+            "experiment": {
+                "name": "bench_gossip", "protocol": "gossip.push_pull", "seed": 7,
+                "duration": 200_000, "stop_when": "informed",
+            },
+            "protocol": {"period": 1000, "phase": "random"},
+            "network": {"nodes": nodes, "delay": {"dist": "uniform", "low": 50, "high": 200}},
+        },
+        "bench",
+    )
+
+
+def averaging_config(nodes: int, rounds: int = 30) -> ExperimentConfig:
+    """Push-pull averaging on a k = 20 random overlay for ``rounds`` rounds."""
+    return validate(
+        {
+            "experiment": {
+                "name": "bench_averaging", "protocol": "gossip.average", "seed": 7,
+                "duration": rounds * 1000 + 1,
+            },
+            "protocol": {"period": 1000, "phase": "random"},
+            "network": {
+                "nodes": nodes, "topology": "random", "degree": 20,
+                "delay": {"dist": "uniform", "low": 50, "high": 200},
+            },
+        },
+        "bench",
+    )
+
+
+def measure(
+    workload: str, cfg: ExperimentConfig, backend: str, shards: int | None = None,
+    shard_size: int | None = None, router: str = "shard",
+) -> dict[str, Any]:
+    """Run one configuration with its full event log and report its speed."""
+    with tempfile.TemporaryDirectory(prefix="raysim-bench-") as tmp:
+        t0 = time.perf_counter()
+        res = run(cfg, Path(tmp), backend, shards, shard_size, router)
+        wall = time.perf_counter() - t0
+    row = res.row
+    if res.status != "ok":
+        raise RuntimeError(res.error)
+    events = row["delivered"] + row["timers"]
+    period = cfg.protocol.get("period", 1000)
+    return {
+        "workload": workload,
+        "backend": backend,
+        "router": row["router"],
+        "shards": row["shards"],
+        "nodes": row["nodes"],
+        "rounds": round(row["end_time"] / period, 2),
+        "delivered": row["delivered"],
+        "timers": row["timers"],
+        "events_logged": row["events_logged"],
+        "wall_s": round(wall, 3),
+        "delivered_per_s": round(row["delivered"] / wall),
+        "events_per_s": round(events / wall),
+        "peak_rss_mib": round(row["peak_rss_mib"], 1),
+    }
+
+
+def run_all(only: list[str] | None = None, quick: bool = False) -> Iterator[dict[str, Any]]:
+    """Yield the result line of every selected workload, in order."""
+    chosen = list(only or WORKLOADS)
+    bad = [w for w in chosen if w not in WORKLOADS]
+    if bad:
+        raise ConfigError(f"--only {bad[0]!r}: unknown workload; allowed: {', '.join(WORKLOADS)}")
+    big = 10_000 if quick else 100_000
+    if "gossip_push_pull" in chosen:
+        for n in (big // 10, big):
+            yield measure("gossip_push_pull", gossip_config(n), "local")
+            yield measure("gossip_push_pull", gossip_config(n), "ray", shards=2)
+    if "averaging" in chosen:
+        cfg = averaging_config(big, rounds=5 if quick else 30)
+        yield measure("averaging", cfg, "local")
+        yield measure("averaging", cfg, "ray", shards=2, router="shard")
+        yield measure("averaging", cfg, "ray", shards=2, router="actor")
+    if "naive" in chosen:
+        yield measure("naive", gossip_config(50), "ray", shard_size=1)
+    if "ring" in chosen or "vector_clock" in chosen:
+        from raysim import bench_toolkit
+
+        if "ring" in chosen:
+            yield bench_toolkit.bench_ring()
+        if "vector_clock" in chosen:
+            yield bench_toolkit.bench_vector_clock_merge()
