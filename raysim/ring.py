@@ -105,16 +105,23 @@ def hash_key(key: Key) -> int:
     raise TypeError(f"keys must be int, str or bytes, got {type(key).__name__}")
 
 
+def _key_array(keys: npt.ArrayLike) -> npt.NDArray[np.generic]:
+    """``keys`` as a 1-D array; Python strings are kept exactly, in an object array."""
+    arr = np.asarray(keys)
+    if arr.dtype.kind in "US" and not isinstance(keys, np.ndarray):
+        arr = np.array(keys, dtype=object)  # fixed-width str would drop trailing NULs
+    return arr.reshape(-1)
+
+
 def hash_keys(keys: npt.ArrayLike) -> U64:
     """64-bit hashes of an array of keys: vectorised for integer dtypes, SHA-1 per element
     for str, bytes and object arrays. Agrees with :func:`hash_key` element by element.
 
     NOTE: numpy's fixed-width str and bytes dtypes drop trailing NUL characters
-    (``np.array(["a\\x00"])`` holds ``"a"``); pass such keys in an object array.
+    (``np.array(["a\\x00"])`` holds ``"a"``); lists of Python strings are therefore converted
+    to object arrays, and arrays of such keys should be object arrays too.
     """
-    arr = np.asarray(keys)
-    if arr.ndim != 1:
-        arr = arr.reshape(-1)
+    arr = _key_array(keys)
     if arr.dtype.kind == "u":
         return splitmix64(arr.astype(np.uint64, copy=False))
     if arr.dtype.kind == "i":
@@ -331,7 +338,7 @@ def key_moves(before: HashRing, after: HashRing, keys: npt.ArrayLike) -> KeyMove
     """The keys that change owner from ring ``before`` to ring ``after``."""
     if before.bits != after.bits:
         raise ValueError(f"rings use different identifier widths: {before.bits} and {after.bits}")
-    arr = np.asarray(keys).reshape(-1)
+    arr = _key_array(keys)
     old, new = before.owners(arr), after.owners(arr)
     moved = old != new
     return KeyMoves(arr[moved], old[moved], new[moved], int(arr.size))

@@ -64,8 +64,15 @@ def test_vectorised_int_hash_agrees_with_scalar(keys: list[int]) -> None:
 @given(st.lists(st.text(max_size=6), max_size=10))
 def test_vectorised_str_hash_agrees_with_scalar(keys: list[str]) -> None:
     expected = [hash_key(k) for k in keys]
-    assert hash_keys(np.array(keys, dtype=str)).tolist() == expected
     assert hash_keys(np.array(keys, dtype=object)).tolist() == expected
+    assert hash_keys(keys).tolist() == expected  # a list keeps its strings exactly
+    # Fixed-width numpy str arrays drop trailing NULs ("a\x00" is stored as "a"), so they
+    # agree with the keys numpy actually holds.
+    fixed = np.array(keys, dtype=str)
+    assert hash_keys(fixed).tolist() == [hash_key(k) for k in fixed.tolist()]
+    assert [hash_key(k) for k in keys if not k.endswith("\x00")] == [
+        h for k, h in zip(keys, hash_keys(fixed).tolist(), strict=True) if not k.endswith("\x00")
+    ]
 
 
 @pytest.mark.parametrize(
