@@ -5,6 +5,8 @@ from __future__ import annotations
 import doctest
 import hashlib
 import random
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -273,3 +275,28 @@ def test_ring_is_immutable() -> None:
     assert ring.nodes == (1, 2) and 3 not in ring and 1 in ring and len(ring) == 2
     with pytest.raises(ValueError, match="read-only"):
         ring.tokens[0] = 0
+
+
+# --------------------------------------------------------------------------- docs
+
+
+def test_docs_toolkit_examples_run() -> None:
+    """Every ```python block of docs/toolkit.md runs, and its asserts hold."""
+    text = (Path(__file__).parent.parent / "docs" / "toolkit.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) >= 5
+    for block in blocks:
+        exec(compile(block, "docs/toolkit.md", "exec"), {})
+
+
+def test_bench_functions_return_result_rows() -> None:
+    """Smoke test on tiny sizes (no timing assertions: timing lives in `raysim bench`)."""
+    from raysim.bench_toolkit import bench_ring, bench_vector_clock_merge
+
+    ring = bench_ring(nodes=20, vnodes=3, keys=2_000)
+    assert ring["workload"] == "ring_place" and (ring["nodes"], ring["keys"]) == (20, 2_000)
+    assert ring["build_seconds"] >= 0 and ring["lookup_seconds"] >= 0
+    assert ring["max_over_mean"] >= 1.0
+    clocks = bench_vector_clock_merge(entries=1_000)
+    assert clocks["workload"] == "vector_clock_merge" and clocks["entries"] == 1_000
+    assert clocks["dense_seconds_per_merge"] >= 0 and clocks["sparse_seconds_per_merge"] >= 0
