@@ -38,7 +38,8 @@ import numpy as np
 from raysim.errors import ProtocolError
 from raysim.eventlog import EventLog
 from raysim.faults import Faults, parse_node_set
-from raysim.protocol import Protocol, lookup
+from raysim.batch import BatchShardContext, EventBatch, process_window
+from raysim.protocol import BatchProtocol, Protocol, lookup
 from raysim.rng import GOLDEN, NodeRng, derive, mix64_array, uniform_array
 from raysim.router import SEQ_BITS, Messages, RouteStats, Router
 from raysim.pending import Pending
@@ -258,20 +259,22 @@ class Shard:
         )
         self.topology = Topology(spec.topology, spec.seed, spec.n_nodes, spec.degree, self.lo, self.hi)
         proto = lookup(spec.protocol)
-        self.proto_cls: type[Protocol] = proto.cls
+        self.proto_cls: Any = proto.cls
         self.params = proto.make_params(spec.params)
+        self.batch = issubclass(proto.cls, BatchProtocol)
         self.protos: list[Protocol | None] = [None] * n_local
         self.alive = [False] * n_local
         self.epoch = [0] * n_local
         self.send_seq = [0] * n_local
         self.timer_seq = [0] * n_local
         self.storage: list[dict[str, Any]] = [{} for _ in range(n_local)]
-        self.rngs = [NodeRng(k) for k in node_keys(derive(spec.seed, _RNG_STREAM), self.lo, self.hi)]
+        keys = node_keys(derive(spec.seed, _RNG_STREAM), self.lo, self.hi)
+        self.rngs = [] if self.batch else [NodeRng(k) for k in keys]
         self.cancelled: set[tuple[int, int]] = set()
         self._type_codes: dict[type, int] = {}
         # Pending events: message batches, timers (columns + tags), lifecycle schedule.
         # inbox columns: time, src, dst, msg_id, local type code, copy, corrupt; + payloads
-        self.inbox = Pending(7)
+        self.inbox = Pending(7 + len(getattr(proto.cls, "fields", ())))
         # timer columns: time, node, timer id, epoch; + tags
         self.timers = Pending(4)
         self._life_rows: list[tuple[int, int, int]] = []
@@ -289,6 +292,16 @@ class Shard:
         self.counts = {"delivered": 0, "corrupt": 0, "dropped_crashed": 0, "timers": 0, "observations": 0}
         self._windows = 0
         self.ctx = ShardContext(self)
+        # The columnar path (BatchProtocol): state and counters as numpy arrays.
+        self.alive_np = np.zeros(n_local, dtype=bool)
+        self.epoch_np = np.zeros(n_local, dtype=np.int64)
+        self.seen_np = {m: np.zeros(n_local, dtype=bool) for m in self.milestone_names}
+        self.seen_last = dict.fromkeys(self.milestone_names, -1)
+        self._life_chunks: list[tuple[np.ndarray, int, np.ndarray]] = []
+        self._mtype_log: np.ndarray | None = None
+        if self.batch:
+            self.bproto: Any = proto.cls(self.params, self.lo, self.hi)
+            self.bctx = BatchShardContext(self, keys)
 
     # --- called from handlers through the context ------------------------------------------
 
@@ -300,6 +313,59 @@ class Shard:
             self.milestones[name] = (seen, now)
             if name == self.spec.stop_when and self.alive[node - self.lo]:
                 self.missing -= 1
+
+    def milestone_batch(self, name: str, node: np.ndarray, time: np.ndarray) -> None:
+        """Columnar twin of :meth:`milestone`."""
+        seen = self.seen_np[name]
+        li = node - self.lo
+        new = ~seen[li]
+        if new.any():
+            seen[li[new]] = True
+            self.seen_last[name] = max(self.seen_last[name], int(time[new].max()))
+
+    def call_batch(self, handler: Any, ev: EventBatch, what: str) -> None:
+        """Call a BatchProtocol handler; an exception becomes a ProtocolError."""
+        try:
+            handler(self.bctx, ev)
+        except Exception:
+            raise ProtocolError(
+                self.spec.run_id, int(ev.node[0]), int(ev.time[0]),
+                f"a batch of {len(ev)} {what} (first at node {int(ev.node[0])})",
+                traceback.format_exc(),
+            ) from None
+
+    def lifecycle_batch(self, pos: np.ndarray, time: np.ndarray, node: np.ndarray, kind: np.ndarray) -> None:
+        """Columnar lifecycle events: start, crash, recover (nodes distinct)."""
+        ctx, proto = self.bctx, self.bproto
+        for k in (START, CRASH, RECOVER):
+            m = kind == k
+            if not m.any():
+                continue
+            nd, t = node[m], time[m]
+            li = nd - self.lo
+            if k == CRASH:
+                keep = self.alive_np[li]
+                nd, t, li = nd[keep], t[keep], li[keep]
+            elif k == RECOVER:
+                keep = ~self.alive_np[li]
+                nd, t, li = nd[keep], t[keep], li[keep]
+            if not len(nd):
+                continue
+            ev = EventBatch(nd, li, t)
+            if k == START:
+                self.alive_np[li] = True
+                self.call_batch(proto.on_start, ev, "starts")
+            elif k == CRASH:
+                marks = len(ctx.sends), len(ctx.timers), len(ctx.obs), len(ctx.late)
+                self.call_batch(proto.on_crash, ev, "crashes")
+                del ctx.sends[marks[0]:], ctx.timers[marks[1]:], ctx.obs[marks[2]:], ctx.late[marks[3]:]
+                self.alive_np[li] = False
+                self.epoch_np[li] += 1
+            else:
+                self.alive_np[li] = True
+                self.call_batch(proto.on_recover, ev, "recoveries")
+            if self.log.writing:
+                self._life_chunks.append((t, k, nd))
 
     # --- the window step -------------------------------------------------------------------
 
@@ -313,7 +379,12 @@ class Shard:
                 flat.append(b)
         strings = self.log.strings
         for b in flat:
-            if len(b):
+            if not len(b):
+                continue
+            if self.batch:  # type index into the protocol's message_types; fields as columns
+                cols = (b.time, b.src, b.dst, b.msg_id, b.type_idx, b.copy, b.corrupt, *b.fields)
+                self.inbox.add(cols, [])
+            else:
                 codes = strings.codes(b.type_names)[b.type_idx]
                 cols = (b.time, b.src, b.dst, b.msg_id, codes, b.copy, b.corrupt)
                 self.inbox.add(cols, b.payload)
@@ -332,7 +403,12 @@ class Shard:
 
     def info(self, out_min: list[int]) -> StepInfo:
         """The shard's state for the coordinator."""
-        return StepInfo(self.next_time(), out_min, self.missing <= 0)
+        stop = self.spec.stop_when
+        if self.batch:
+            done = bool(stop) and not (self.alive_np & ~self.seen_np[stop]).any() if stop else False
+        else:
+            done = self.missing <= 0
+        return StepInfo(self.next_time(), out_min, done)
 
     def next_time(self) -> int:
         """The earliest pending local event."""
@@ -346,6 +422,13 @@ class Shard:
         return t
 
     def _flush_new_timers(self) -> None:
+        if self.batch:
+            parts = self.bctx.timers
+            if parts:
+                cols = tuple(np.concatenate([p[i] for p in parts]) for i in range(4))
+                self.timers.add(cols, [t for p in parts for t in p[4]])
+                self.bctx.timers = []
+            return
         nt = self.ctx._new_timers
         if not nt:
             return
@@ -390,7 +473,16 @@ class Shard:
         ctx = self.ctx
         protos, alive, epoch, lo = self.protos, self.alive, self.epoch, self.lo
         cancelled = self.cancelled
-        m_src = mcols[1].tolist()
+        if self.batch:
+            self.bctx.window_end = end
+            timers = [tt, tn, tid, tep, ttags]
+            keys = [time, prio, node, k1, k2]
+            crashed_m, skipped_t = process_window(self, keys, order, (m_off, t_off), life[2], mcols, timers)
+            tt, tn, tid, tep, ttags = timers
+            self._flush_new_timers()
+            self._log_window(mcols, crashed_m, (tt, tn, tid, ttags), skipped_t, [])
+            return self._take_outbox()
+        m_src, m_cor = mcols[1].tolist(), mcols[6].tolist()
         t_id, t_ep = tid.tolist(), tep.tolist()
         l_kind = life[2].tolist()
         late = ctx._late
@@ -402,6 +494,8 @@ class Shard:
                 if p == P_MSG:
                     if not alive[li]:
                         crashed_m.append(k)
+                        continue
+                    if m_cor[k]:  # the receiver's checksum fails: dropped, logged as corrupt
                         continue
                     ctx.now = t
                     ctx.node = nd
@@ -501,6 +595,9 @@ class Shard:
         late_rows: list[tuple[int, int, int, Any]],
     ) -> None:
         log, c = self.log, self.counts
+        for t, kind, nd in self._life_chunks:
+            log.add(t, kind, nd)
+        self._life_chunks = []
         if self._life_rows:
             for kind in (START, CRASH, RECOVER):
                 rows = [(t, nd) for t, k, nd in self._life_rows if k == kind]
@@ -508,7 +605,11 @@ class Shard:
                     log.add(np.array([r[0] for r in rows]), kind, np.array([r[1] for r in rows]))
             self._life_rows = []
         if len(mcols[0]):
-            mt, ms, md, mid, mcode, _, mcor = mcols
+            mt, ms, md, mid, mcode, _, mcor = mcols[:7]
+            if self.batch:
+                if self._mtype_log is None:
+                    self._mtype_log = log.strings.codes(self.proto_cls.message_types)
+                mcode = self._mtype_log[mcode] if len(self._mtype_log) else mcode
             gone = np.zeros(len(mt), dtype=bool)
             gone[crashed_m] = True
             cor = mcor & ~gone
@@ -531,6 +632,12 @@ class Shard:
             if late_rows:
                 w, nd, ids, tags = zip(*late_rows, strict=True)
                 log.add(np.array(w), TIMER, np.array(nd), -1, np.array(ids), log.tag_codes(list(tags)))
+        for t, nd, name, val in self.bctx.obs if self.batch else []:
+            c["observations"] += len(t)
+            if log.writing:
+                log.add(t, OBS, nd, -1, -1, -1, log.strings.code(name), val)
+        if self.batch:
+            self.bctx.obs = []
         ob = self.ctx._obs
         if ob:
             c["observations"] += len(ob)
@@ -540,7 +647,30 @@ class Shard:
                 log.add(np.array(ot), OBS, np.array(onode), -1, -1, -1, names, np.array(oval, dtype=np.float64))
             self.ctx._obs = []
 
+    def _take_batch_outbox(self) -> Messages | None:
+        parts = self.bctx.sends
+        if not parts:
+            return None
+        self.bctx.sends = []
+        t, src, dst, seq, mtype, *fields = (np.concatenate([p[i] for p in parts]) for i in range(len(parts[0])))
+        n = self.spec.n_nodes
+        bad = (dst < 0) | (dst >= n)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ProtocolError(
+                self.spec.run_id, int(src[i]), int(t[i]), f"send to node {int(dst[i])}",
+                f"ValueError: destination {int(dst[i])} is not a node id in 0..{n - 1}\n",
+            )
+        k = len(t)
+        return Messages(
+            t, src, dst, (src << SEQ_BITS) | seq, mtype.astype(np.int32),
+            list(self.proto_cls.message_types), [], np.zeros(k, dtype=np.int8),
+            np.zeros(k, dtype=bool), tuple(fields),
+        )
+
     def _take_outbox(self) -> Messages | None:
+        if self.batch:
+            return self._take_batch_outbox()
         ctx = self.ctx
         if not ctx._sends:
             return None
@@ -591,6 +721,10 @@ class Shard:
             "counts": dict(self.counts),
             "route": route,
             "rows": rows,
-            "milestones": {k: (len(v[0]), v[1]) for k, v in self.milestones.items()},
-            "alive": sum(self.alive),
+            "milestones": (
+                {k: (int(v.sum()), self.seen_last[k]) for k, v in self.seen_np.items()}
+                if self.batch
+                else {k: (len(v[0]), v[1]) for k, v in self.milestones.items()}
+            ),
+            "alive": int(self.alive_np.sum()) if self.batch else sum(self.alive),
         }

@@ -9,6 +9,7 @@ observation names) are dictionary-encoded through a per-writer :class:`StringTab
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,11 @@ class EventLog:
         self._cols: list[list[np.ndarray]] = [[] for _ in range(8)]
         self._buffered = 0
         self._writer: pq.ParquetWriter | None = None
+        # NOTE: pyarrow encodes and compresses without the GIL, so row groups are written on a
+        # thread of their own while the simulation goes on: on two cores logging is nearly
+        # free. One pending write at a time keeps memory flat.
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future[None] | None = None
         self._tag_cache: dict[Hashable, int] = {}
 
     def tag_codes(self, tags: list[Any]) -> np.ndarray:
@@ -142,17 +148,31 @@ class EventLog:
         table = self._table()
         if self._writer is None:
             assert self.path is not None
-            self._writer = pq.ParquetWriter(self.path, EVENT_SCHEMA)
-        self._writer.write_table(table)
+            self._writer = pq.ParquetWriter(
+                self.path, EVENT_SCHEMA, use_dictionary=["kind", "msg_type", "name"]
+            )
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="raysim-log")
+        self._wait()
+        assert self._pool is not None
+        self._pending = self._pool.submit(self._writer.write_table, table)
         self.rows_written += self._buffered
         self._cols = [[] for _ in range(8)]
         self._buffered = 0
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
 
     def close(self) -> int:
         """Flush and close the file (an empty file with the schema if nothing was logged)."""
         if not self.writing:
             return 0
         self.flush()
+        self._wait()
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
         if self._writer is None:
             assert self.path is not None
             pq.write_table(EVENT_SCHEMA.empty_table(), self.path)

@@ -10,6 +10,7 @@ every pending event, which at 10^5 nodes cost more than the events themselves.
 
 from __future__ import annotations
 
+import heapq
 from typing import Any
 
 import numpy as np
@@ -25,11 +26,17 @@ class _Chunk:
 
 
 class Pending:
-    """A pool of time-stamped events with ``ncols`` numpy columns and one object column."""
+    """A pool of time-stamped events with ``ncols`` numpy columns and one object column.
+
+    Chunks sit in a heap keyed by their earliest pending time, so a window touches only the
+    chunks that have something due (with a 1-tick window and a 1000-tick timer period,
+    about a thousand chunks are alive at once and nearly all of them are left alone).
+    """
 
     def __init__(self, ncols: int) -> None:
         self.ncols = ncols
-        self.chunks: list[_Chunk] = []
+        self._heap: list[tuple[int, int, _Chunk]] = []
+        self._seq = 0
 
     def add(self, cols: tuple[np.ndarray, ...], objs: list[Any]) -> None:
         """Add a batch (any order); it is sorted by time (stable) here."""
@@ -39,32 +46,32 @@ class Pending:
         if len(t) > 1 and np.any(t[1:] < t[:-1]):
             order = np.argsort(t, kind="stable")
             cols = tuple(c[order] for c in cols)
-            objs = [objs[i] for i in order.tolist()]
-        self.chunks.append(_Chunk(cols, objs))
+            if objs:
+                objs = [objs[i] for i in order.tolist()]
+        self._seq += 1
+        heapq.heappush(self._heap, (int(cols[0][0]), self._seq, _Chunk(cols, objs)))
 
     def min_time(self) -> int | None:
         """The earliest pending time, or None if the pool is empty."""
-        if not self.chunks:
-            return None
-        return min(int(c.cols[0][c.pos]) for c in self.chunks)
+        return self._heap[0][0] if self._heap else None
 
     def __len__(self) -> int:
-        return sum(len(c.cols[0]) - c.pos for c in self.chunks)
+        return sum(len(c.cols[0]) - c.pos for _, _, c in self._heap)
 
     def take(self, end: int) -> tuple[list[np.ndarray], list[Any]]:
         """Remove and return every event with time < ``end`` (columns concatenated)."""
         parts: list[tuple[np.ndarray, ...]] = []
         objs: list[Any] = []
-        keep: list[_Chunk] = []
-        for c in self.chunks:
+        heap = self._heap
+        while heap and heap[0][0] < end:
+            _, seq, c = heapq.heappop(heap)
             k = int(np.searchsorted(c.cols[0], end, side="left"))
-            if k > c.pos:
-                parts.append(tuple(col[c.pos : k] for col in c.cols))
+            parts.append(tuple(col[c.pos : k] for col in c.cols))
+            if c.objs:
                 objs.extend(c.objs[c.pos : k])
-                c.pos = k
-            if c.pos < len(c.cols[0]):
-                keep.append(c)
-        self.chunks = keep
+            c.pos = k
+            if k < len(c.cols[0]):
+                heapq.heappush(heap, (int(c.cols[0][k]), seq, c))
         if not parts:
             return [np.zeros(0, dtype=np.int64) for _ in range(self.ncols)], []
         if len(parts) == 1:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol as TypingProtocol
+from typing import Any, ClassVar, TypeVar
+from typing import Protocol as TypingProtocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -114,7 +115,7 @@ class ProtocolSpec:
     """A registered protocol: its class and the parameter defaults its name implies."""
 
     name: str
-    cls: type[Protocol]
+    cls: type[Protocol] | type[BatchProtocol]
     presets: dict[str, Any] = field(default_factory=dict)
     summary: str = ""
 
@@ -124,18 +125,17 @@ class ProtocolSpec:
 
 
 _REGISTRY: dict[str, ProtocolSpec] = {}
+_P = TypeVar("_P", bound=type)
 
 
-def register(
-    name: str, *, presets: dict[str, Any] | None = None
-) -> Callable[[type[Protocol]], type[Protocol]]:
+def register(name: str, *, presets: dict[str, Any] | None = None) -> Callable[[_P], _P]:
     """Class decorator: make a protocol available by ``name`` (e.g. ``gossip.push_pull``).
 
     ``presets`` are parameter defaults implied by the name; a class may be registered under
     several names with different presets.
     """
 
-    def deco(cls: type[Protocol]) -> type[Protocol]:
+    def deco(cls: _P) -> _P:
         if name in _REGISTRY and _REGISTRY[name].cls is not cls:
             raise ValueError(f"protocol name {name!r} is already registered")
         doc = (cls.__doc__ or "").strip().splitlines()
@@ -165,3 +165,89 @@ def available() -> Iterable[ProtocolSpec]:
 def _load_builtins() -> None:
     # Importing the package registers the built-in protocols (no side effect at raysim import).
     import raysim.protocols  # noqa: F401
+
+
+class BatchEvents(TypingProtocol):
+    """A batch of events handed to a :class:`BatchProtocol` handler; all at distinct nodes.
+
+    Columns (numpy arrays of equal length): ``node`` (ids), ``li`` (indexes into the
+    protocol's state columns: ``node - lo``), ``time``; for messages also ``src``,
+    ``mtype`` (index into ``message_types``) and ``fields`` (one float64 array per name in
+    ``fields``); for timers ``tags`` (a list).
+    """
+
+    node: Any
+    li: Any
+    time: Any
+    src: Any
+    mtype: Any
+    fields: dict[str, Any]
+    tags: list[Any]
+
+
+class BatchContext(TypingProtocol):
+    """What a :class:`BatchProtocol` handler may do, for many nodes at once.
+
+    Every method takes a batch's own columns (``ev.node``, ``ev.time`` or subsets of them
+    selected with the same mask). Each node's random stream is the one a per-node protocol
+    would see through :class:`Context`, draw for draw.
+    """
+
+    n_nodes: int
+
+    def send(self, src: Any, time: Any, dst: Any, mtype: int | Any, **fields: Any) -> None:
+        """Send one message per element (src node, send time, destination, type, fields)."""
+
+    def set_timer(self, node: Any, when: Any, tag: str) -> None:
+        """Fire ``on_timer`` for each node at absolute time ``when`` (>= its event's time)."""
+
+    def emit(self, node: Any, time: Any, name: str, value: Any) -> None:
+        """Record one observation per element."""
+
+    def random(self, node: Any) -> Any:
+        """One float in [0, 1) from each node's stream (nodes distinct)."""
+
+    def randrange(self, node: Any, n: int) -> Any:
+        """One int in [0, n) from each node's stream (nodes distinct)."""
+
+    def random_peer(self, node: Any) -> Any:
+        """One uniformly random neighbour of each node (nodes distinct)."""
+
+
+class BatchProtocol:
+    """A protocol written over columns: state is numpy arrays over a shard's nodes.
+
+    The engine calls each handler with a batch of events at *distinct* nodes, in the same
+    total order as it calls a per-node :class:`Protocol` (a node's k-th event of a window is
+    handled in the k-th batch), so a columnar protocol that does, element by element, what a
+    per-node one does yields the same event log. Use it for protocols simple enough to
+    express with numpy, where the per-event Python call would dominate the run.
+
+    ``message_types`` names the messages; every message carries the float64 ``fields``.
+    """
+
+    Params: ClassVar[type[BaseModel]] = NoParams
+    message_types: ClassVar[tuple[str, ...]] = ()
+    fields: ClassVar[tuple[str, ...]] = ()
+    milestones: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, params: Any, lo: int, hi: int) -> None:
+        self.params = params
+        self.lo = lo
+        self.hi = hi
+
+    def on_start(self, ctx: BatchContext, ev: BatchEvents) -> None:
+        """The nodes start."""
+
+    def on_message(self, ctx: BatchContext, ev: BatchEvents) -> None:
+        """Messages arrived intact."""
+
+    def on_timer(self, ctx: BatchContext, ev: BatchEvents) -> None:
+        """Timers fired."""
+
+    def on_crash(self, ctx: BatchContext, ev: BatchEvents) -> None:
+        """The nodes are about to crash; whatever they send or set now is discarded."""
+
+    def on_recover(self, ctx: BatchContext, ev: BatchEvents) -> None:
+        """The nodes restart: reset their volatile columns, then start again."""
+        self.on_start(ctx, ev)

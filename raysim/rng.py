@@ -8,10 +8,9 @@ between nodes or between messages. Every draw is ``mix(key, counter)`` where ``k
 the stream (run seed + purpose + node or message identity) and ``counter`` is the draw's
 position in that stream. The mixing function is SplitMix64's finaliser (Steele, Lea and
 Flood, "Fast splittable pseudorandom number generators", OOPSLA 2014), a bijection on 64-bit
-words with good avalanche; it is used both in pure Python (key derivation) and vectorised over
-numpy ``uint64`` arrays (the router's per-message decisions). A node's own stream
-(:class:`NodeRng`) takes its words eight at a time from keyed BLAKE2b, which is cheaper per
-word in Python than SplitMix64 on big integers.
+words with good avalanche; it is used both in pure Python (per-node streams, one draw at a
+time) and vectorised over numpy ``uint64`` arrays (the router's per-message decisions, and
+columnar protocols' draws for many nodes at once).
 
 NOTE: a counter-based stream costs a few words of state per node. A ``random.Random`` per
 node would cost 2.5 KB each (250 MB at 10^5 nodes) and ~10 µs to seed, which is why the
@@ -20,15 +19,11 @@ standard generators are not used here.
 
 from __future__ import annotations
 
-import hashlib
-import struct
 from collections.abc import MutableSequence, Sequence
 from typing import TypeVar
 
 import numpy as np
 
-_UNPACK8 = struct.Struct("<8Q").unpack
-_blake2b = hashlib.blake2b
 
 MASK64 = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15
@@ -82,34 +77,26 @@ def uniform_array(key: int, *ids: np.ndarray) -> np.ndarray:
 class NodeRng:
     """A node's private random stream, in the spirit of :class:`random.Random`.
 
-    Word ``i`` of the stream is word ``i mod 8`` of BLAKE2b-512(key = node key, message =
-    block number ``i div 8``): a keyed, standardised hash, so the stream is the same on
-    every machine and Python version, and two nodes never share one. A node's draws do not
-    depend on any other node's activity, so results are the same however nodes are placed
-    on shards.
-
-    NOTE: one BLAKE2b call yields eight 64-bit words (~0.2 µs each, state: one 8-byte key);
-    a pure-Python SplitMix64 step costs ~0.8 µs on 64-bit big integers.
+    Word ``i`` (i = 1, 2, ...) of the stream is ``mix64(key + i * GOLDEN)``: the SplitMix64
+    sequence started at the node's key. Two nodes never share a stream and a node's draws do
+    not depend on any other node's activity, so results are the same however nodes are
+    placed on shards. :func:`stream_words` computes the same words for many nodes at once,
+    which is what lets a columnar protocol reproduce a per-node one draw for draw.
     """
 
-    __slots__ = ("_block", "_buf", "_i", "_key")
+    __slots__ = ("_ctr", "_key")
 
     def __init__(self, key: int) -> None:
-        self._key = (key & MASK64).to_bytes(8, "little")
-        self._block = 0
-        self._buf: tuple[int, ...] = ()
-        self._i = 8
+        self._key = key & MASK64
+        self._ctr = 0
 
     def next_u64(self) -> int:
         """The next raw 64-bit word of the stream."""
-        i = self._i
-        if i == 8:
-            b = self._block
-            self._block = b + 1
-            self._buf = _UNPACK8(_blake2b(b.to_bytes(8, "little"), digest_size=64, key=self._key).digest())
-            i = 0
-        self._i = i + 1
-        return self._buf[i]
+        self._ctr += 1
+        x = (self._key + self._ctr * GOLDEN) & MASK64
+        x = ((x ^ (x >> 30)) * _C1) & MASK64
+        x = ((x ^ (x >> 27)) * _C2) & MASK64
+        return x ^ (x >> 31)
 
     def random(self) -> float:
         """A float uniform in [0, 1)."""
@@ -158,3 +145,30 @@ class NodeRng:
         for i in range(len(items) - 1, 0, -1):
             j = self.randrange(i + 1)
             items[i], items[j] = items[j], items[i]
+
+
+def stream_words(keys: np.ndarray, counters: np.ndarray) -> np.ndarray:
+    """Word ``counters[i]`` of the stream with key ``keys[i]``, for all i (uint64 arrays).
+
+    Bit-identical to calling :meth:`NodeRng.next_u64` ``counters[i]`` times.
+    """
+    with np.errstate(over="ignore"):
+        x = keys.astype(np.uint64) + counters.astype(np.uint64) * np.uint64(GOLDEN)
+    return mix64_array(x)
+
+
+def words_to_unit(w: np.ndarray) -> np.ndarray:
+    """Floats in [0, 1) from 64-bit words, exactly as :meth:`NodeRng.random`."""
+    return (w >> np.uint64(11)).astype(np.float64) * _INV_2_53
+
+
+def words_to_range(w: np.ndarray, n: int | np.ndarray) -> np.ndarray:
+    """Ints in [0, n) from 64-bit words, exactly as :meth:`NodeRng.randrange` (n < 2**32).
+
+    ``(w * n) >> 64`` without 128-bit integers: split w into 32-bit halves.
+    """
+    n64 = np.asarray(n, dtype=np.uint64)
+    hi = w >> np.uint64(32)
+    lo = w & np.uint64(0xFFFFFFFF)
+    with np.errstate(over="ignore"):
+        return ((hi * n64 + ((lo * n64) >> np.uint64(32))) >> np.uint64(32)).astype(np.int64)

@@ -49,6 +49,7 @@ class Messages:
     payload: list[Any]
     copy: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int8))
     corrupt: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    fields: tuple[np.ndarray, ...] = ()  # payload columns of a columnar protocol
 
     def __len__(self) -> int:
         return len(self.time)
@@ -63,9 +64,10 @@ class Messages:
             self.msg_id[idx],
             self.type_idx[idx],
             self.type_names,
-            [pl[i] for i in idx.tolist()],
+            [pl[i] for i in idx.tolist()] if pl else [],
             self.copy[idx],
             self.corrupt[idx],
+            tuple(f[idx] for f in self.fields),
         )
 
 
@@ -217,4 +219,5 @@ def concat(batches: list[Messages]) -> Messages:
         [p for b in batches for p in b.payload],
         np.concatenate([b.copy for b in batches]),
         np.concatenate([b.corrupt for b in batches]),
+        tuple(np.concatenate(cols) for cols in zip(*(b.fields for b in batches), strict=True)),
     )

@@ -1,0 +1,261 @@
+"""The columnar path of the engine: a window's events handed to a BatchProtocol in batches.
+
+Theory of operation
+-------------------
+Inside a window no event at one node can affect another node (messages sent now arrive
+in a later window), so the only order that matters is each node's own. The window's events,
+already sorted by the engine's total order, are split by *rank*: the k-th event of every
+node forms batch k, and batches are handled in rank order. Every batch holds at most one
+event per node, so a handler can update the nodes' state columns with numpy and the result
+is, element for element, what the per-node loop would compute. A timer set to fire inside
+the current window is merged into the events not yet handled and the ranks are recomputed.
+
+Random draws come from the same per-node SplitMix64 streams as :class:`raysim.rng.NodeRng`
+(:func:`raysim.rng.stream_words`), and sends, timers and observations get the same ids, so
+a columnar protocol and its per-node twin write the same event log (tested).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from raysim.rng import stream_words, words_to_range, words_to_unit
+
+if TYPE_CHECKING:
+    from raysim.engine import Shard
+
+
+def occurrence(keys: np.ndarray) -> np.ndarray:
+    """For each element, how many equal elements come before it (0 for the first)."""
+    n = len(keys)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.argsort(keys, kind="stable")
+    s = keys[order]
+    idx = np.arange(n, dtype=np.int64)
+    start = np.ones(n, dtype=bool)
+    start[1:] = s[1:] != s[:-1]
+    first = np.maximum.accumulate(np.where(start, idx, 0))
+    occ = np.empty(n, dtype=np.int64)
+    occ[order] = idx - first
+    return occ
+
+
+class EventBatch:
+    """Columns of a batch of events at distinct nodes (see :class:`raysim.protocol.BatchEvents`)."""
+
+    __slots__ = ("fields", "li", "mtype", "node", "src", "tags", "time")
+
+    def __init__(self, node: np.ndarray, li: np.ndarray, time: np.ndarray) -> None:
+        self.node = node
+        self.li = li
+        self.time = time
+        self.src = np.zeros(0, dtype=np.int64)
+        self.mtype = np.zeros(0, dtype=np.int64)
+        self.fields: dict[str, np.ndarray] = {}
+        self.tags: list[Any] = []
+
+    def __len__(self) -> int:
+        return len(self.node)
+
+
+class BatchShardContext:
+    """The :class:`~raysim.protocol.BatchContext` of one shard: per-node counters as arrays."""
+
+    def __init__(self, shard: Shard, rng_keys: list[int]) -> None:
+        self.shard = shard
+        self.n_nodes = shard.spec.n_nodes
+        self.lo = shard.lo
+        n_local = shard.hi - shard.lo
+        self.send_seq = np.zeros(n_local, dtype=np.int64)
+        self.timer_seq = np.zeros(n_local, dtype=np.int64)
+        self.rng_keys = np.array(rng_keys, dtype=np.uint64)
+        self.rng_ctr = np.zeros(n_local, dtype=np.int64)
+        self.adj = shard.topology.adj
+        self.deg = shard.topology.degree
+        self.field_names: tuple[str, ...] = tuple(getattr(shard.proto_cls, "fields", ()))
+        self.window_end = 0
+        self.sends: list[tuple[np.ndarray, ...]] = []
+        self.timers: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[Any]]] = []
+        self.late: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[Any]]] = []
+        self.obs: list[tuple[np.ndarray, np.ndarray, str, np.ndarray]] = []
+
+    def send(self, src: Any, time: Any, dst: Any, mtype: Any, **fields: Any) -> None:
+        """One message per element of ``src`` (ids in send order per node)."""
+        src = np.asarray(src, dtype=np.int64)
+        n = len(src)
+        if n == 0:
+            return
+        li = src - self.lo
+        occ = occurrence(li)
+        seq = self.send_seq[li] + occ
+        np.add.at(self.send_seq, li, 1)
+        unknown = set(fields) - set(self.field_names)
+        if unknown:
+            raise ValueError(f"unknown message field {sorted(unknown)[0]!r}; fields: {self.field_names}")
+        cols = tuple(
+            np.broadcast_to(np.asarray(fields.get(f, 0.0), dtype=np.float64), (n,))
+            for f in self.field_names
+        )
+        self.sends.append(
+            (
+                np.broadcast_to(np.asarray(time, dtype=np.int64), (n,)),
+                src,
+                np.broadcast_to(np.asarray(dst, dtype=np.int64), (n,)),
+                seq,
+                np.broadcast_to(np.asarray(mtype, dtype=np.int32), (n,)),
+                *cols,
+            )
+        )
+
+    def set_timer(self, node: Any, when: Any, tag: str) -> None:
+        """A timer per element at absolute time ``when``."""
+        node = np.asarray(node, dtype=np.int64)
+        n = len(node)
+        if n == 0:
+            return
+        when = np.broadcast_to(np.asarray(when, dtype=np.int64), (n,))
+        li = node - self.lo
+        tid = self.timer_seq[li] + occurrence(li)
+        np.add.at(self.timer_seq, li, 1)
+        ep = self.shard.epoch_np[li]
+        late = when < self.window_end
+        if late.any():
+            m = late
+            self.late.append((when[m], node[m], tid[m], ep[m], [tag] * int(m.sum())))
+            m = ~late
+            if m.any():
+                self.timers.append((when[m], node[m], tid[m], ep[m], [tag] * int(m.sum())))
+        else:
+            self.timers.append((when.copy(), node, tid, ep, [tag] * n))
+
+    def emit(self, node: Any, time: Any, name: str, value: Any) -> None:
+        """One observation per element; milestones are tracked on the shard."""
+        node = np.asarray(node, dtype=np.int64)
+        n = len(node)
+        if n == 0:
+            return
+        t = np.broadcast_to(np.asarray(time, dtype=np.int64), (n,))
+        self.obs.append((t, node, name, np.broadcast_to(np.asarray(value, dtype=np.float64), (n,))))
+        if name in self.shard.milestone_names:
+            self.shard.milestone_batch(name, node, t)
+
+    def _words(self, node: np.ndarray) -> np.ndarray:
+        li = np.asarray(node, dtype=np.int64) - self.lo
+        self.rng_ctr[li] += 1
+        return stream_words(self.rng_keys[li], self.rng_ctr[li])
+
+    def random(self, node: Any) -> np.ndarray:
+        """One float in [0, 1) per (distinct) node."""
+        return words_to_unit(self._words(node))
+
+    def randrange(self, node: Any, n: int) -> np.ndarray:
+        """One int in [0, n) per (distinct) node."""
+        return words_to_range(self._words(node), n)
+
+    def random_peer(self, node: Any) -> np.ndarray:
+        """One random neighbour per (distinct) node, never the node itself."""
+        node = np.asarray(node, dtype=np.int64)
+        w = self._words(node)
+        if self.adj is None:
+            v = words_to_range(w, self.n_nodes - 1)
+            return v + (v >= node)
+        return self.adj[node - self.lo, words_to_range(w, self.deg)].astype(np.int64)
+
+    def take_late(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[Any]] | None:
+        """Timers set to fire inside the current window since the last call, as columns."""
+        if not self.late:
+            return None
+        parts, self.late = self.late, []
+        return (
+            np.concatenate([p[0] for p in parts]),
+            np.concatenate([p[1] for p in parts]),
+            np.concatenate([p[2] for p in parts]),
+            np.concatenate([p[3] for p in parts]),
+            [t for p in parts for t in p[4]],
+        )
+
+
+def process_window(
+    shard: Shard,
+    keys: list[np.ndarray],
+    order: np.ndarray,
+    offsets: tuple[int, int],
+    life_kind: np.ndarray,
+    mcols: list[np.ndarray],
+    timers: list[Any],
+) -> tuple[list[int], list[int]]:
+    """Handle a window's sorted events batch by batch; returns (crashed msgs, skipped timers).
+
+    ``keys`` are the sort columns (time, prio, node, k1, k2) of every event, ``order`` the
+    sorted positions, ``offsets`` where messages and timers start among the positions.
+    ``timers`` is the list [time, node, id, epoch, tags] of due timers; in-window timers
+    are appended to it (and to ``keys``) as they are set.
+    """
+    from raysim.engine import P_MSG, P_NODE, P_TIMER
+
+    ctx, proto = shard.bctx, shard.bproto
+    m_off, t_off = offsets
+    crashed: list[np.ndarray] = []
+    skipped: list[np.ndarray] = []
+    remaining = order
+    lo = shard.lo
+    while len(remaining):
+        rank = occurrence(keys[2][remaining])
+        restart = False
+        for r in range(int(rank.max()) + 1):
+            g = remaining[rank == r]
+            p = keys[1][g]
+            life = g[p == P_NODE]
+            if len(life):
+                shard.lifecycle_batch(life - 0, keys[0][life], keys[2][life], life_kind[life])
+            msg = g[p == P_MSG] - m_off
+            if len(msg):
+                dst = mcols[2][msg]
+                dead = ~shard.alive_np[dst - lo]
+                if dead.any():
+                    crashed.append(msg[dead])
+                msg = msg[~dead & ~mcols[6][msg]]
+                if len(msg):
+                    node = mcols[2][msg]
+                    ev = EventBatch(node, node - lo, mcols[0][msg])
+                    ev.src = mcols[1][msg]
+                    ev.mtype = mcols[4][msg]
+                    ev.fields = {f: mcols[7 + i][msg] for i, f in enumerate(ctx.field_names)}
+                    shard.call_batch(proto.on_message, ev, "messages")
+            tim = g[p == P_TIMER] - t_off
+            if len(tim):
+                node = timers[1][tim]
+                li = node - lo
+                valid = timers[3][tim] == shard.epoch_np[li]
+                if not valid.all():
+                    skipped.append(tim[~valid])
+                    tim, node, li = tim[valid], node[valid], li[valid]
+                if len(tim):
+                    ev = EventBatch(node, li, timers[0][tim])
+                    tags = timers[4]
+                    ev.tags = [tags[i] for i in tim.tolist()]
+                    shard.call_batch(proto.on_timer, ev, "timers")
+            late = ctx.take_late()
+            if late is not None:
+                # Merge in-window timers into what is left and recompute the ranks.
+                start = len(keys[0])
+                n_new = len(late[0])
+                for i in range(4):
+                    timers[i] = np.concatenate([timers[i], late[i]])
+                timers[4] = timers[4] + late[4]
+                new_keys = (late[0], np.full(n_new, P_TIMER), late[1], late[2], np.zeros(n_new, np.int64))
+                for i in range(5):
+                    keys[i] = np.concatenate([keys[i], new_keys[i].astype(np.int64)])
+                rest = np.concatenate([remaining[rank > r], np.arange(start, start + n_new)])
+                sub = np.lexsort(tuple(k[rest] for k in reversed(keys)))
+                remaining = rest[sub]
+                restart = True
+                break
+        if not restart:
+            break
+    cr = np.concatenate(crashed).tolist() if crashed else []
+    sk = np.concatenate(skipped).tolist() if skipped else []
+    return cr, sk
