@@ -190,8 +190,13 @@ def run(
     shard_size: int | None = None,
     router: str = "shard",
     address: str | None = None,
+    write_row: bool = True,
 ) -> RunResult:
-    """Run one experiment; write its event log and its ``runs.parquet`` row."""
+    """Run one experiment; write its event log and its ``runs.parquet`` row.
+
+    With ``write_row=False`` the row is only returned (``RunResult.row``) and the caller
+    writes it: the sweep driver does, so that one process owns ``runs.parquet``.
+    """
     if backend not in BACKENDS:
         raise ConfigError(f"--backend {backend!r}: allowed: {', '.join(BACKENDS)}")
     if router not in ROUTER_PLACEMENTS:
@@ -229,7 +234,8 @@ def run(
         shutil.rmtree(staging, ignore_errors=True)
         row.update(status="failed", error=str(e).splitlines()[0], traceback=e.traceback)
         row.update(_meta(time.perf_counter() - t0, cfg))
-        append_run_row(results, row)
+        if write_row:
+            append_run_row(results, row)
         return RunResult(run_id, "failed", row, None, error=str(e))
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -250,7 +256,8 @@ def run(
     row.update({f"metric.{k}": v for k, v in metrics.items()})
     row["peak_rss_mib"] = raw["peak_rss_mib"]
     row.update(_meta(wall, cfg))
-    append_run_row(results, row)
+    if write_row:
+        append_run_row(results, row)
     return RunResult(run_id, "ok", row, final if log_dir is not None else None, metrics)
 
 
