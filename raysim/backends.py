@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import os
+from collections import deque
 import resource
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,11 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from raysim.engine import NEVER, RunSpec, Shard, StepInfo, paused_gc
+from raysim.engine import NEVER, Inbound, RunSpec, Shard, StepInfo, paused_gc
 from raysim.eventlog import EventLog
 from raysim.router import Messages, Router
 
 ROUTER_PLACEMENTS = ("shard", "actor")
+PIPELINE_DEPTH = 8  # windows in flight on Ray; the log does not depend on it
+_SKIP = object()  # placeholder in the router placement's output grid
 
 
 def shard_bounds(n_nodes: int, shards: int | None, shard_size: int | None) -> np.ndarray:
@@ -43,29 +46,47 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-Step = Callable[[int, list[list[Any]]], tuple[list[list[Any]], list[StepInfo]]]
+# submit(end, inbox) -> (outputs[src][dst], handle); collect(handle) -> per-shard StepInfo
+Submit = Callable[[int, list[list[Any]]], tuple[list[list[Any]], Any]]
+Collect = Callable[[Any], list[StepInfo]]
 
 
-def coordinate(spec: RunSpec, n_shards: int, step: Step) -> int:
-    """Drive windows until the duration, the stop rule, or no pending event; returns end time."""
+def coordinate(spec: RunSpec, n_shards: int, submit: Submit, collect: Collect, depth: int = 1) -> int:
+    """Drive windows until the duration, the stop rule, or no pending event; returns end time.
+
+    Windows are aligned: window k is ``[k·L, (k+1)·L)`` clipped to the duration, L the
+    lookahead. Up to ``depth`` windows are in flight at once (the shards chain them through
+    their outputs, so with Ray the coordinator is not on the critical path); the infos of
+    finished windows tell it when it may jump over empty windows and when the run is over.
+    The set of windows with events, and so the log, does not depend on ``depth``.
+    """
     lookahead, duration = spec.lookahead, spec.duration
     inbox: list[list[Any]] = [[] for _ in range(n_shards)]
-    start, last_end = 0, 0
-    while start < duration:
-        end = min(start + lookahead, duration)
-        outs, infos = step(end, inbox)
-        last_end = end
-        inbox = [[outs[s][d] for s in range(n_shards)] for d in range(n_shards)]
-        if spec.stop_when and all(i.done for i in infos):
+    inflight: deque[tuple[int, Any]] = deque()
+    k = 0  # next window to submit
+    over = False
+    end_time = 0
+    while True:
+        while not over and len(inflight) < depth and k * lookahead < duration:
+            end = min((k + 1) * lookahead, duration)
+            outs, handle = submit(end, inbox)
+            inbox = [[outs[s][d] for s in range(n_shards)] for d in range(n_shards)]
+            inflight.append((end, handle))
+            k += 1
+        if not inflight:
             break
-        nxt = min(
-            min(i.next_time for i in infos),
-            min(min(i.out_min_time) for i in infos),
-        )
-        if nxt == NEVER:
-            break
-        start = max(nxt, end)
-    return last_end
+        end, handle = inflight.popleft()
+        infos = collect(handle)
+        if over or any(i.stopped for i in infos):
+            over = True
+            continue
+        end_time = end
+        nxt = min(min(i.next_time for i in infos), min(min(i.out_min_time) for i in infos))
+        if (spec.stop_when and all(i.done for i in infos)) or nxt == NEVER:
+            over = True
+        elif nxt >= k * lookahead:
+            k = nxt // lookahead  # every window before holds no event
+    return end_time if end_time else min(lookahead, duration)
 
 
 def _part(log_dir: Path | None, name: str) -> Path | None:
@@ -77,12 +98,12 @@ def run_local(spec: RunSpec, bounds: np.ndarray, log_dir: Path | None) -> dict[s
     n = len(bounds) - 1
     shards = [Shard(spec, i, bounds, _part(log_dir, f"{i:05d}")) for i in range(n)]
 
-    def step(end: int, inbox: list[list[Any]]) -> tuple[list[list[Any]], list[StepInfo]]:
+    def submit(end: int, inbox: list[list[Any]]) -> tuple[list[list[Any]], list[StepInfo]]:
         results = [s.step(end, inbox[i]) for i, s in enumerate(shards)]
         return [r[0] for r in results], [r[1] for r in results]
 
     with paused_gc():
-        end = coordinate(spec, n, step)
+        end = coordinate(spec, n, submit, lambda infos: infos)
     finals = [s.finish() for s in shards]
     return {"end_time": end, "shards": finals, "peak_rss_mib": peak_rss_mib()}
 
@@ -95,14 +116,18 @@ class _ShardWorker:
         self.n = len(bounds) - 1
         gc.disable()  # the actor's process does nothing but this run; see engine.paused_gc
 
-    def step(self, end: int, *inbound: Messages | None) -> tuple[Any, ...]:
+    def step(self, end: int, *inbound: Inbound) -> tuple[Any, ...]:
         parts, info = self.shard.step(end, inbound)
         return (*parts, info)
 
-    def advance(self, end: int, *inbound: Messages | None) -> tuple[Messages | None, StepInfo]:
-        self.shard.receive(inbound)
+    def advance(self, end: int, *inbound: Inbound) -> tuple[Any, StepInfo]:
+        """Router-actor placement: process the window, hand the raw sends to the router."""
+        if self.shard.stop_rule_met(inbound):
+            return (True, None), StepInfo(NEVER, [NEVER] * self.n, True, True)
+        self.shard.receive([b for _, b in inbound])
         out = self.shard.advance(end)
-        return out, self.shard.info([NEVER] * self.n)
+        info = self.shard.info([NEVER] * self.n)
+        return (info.done, out), info
 
     def finish(self) -> dict[str, Any]:
         gc.enable()
@@ -120,20 +145,30 @@ class _RouterWorker:
         self.router = Router(spec.seed, spec.n_nodes, spec.delay, spec.jitter, spec.faults, bounds, self.log)
         self.n = len(bounds) - 1
 
-    def route(self, *raw: Messages | None) -> tuple[Any, ...]:
+    def route(self, *raw: tuple[bool, Messages | None]) -> tuple[Any, ...]:
         per_dst: list[list[Messages]] = [[] for _ in range(self.n)]
         mins = [NEVER] * self.n
-        for batch in raw:
+        all_done = all(done for done, _ in raw)
+        for _, batch in raw:
             if batch is None:
                 continue
             for d, part in enumerate(self.router.split(self.router.route(batch))):
                 if part is not None:
                     per_dst[d].append(part)
                     mins[d] = min(mins[d], int(part.time.min()))
-        return (*per_dst, mins)
+        return (*((all_done, p) for p in per_dst), mins)
 
     def finish(self) -> dict[str, Any]:
         return {"rows": self.log.close(), "route": self.router.stats, "peak_rss_mib": peak_rss_mib()}
+
+
+def _drop_skips(submit: Submit) -> Submit:
+    """Wrap a router-placement submit so the placeholder rows never reach the shards."""
+
+    def wrapped(end: int, inbox: list[list[Any]]) -> tuple[list[list[Any]], Any]:
+        return submit(end, [[x for x in row if x is not _SKIP] for row in inbox])
+
+    return wrapped
 
 
 def ensure_ray(address: str | None = None) -> None:
@@ -179,26 +214,36 @@ def run_ray(
         router_cls = ray.remote(num_cpus=0)(_RouterWorker)
         router_actor = router_cls.remote(spec, bounds, str(_part(log_dir, "router")) if log_dir else None)
 
-    def step_in_shard(end: int, inbox: list[list[Any]]) -> tuple[list[list[Any]], list[StepInfo]]:
+    def submit_in_shard(end: int, inbox: list[list[Any]]) -> tuple[list[list[Any]], Any]:
         refs = [a.step.options(num_returns=n + 1).remote(end, *inbox[i]) for i, a in enumerate(actors)]
-        infos = ray.get([r[-1] for r in refs])
-        return [list(r[:-1]) for r in refs], infos
+        return [list(r[:-1]) for r in refs], [r[-1] for r in refs]
 
-    def step_router(end: int, inbox: list[list[Any]]) -> tuple[list[list[Any]], list[StepInfo]]:
+    def submit_router(end: int, inbox: list[list[Any]]) -> tuple[list[list[Any]], Any]:
         assert router_actor is not None
         refs = [a.advance.options(num_returns=2).remote(end, *inbox[i]) for i, a in enumerate(actors)]
         routed = router_actor.route.options(num_returns=n + 1).remote(*[r[0] for r in refs])
-        infos: list[StepInfo] = ray.get([r[1] for r in refs])
-        mins: list[int] = ray.get(routed[-1])
+        # Each destination gets one (flag, batches) item from the router; the coordinator's
+        # transpose wants a [source][destination] grid, so the router stands in as source 0
+        # and the other rows are left out of the inbox below.
+        outs = [[routed[d] for d in range(n)]] + [[_SKIP] * n for _ in range(n - 1)]
+        return outs, ([r[1] for r in refs], routed[-1])
+
+    def collect_in_shard(handle: Any) -> list[StepInfo]:
+        return list(ray.get(handle))
+
+    def collect_router(handle: Any) -> list[StepInfo]:
+        info_refs, mins_ref = handle
+        infos: list[StepInfo] = ray.get(info_refs)
+        mins: list[int] = ray.get(mins_ref)
         for i in infos:
             i.out_min_time = mins
-        # Each destination gets one list of batches; the coordinator's transpose wants a
-        # [source][destination] grid, so the router's output stands in as source 0.
-        outs = [[routed[d] for d in range(n)]] + [[None] * n for _ in range(n - 1)]
-        return outs, infos
+        return infos
 
     try:
-        end = coordinate(spec, n, step_in_shard if in_shard else step_router)
+        if in_shard:
+            end = coordinate(spec, n, submit_in_shard, collect_in_shard, depth=PIPELINE_DEPTH)
+        else:
+            end = coordinate(spec, n, _drop_skips(submit_router), collect_router, depth=PIPELINE_DEPTH)
         finals: list[dict[str, Any]] = ray.get([a.finish.remote() for a in actors])
         if router_actor is not None:
             r = ray.get(router_actor.finish.remote())

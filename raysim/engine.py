@@ -233,6 +233,12 @@ class StepInfo:
     next_time: int  # earliest pending local event (NEVER if none)
     out_min_time: list[int]  # per destination shard, the earliest delivery sent there
     done: bool  # every live local node has emitted the stop observation
+    stopped: bool = False  # the stop rule held after the previous window: nothing was done
+
+
+# What a shard hands to a destination shard after a window: whether the sender had met the
+# stop rule, and the deliveries (a batch, a router's list of batches, or None).
+Inbound = tuple[bool, "Messages | list[Messages] | None"]
 
 
 class Shard:
@@ -291,6 +297,7 @@ class Shard:
         self.missing = n_local  # live local nodes that have not emitted stop_when yet
         self.counts = {"delivered": 0, "corrupt": 0, "dropped_crashed": 0, "timers": 0, "observations": 0}
         self._windows = 0
+        self.stopped = False
         self.ctx = ShardContext(self)
         # The columnar path (BatchProtocol): state and counters as numpy arrays.
         self.alive_np = np.zeros(n_local, dtype=bool)
@@ -389,17 +396,30 @@ class Shard:
                 cols = (b.time, b.src, b.dst, b.msg_id, codes, b.copy, b.corrupt)
                 self.inbox.add(cols, b.payload)
 
-    def step(self, end: int, inbound: Sequence[Messages | None]) -> tuple[list[Messages | None], StepInfo]:
+    def stop_rule_met(self, inbound: Sequence[Inbound]) -> bool:
+        """Whether every shard had met the stop rule after the previous window.
+
+        Each shard decides this from the flags that came with its inbound batches, so all
+        shards stop after the same window without asking the coordinator.
+        """
+        if not self.stopped and self.spec.stop_when and inbound and all(f for f, _ in inbound):
+            self.stopped = True
+        return self.stopped
+
+    def step(self, end: int, inbound: Sequence[Inbound]) -> tuple[list[Inbound], StepInfo]:
         """Receive, process every event before ``end``, route what was sent (in-shard routing)."""
-        self.receive(inbound)
+        shards = len(self.bounds) - 1
+        if self.stop_rule_met(inbound):
+            return [(True, None)] * shards, StepInfo(NEVER, [NEVER] * shards, True, True)
+        self.receive([b for _, b in inbound])
         out = self.advance(end)
         assert self.router is not None
-        shards = len(self.bounds) - 1
         if out is None:
-            return [None] * shards, self.info([NEVER] * shards)
+            info = self.info([NEVER] * shards)
+            return [(info.done, None)] * shards, info
         parts = self.router.split(self.router.route(out))
-        mins = [int(p.time.min()) if p is not None else NEVER for p in parts]
-        return parts, self.info(mins)
+        info = self.info([int(p.time.min()) if p is not None else NEVER for p in parts])
+        return [(info.done, p) for p in parts], info
 
     def info(self, out_min: list[int]) -> StepInfo:
         """The shard's state for the coordinator."""
