@@ -14,10 +14,11 @@ hands every destination shard its part) or in one :class:`RouterActor` per run
 from __future__ import annotations
 
 import gc
+import logging
 import os
-from collections import deque
 import resource
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ _SKIP = object()  # placeholder in the router placement's output grid
 def shard_bounds(n_nodes: int, shards: int | None, shard_size: int | None) -> np.ndarray:
     """Node ranges of the shards: ``bounds[i]..bounds[i+1]-1`` is shard i (contiguous blocks)."""
     if shard_size is not None:
-        edges = list(range(0, n_nodes, shard_size)) + [n_nodes]
+        edges = [*range(0, n_nodes, shard_size), n_nodes]
         return np.array(edges, dtype=np.int64)
     s = max(1, min(shards or 1, n_nodes))
     return np.array([i * n_nodes // s for i in range(s + 1)], dtype=np.int64)
@@ -51,7 +52,9 @@ Submit = Callable[[int, list[list[Any]]], tuple[list[list[Any]], Any]]
 Collect = Callable[[Any], list[StepInfo]]
 
 
-def coordinate(spec: RunSpec, n_shards: int, submit: Submit, collect: Collect, depth: int = 1) -> int:
+def coordinate(
+    spec: RunSpec, n_shards: int, submit: Submit, collect: Collect, depth: int = 1
+) -> int:
     """Drive windows until the duration, the stop rule, or no pending event; returns end time.
 
     Windows are aligned: window k is ``[k·L, (k+1)·L)`` clipped to the duration, L the
@@ -111,7 +114,9 @@ def run_local(spec: RunSpec, bounds: np.ndarray, log_dir: Path | None) -> dict[s
 class _ShardWorker:
     """The body of a Ray shard actor: a :class:`Shard` behind remote-callable methods."""
 
-    def __init__(self, spec: RunSpec, index: int, bounds: np.ndarray, log: str | None, route: bool) -> None:
+    def __init__(
+        self, spec: RunSpec, index: int, bounds: np.ndarray, log: str | None, route: bool
+    ) -> None:
         self.shard = Shard(spec, index, bounds, Path(log) if log else None, route_here=route)
         self.n = len(bounds) - 1
         gc.disable()  # the actor's process does nothing but this run; see engine.paused_gc
@@ -142,7 +147,9 @@ class _RouterWorker:
     def __init__(self, spec: RunSpec, bounds: np.ndarray, log: str | None) -> None:
         path = Path(log) if log else None
         self.log = EventLog(path, spec.log_level, spec.batch_rows)
-        self.router = Router(spec.seed, spec.n_nodes, spec.delay, spec.jitter, spec.faults, bounds, self.log)
+        self.router = Router(
+            spec.seed, spec.n_nodes, spec.delay, spec.jitter, spec.faults, bounds, self.log
+        )
         self.n = len(bounds) - 1
 
     def route(self, *raw: tuple[bool, Messages | None]) -> tuple[Any, ...]:
@@ -159,7 +166,11 @@ class _RouterWorker:
         return (*((all_done, p) for p in per_dst), mins)
 
     def finish(self) -> dict[str, Any]:
-        return {"rows": self.log.close(), "route": self.router.stats, "peak_rss_mib": peak_rss_mib()}
+        return {
+            "rows": self.log.close(),
+            "route": self.router.stats,
+            "peak_rss_mib": peak_rss_mib(),
+        }
 
 
 def _drop_skips(submit: Submit) -> Submit:
@@ -180,12 +191,12 @@ def ensure_ray(address: str | None = None) -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address:
-        ray.init(address=address, logging_level="ERROR", log_to_driver=True)
+        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=True)
         return
     ray.init(
         num_cpus=os.cpu_count() or 1,
         include_dashboard=False,
-        logging_level="ERROR",
+        logging_level=logging.ERROR,
         object_store_memory=int(os.environ.get("RAYSIM_OBJECT_STORE_BYTES", 512 * 1024**2)),
         _temp_dir=os.environ.get("RAYSIM_RAY_TMP", "/tmp/raysim-ray"),
     )
@@ -203,24 +214,32 @@ def run_ray(
 
     ensure_ray(address)
     n = len(bounds) - 1
-    shard_cls = ray.remote(num_cpus=0)(_ShardWorker)
+    shard_cls: Any = ray.remote(num_cpus=0)(_ShardWorker)
     in_shard = router == "shard"
-    actors = [
-        shard_cls.remote(spec, i, bounds, str(_part(log_dir, f"{i:05d}")) if log_dir else None, in_shard)
+    actors: list[Any] = [
+        shard_cls.remote(
+            spec, i, bounds, str(_part(log_dir, f"{i:05d}")) if log_dir else None, in_shard
+        )
         for i in range(n)
     ]
-    router_actor = None
+    router_actor: Any = None
     if not in_shard:
-        router_cls = ray.remote(num_cpus=0)(_RouterWorker)
-        router_actor = router_cls.remote(spec, bounds, str(_part(log_dir, "router")) if log_dir else None)
+        router_cls: Any = ray.remote(num_cpus=0)(_RouterWorker)
+        router_actor = router_cls.remote(
+            spec, bounds, str(_part(log_dir, "router")) if log_dir else None
+        )
 
     def submit_in_shard(end: int, inbox: list[list[Any]]) -> tuple[list[list[Any]], Any]:
-        refs = [a.step.options(num_returns=n + 1).remote(end, *inbox[i]) for i, a in enumerate(actors)]
+        refs = [
+            a.step.options(num_returns=n + 1).remote(end, *inbox[i]) for i, a in enumerate(actors)
+        ]
         return [list(r[:-1]) for r in refs], [r[-1] for r in refs]
 
     def submit_router(end: int, inbox: list[list[Any]]) -> tuple[list[list[Any]], Any]:
         assert router_actor is not None
-        refs = [a.advance.options(num_returns=2).remote(end, *inbox[i]) for i, a in enumerate(actors)]
+        refs = [
+            a.advance.options(num_returns=2).remote(end, *inbox[i]) for i, a in enumerate(actors)
+        ]
         routed = router_actor.route.options(num_returns=n + 1).remote(*[r[0] for r in refs])
         # Each destination gets one (flag, batches) item from the router; the coordinator's
         # transpose wants a [source][destination] grid, so the router stands in as source 0
@@ -243,7 +262,9 @@ def run_ray(
         if in_shard:
             end = coordinate(spec, n, submit_in_shard, collect_in_shard, depth=PIPELINE_DEPTH)
         else:
-            end = coordinate(spec, n, _drop_skips(submit_router), collect_router, depth=PIPELINE_DEPTH)
+            end = coordinate(
+                spec, n, _drop_skips(submit_router), collect_router, depth=PIPELINE_DEPTH
+            )
         finals: list[dict[str, Any]] = ray.get([a.finish.remote() for a in actors])
         if router_actor is not None:
             r = ray.get(router_actor.finish.remote())

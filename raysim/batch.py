@@ -94,7 +94,9 @@ class BatchShardContext:
         np.add.at(self.send_seq, li, 1)
         unknown = set(fields) - set(self.field_names)
         if unknown:
-            raise ValueError(f"unknown message field {sorted(unknown)[0]!r}; fields: {self.field_names}")
+            raise ValueError(
+                f"unknown message field {sorted(unknown)[0]!r}; fields: {self.field_names}"
+            )
         cols = tuple(
             np.broadcast_to(np.asarray(fields.get(f, 0.0), dtype=np.float64), (n,))
             for f in self.field_names
@@ -246,7 +248,13 @@ def process_window(
                 for i in range(4):
                     timers[i] = np.concatenate([timers[i], late[i]])
                 timers[4] = timers[4] + late[4]
-                new_keys = (late[0], np.full(n_new, P_TIMER), late[1], late[2], np.zeros(n_new, np.int64))
+                new_keys = (
+                    late[0],
+                    np.full(n_new, P_TIMER),
+                    late[1],
+                    late[2],
+                    np.zeros(n_new, np.int64),
+                )
                 for i in range(5):
                     keys[i] = np.concatenate([keys[i], new_keys[i].astype(np.int64)])
                 rest = np.concatenate([remaining[rank > r], np.arange(start, start + n_new)])

@@ -34,8 +34,11 @@ def gossip_config(nodes: int) -> ExperimentConfig:
     return validate(
         {
             "experiment": {
-                "name": "bench_gossip", "protocol": "gossip.push_pull", "seed": 7,
-                "duration": 200_000, "stop_when": "informed",
+                "name": "bench_gossip",
+                "protocol": "gossip.push_pull",
+                "seed": 7,
+                "duration": 200_000,
+                "stop_when": "informed",
             },
             "protocol": {"period": 1000, "phase": "random"},
             "network": {"nodes": nodes, "delay": {"dist": "uniform", "low": 50, "high": 200}},
@@ -49,12 +52,16 @@ def averaging_config(nodes: int, rounds: int = 30) -> ExperimentConfig:
     return validate(
         {
             "experiment": {
-                "name": "bench_averaging", "protocol": "gossip.average", "seed": 7,
+                "name": "bench_averaging",
+                "protocol": "gossip.average",
+                "seed": 7,
                 "duration": rounds * 1000 + 1,
             },
             "protocol": {"period": 1000, "phase": "random"},
             "network": {
-                "nodes": nodes, "topology": "random", "degree": 20,
+                "nodes": nodes,
+                "topology": "random",
+                "degree": 20,
                 "delay": {"dist": "uniform", "low": 50, "high": 200},
             },
         },
@@ -63,8 +70,12 @@ def averaging_config(nodes: int, rounds: int = 30) -> ExperimentConfig:
 
 
 def measure(
-    workload: str, cfg: ExperimentConfig, backend: str, shards: int | None = None,
-    shard_size: int | None = None, router: str = "shard",
+    workload: str,
+    cfg: ExperimentConfig,
+    backend: str,
+    shards: int | None = None,
+    shard_size: int | None = None,
+    router: str = "shard",
 ) -> dict[str, Any]:
     """Run one configuration with its full event log and report its speed."""
     with tempfile.TemporaryDirectory(prefix="raysim-bench-") as tmp:

@@ -80,7 +80,7 @@ class NetworkSection(_Section):
         "full", description="full membership, or a static random overlay of `degree` neighbours"
     )
     degree: int = Field(20, ge=1, description="neighbours per node with topology = 'random'")
-    delay: Delay = Field(default_factory=ConstantDelay)
+    delay: Delay = Field(default=ConstantDelay())
     jitter: int = Field(0, ge=0, description="extra delay uniform in 0..jitter ticks")
 
     @field_validator("delay", mode="before")
@@ -104,8 +104,8 @@ class ExperimentConfig(_Section):
     experiment: ExperimentSection
     protocol: dict[str, Any] = Field(default_factory=dict)
     network: NetworkSection
-    faults: Faults = Field(default_factory=Faults)
-    log: LogSection = Field(default_factory=LogSection)
+    faults: Faults = Faults()
+    log: LogSection = LogSection()
     sweep: dict[str, Any] = Field(default_factory=dict)
 
     def resolved(self) -> dict[str, Any]:
@@ -216,7 +216,9 @@ def validate(data: dict[str, Any], where: str) -> ExperimentConfig:
     return cfg.model_copy(update={"protocol": params.model_dump(mode="json")})
 
 
-def load(path: Path | str, overrides: list[str] | None = None, seed: int | None = None) -> ExperimentConfig:
+def load(
+    path: Path | str, overrides: list[str] | None = None, seed: int | None = None
+) -> ExperimentConfig:
     """Read, override and validate an experiment file."""
     path = Path(path)
     data = read_toml(path)

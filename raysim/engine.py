@@ -25,24 +25,23 @@ from __future__ import annotations
 
 import gc
 import heapq
-from collections.abc import Iterator
-from contextlib import contextmanager
 import traceback
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from raysim.batch import BatchShardContext, EventBatch, process_window
 from raysim.errors import ProtocolError
 from raysim.eventlog import EventLog
 from raysim.faults import Faults, parse_node_set
-from raysim.batch import BatchShardContext, EventBatch, process_window
+from raysim.pending import Pending
 from raysim.protocol import BatchProtocol, Protocol, lookup
 from raysim.rng import GOLDEN, NodeRng, derive, mix64_array, uniform_array
-from raysim.router import SEQ_BITS, Messages, RouteStats, Router
-from raysim.pending import Pending
+from raysim.router import SEQ_BITS, Messages, Router, RouteStats
 from raysim.schema import CORRUPT, CRASH, DELIVER, DROP, OBS, RECOVER, START, TIMER
 from raysim.topology import Topology
 
@@ -107,14 +106,20 @@ def lifecycle_schedule(spec: RunSpec) -> tuple[np.ndarray, np.ndarray, np.ndarra
             nodes.append(who)
             kinds.append(np.full(len(who), kind, dtype=np.int64))
             seqs.append(np.full(len(who), s, dtype=np.int64))
-    return (np.concatenate(times), np.concatenate(nodes), np.concatenate(kinds), np.concatenate(seqs))
+    return (
+        np.concatenate(times),
+        np.concatenate(nodes),
+        np.concatenate(kinds),
+        np.concatenate(seqs),
+    )
 
 
 def node_keys(key: int, lo: int, hi: int) -> list[int]:
     """Per-node 64-bit keys for nodes lo..hi-1 (vectorised; a pure function of key and id)."""
     ids = np.arange(lo, hi, dtype=np.uint64)
     with np.errstate(over="ignore"):
-        return mix64_array(ids * np.uint64(GOLDEN) + np.uint64(key)).tolist()  # type: ignore[no-any-return]
+        words: list[int] = mix64_array(ids * np.uint64(GOLDEN) + np.uint64(key)).tolist()
+    return words
 
 
 @contextmanager
@@ -145,8 +150,23 @@ class ShardContext:
     """
 
     __slots__ = (
-        "_adj", "_deg", "_epochs", "_late", "_li", "_milestones", "_new_timers", "_obs",
-        "_rngs", "_sends", "_seqs", "_shard", "_tseqs", "_window_end", "n_nodes", "node", "now",
+        "_adj",
+        "_deg",
+        "_epochs",
+        "_late",
+        "_li",
+        "_milestones",
+        "_new_timers",
+        "_obs",
+        "_rngs",
+        "_sends",
+        "_seqs",
+        "_shard",
+        "_tseqs",
+        "_window_end",
+        "n_nodes",
+        "node",
+        "now",
     )
 
     def __init__(self, shard: Shard) -> None:
@@ -263,7 +283,9 @@ class Shard:
             if route_here
             else None
         )
-        self.topology = Topology(spec.topology, spec.seed, spec.n_nodes, spec.degree, self.lo, self.hi)
+        self.topology = Topology(
+            spec.topology, spec.seed, spec.n_nodes, spec.degree, self.lo, self.hi
+        )
         proto = lookup(spec.protocol)
         self.proto_cls: Any = proto.cls
         self.params = proto.make_params(spec.params)
@@ -293,9 +315,17 @@ class Shard:
         self.milestone_names = frozenset(getattr(self.proto_cls, "milestones", ()))
         if spec.stop_when:
             self.milestone_names |= {spec.stop_when}
-        self.milestones: dict[str, tuple[set[int], int]] = {m: (set(), -1) for m in self.milestone_names}
+        self.milestones: dict[str, tuple[set[int], int]] = {
+            m: (set(), -1) for m in self.milestone_names
+        }
         self.missing = n_local  # live local nodes that have not emitted stop_when yet
-        self.counts = {"delivered": 0, "corrupt": 0, "dropped_crashed": 0, "timers": 0, "observations": 0}
+        self.counts = {
+            "delivered": 0,
+            "corrupt": 0,
+            "dropped_crashed": 0,
+            "timers": 0,
+            "observations": 0,
+        }
         self._windows = 0
         self.stopped = False
         self.ctx = ShardContext(self)
@@ -307,7 +337,8 @@ class Shard:
         self._life_chunks: list[tuple[np.ndarray, int, np.ndarray]] = []
         self._mtype_log: np.ndarray | None = None
         if self.batch:
-            self.bproto: Any = proto.cls(self.params, self.lo, self.hi)
+            batch_cls: Any = proto.cls
+            self.bproto: Any = batch_cls(self.params, self.lo, self.hi)
             self.bctx = BatchShardContext(self, keys)
 
     # --- called from handlers through the context ------------------------------------------
@@ -336,12 +367,16 @@ class Shard:
             handler(self.bctx, ev)
         except Exception:
             raise ProtocolError(
-                self.spec.run_id, int(ev.node[0]), int(ev.time[0]),
+                self.spec.run_id,
+                int(ev.node[0]),
+                int(ev.time[0]),
                 f"a batch of {len(ev)} {what} (first at node {int(ev.node[0])})",
                 traceback.format_exc(),
             ) from None
 
-    def lifecycle_batch(self, pos: np.ndarray, time: np.ndarray, node: np.ndarray, kind: np.ndarray) -> None:
+    def lifecycle_batch(
+        self, pos: np.ndarray, time: np.ndarray, node: np.ndarray, kind: np.ndarray
+    ) -> None:
         """Columnar lifecycle events: start, crash, recover (nodes distinct)."""
         ctx, proto = self.bctx, self.bproto
         for k in (START, CRASH, RECOVER):
@@ -365,7 +400,12 @@ class Shard:
             elif k == CRASH:
                 marks = len(ctx.sends), len(ctx.timers), len(ctx.obs), len(ctx.late)
                 self.call_batch(proto.on_crash, ev, "crashes")
-                del ctx.sends[marks[0]:], ctx.timers[marks[1]:], ctx.obs[marks[2]:], ctx.late[marks[3]:]
+                del (
+                    ctx.sends[marks[0] :],
+                    ctx.timers[marks[1] :],
+                    ctx.obs[marks[2] :],
+                    ctx.late[marks[3] :],
+                )
                 self.alive_np[li] = False
                 self.epoch_np[li] += 1
             else:
@@ -475,7 +515,9 @@ class Shard:
         prio = np.repeat(np.array([P_NODE, P_MSG, P_TIMER], dtype=np.int64), [n_l, n_m, n_t])
         node = np.concatenate([life[1], mcols[2], tn])
         k1 = np.concatenate([life[3], mcols[3], tid])
-        k2 = np.concatenate([np.zeros(n_l, np.int64), mcols[5].astype(np.int64), np.zeros(n_t, np.int64)])
+        k2 = np.concatenate(
+            [np.zeros(n_l, np.int64), mcols[5].astype(np.int64), np.zeros(n_t, np.int64)]
+        )
         order = np.lexsort((k2, k1, node, prio, time))
         # Per sorted event: priority, time, node, local index, index within its source.
         offsets = np.repeat(np.array([0, m_off, t_off], dtype=np.int64), [n_l, n_m, n_t])
@@ -491,13 +533,15 @@ class Shard:
         skipped_t: list[int] = []
         late_rows: list[tuple[int, int, int, Any]] = []
         ctx = self.ctx
-        protos, alive, epoch, lo = self.protos, self.alive, self.epoch, self.lo
+        protos, alive, epoch = self.protos, self.alive, self.epoch
         cancelled = self.cancelled
         if self.batch:
             self.bctx.window_end = end
-            timers = [tt, tn, tid, tep, ttags]
-            keys = [time, prio, node, k1, k2]
-            crashed_m, skipped_t = process_window(self, keys, order, (m_off, t_off), life[2], mcols, timers)
+            timers: list[Any] = [tt, tn, tid, tep, ttags]
+            sort_keys = [time, prio, node, k1, k2]
+            crashed_m, skipped_t = process_window(
+                self, sort_keys, order, (m_off, t_off), life[2], mcols, timers
+            )
             tt, tn, tid, tep, ttags = timers
             self._flush_new_timers()
             self._log_window(mcols, crashed_m, (tt, tn, tid, ttags), skipped_t, [])
@@ -508,7 +552,9 @@ class Shard:
         late = ctx._late
         i = -1
         try:
-            for i, (p, t, nd, li, k) in enumerate(zip(seq_p, seq_t, seq_n, seq_li, seq_k, strict=True)):
+            for i, (p, t, nd, li, k) in enumerate(
+                zip(seq_p, seq_t, seq_n, seq_li, seq_k, strict=True)
+            ):
                 if late:
                     self._run_late(self._key(order, i, keys), late_rows)
                 if p == P_MSG:
@@ -520,7 +566,7 @@ class Shard:
                     ctx.now = t
                     ctx.node = nd
                     ctx._li = li
-                    protos[li].on_message(ctx, m_src[k], m_pl[k])  # type: ignore[union-attr]
+                    protos[li].on_message(ctx, m_src[k], m_pl[k])
                 elif p == P_TIMER:
                     if t_ep[k] != epoch[li] or (cancelled and (nd, t_id[k]) in cancelled):
                         cancelled.discard((nd, t_id[k]))
@@ -529,7 +575,7 @@ class Shard:
                     ctx.now = t
                     ctx.node = nd
                     ctx._li = li
-                    protos[li].on_timer(ctx, ttags[k])  # type: ignore[union-attr]
+                    protos[li].on_timer(ctx, ttags[k])
                 else:
                     self._lifecycle(t, nd, l_kind[k])
             i = -1
@@ -539,7 +585,9 @@ class Shard:
             raise
         except Exception:
             event = self._describe(seq_p[i] if i >= 0 else -1, seq_k[i], m_src, m_pl, ttags, l_kind)
-            raise ProtocolError(self.spec.run_id, ctx.node, ctx.now, event, traceback.format_exc()) from None
+            raise ProtocolError(
+                self.spec.run_id, ctx.node, ctx.now, event, traceback.format_exc()
+            ) from None
         self._flush_new_timers()
         self._log_window(mcols, crashed_m, (tt, tn, tid, ttags), skipped_t, late_rows)
         return self._take_outbox()
@@ -549,7 +597,9 @@ class Shard:
         j = order[i]
         return tuple(int(c[j]) for c in cols)
 
-    def _run_late(self, before: tuple[int, ...] | None, rows: list[tuple[int, int, int, Any]]) -> None:
+    def _run_late(
+        self, before: tuple[int, ...] | None, rows: list[tuple[int, int, int, Any]]
+    ) -> None:
         """Fire in-window timers that precede ``before`` (all of them if None)."""
         ctx = self.ctx
         late = ctx._late
@@ -561,7 +611,7 @@ class Shard:
                 continue
             rows.append((when, nd, tid, tag))
             ctx.now, ctx.node, ctx._li = when, nd, li
-            self.protos[li].on_timer(ctx, tag)  # type: ignore[union-attr]
+            self.protos[li].on_timer(ctx, tag)
 
     def _lifecycle(self, now: int, nd: int, kind: int) -> None:
         ctx, li = self.ctx, nd - self.lo
@@ -569,11 +619,14 @@ class Shard:
         stop = self.spec.stop_when
         if kind == START:
             self.alive[li] = True
-            self.protos[li] = self.proto_cls(self.params, nd)
-            self.protos[li].on_start(ctx)  # type: ignore[union-attr]
+            proto: Protocol = self.proto_cls(self.params, nd)
+            self.protos[li] = proto
+            proto.on_start(ctx)
         elif kind == CRASH and self.alive[li]:
             mark, tmark, omark = len(ctx._sends), len(ctx._new_timers), len(ctx._obs)
-            self.protos[li].on_crash(ctx)  # type: ignore[union-attr]
+            old = self.protos[li]
+            assert old is not None
+            old.on_crash(ctx)
             del ctx._sends[mark:]
             del ctx._new_timers[tmark:]
             del ctx._obs[omark:]
@@ -584,10 +637,11 @@ class Shard:
                 self.missing -= 1
         elif kind == RECOVER and not self.alive[li]:
             self.alive[li] = True
-            self.protos[li] = self.proto_cls(self.params, nd)
+            fresh: Protocol = self.proto_cls(self.params, nd)
+            self.protos[li] = fresh
             if stop and nd not in self.milestones[stop][0]:
                 self.missing += 1
-            self.protos[li].on_recover(ctx)  # type: ignore[union-attr]
+            fresh.on_recover(ctx)
         else:
             return
         if self.log.writing:
@@ -638,7 +692,11 @@ class Shard:
             c["corrupt"] += int(cor.sum())
             c["dropped_crashed"] += len(crashed_m)
             if log.messages:
-                for mask, kind, name in ((ok, DELIVER, -1), (cor, CORRUPT, -1), (gone, DROP, log.strings.code("crashed"))):
+                for mask, kind, name in (
+                    (ok, DELIVER, -1),
+                    (cor, CORRUPT, -1),
+                    (gone, DROP, log.strings.code("crashed")),
+                ):
                     if mask.any():
                         log.add(mt[mask], kind, md[mask], ms[mask], mid[mask], mcode[mask], name)
         tt, tn, tid, ttags = timers
@@ -650,12 +708,19 @@ class Shard:
                 tags = ttags if fired.all() else [ttags[i] for i in np.flatnonzero(fired).tolist()]
                 log.add(tt[fired], TIMER, tn[fired], -1, tid[fired], log.tag_codes(tags))
             if late_rows:
-                w, nd, ids, tags = zip(*late_rows, strict=True)
-                log.add(np.array(w), TIMER, np.array(nd), -1, np.array(ids), log.tag_codes(list(tags)))
-        for t, nd, name, val in self.bctx.obs if self.batch else []:
-            c["observations"] += len(t)
+                lw, lnode, lids, ltags = zip(*late_rows, strict=True)
+                log.add(
+                    np.array(lw),
+                    TIMER,
+                    np.array(lnode),
+                    -1,
+                    np.array(lids),
+                    log.tag_codes(list(ltags)),
+                )
+        for bt, bnode, bname, bval in self.bctx.obs if self.batch else []:
+            c["observations"] += len(bt)
             if log.writing:
-                log.add(t, OBS, nd, -1, -1, -1, log.strings.code(name), val)
+                log.add(bt, OBS, bnode, -1, -1, -1, log.strings.code(bname), bval)
         if self.batch:
             self.bctx.obs = []
         ob = self.ctx._obs
@@ -664,7 +729,16 @@ class Shard:
             if log.writing:
                 ot, onode, oname, oval = zip(*ob, strict=True)
                 names = log.strings.codes(oname)
-                log.add(np.array(ot), OBS, np.array(onode), -1, -1, -1, names, np.array(oval, dtype=np.float64))
+                log.add(
+                    np.array(ot),
+                    OBS,
+                    np.array(onode),
+                    -1,
+                    -1,
+                    -1,
+                    names,
+                    np.array(oval, dtype=np.float64),
+                )
             self.ctx._obs = []
 
     def _take_batch_outbox(self) -> Messages | None:
@@ -672,20 +746,32 @@ class Shard:
         if not parts:
             return None
         self.bctx.sends = []
-        t, src, dst, seq, mtype, *fields = (np.concatenate([p[i] for p in parts]) for i in range(len(parts[0])))
+        t, src, dst, seq, mtype, *fields = (
+            np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))
+        )
         n = self.spec.n_nodes
         bad = (dst < 0) | (dst >= n)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise ProtocolError(
-                self.spec.run_id, int(src[i]), int(t[i]), f"send to node {int(dst[i])}",
+                self.spec.run_id,
+                int(src[i]),
+                int(t[i]),
+                f"send to node {int(dst[i])}",
                 f"ValueError: destination {int(dst[i])} is not a node id in 0..{n - 1}\n",
             )
         k = len(t)
         return Messages(
-            t, src, dst, (src << SEQ_BITS) | seq, mtype.astype(np.int32),
-            list(self.proto_cls.message_types), [], np.zeros(k, dtype=np.int8),
-            np.zeros(k, dtype=bool), tuple(fields),
+            t,
+            src,
+            dst,
+            (src << SEQ_BITS) | seq,
+            mtype.astype(np.int32),
+            list(self.proto_cls.message_types),
+            [],
+            np.zeros(k, dtype=np.int8),
+            np.zeros(k, dtype=bool),
+            tuple(fields),
         )
 
     def _take_outbox(self) -> Messages | None:
@@ -706,7 +792,10 @@ class Shard:
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise ProtocolError(
-                self.spec.run_id, src_l[i], t[i], f"send to node {dst_l[i]!r}",
+                self.spec.run_id,
+                src_l[i],
+                t[i],
+                f"send to node {dst_l[i]!r}",
                 f"ValueError: destination {dst_l[i]!r} is not a node id in 0..{n - 1}\n",
             )
         types = self._type_codes

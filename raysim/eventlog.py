@@ -103,7 +103,7 @@ class EventLog:
         n = len(time)
         if n == 0 or not self.writing:
             return
-        cols = (
+        cols: tuple[np.ndarray, ...] = (
             np.asarray(time, dtype=np.int64),
             np.full(n, kind, dtype=np.int8),
             np.asarray(node, dtype=np.int64),

@@ -24,7 +24,6 @@ from typing import TypeVar
 
 import numpy as np
 
-
 MASK64 = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15
 _C1 = 0xBF58476D1CE4E5B9

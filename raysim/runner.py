@@ -19,7 +19,6 @@ import os
 import shutil
 import subprocess
 import time
-import traceback
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -95,13 +94,17 @@ def prepare_results_dir(out: Path, experiment: str) -> Path:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
-        raise ConfigError(f"--out {out}: results directory is not writable ({e.strerror})") from None
+        raise ConfigError(
+            f"--out {out}: results directory is not writable ({e.strerror})"
+        ) from None
     runs = target / "runs.parquet"
     if runs.exists():
         try:
             pd.read_parquet(runs, columns=["run_id"])
         except Exception:
-            raise ConfigError(f"{runs}: exists but is not a raysim runs table; move it away") from None
+            raise ConfigError(
+                f"{runs}: exists but is not a raysim runs table; move it away"
+            ) from None
     return target
 
 
@@ -208,7 +211,9 @@ def run(
     results = prepare_results_dir(Path(out), cfg.experiment.name)
     run_id = cfg.run_id()
     spec = make_spec(cfg, run_id)
-    bounds = shard_bounds(spec.n_nodes, shards if backend == "ray" else 1, shard_size if backend == "ray" else None)
+    bounds = shard_bounds(
+        spec.n_nodes, shards if backend == "ray" else 1, shard_size if backend == "ray" else None
+    )
     final = results / "events" / f"run_id={run_id}"
     staging = results / "events" / f".staging-{run_id}-{uuid.uuid4().hex[:8]}"
     log_dir = staging if cfg.log.level != "none" else None

@@ -102,4 +102,3 @@ class Topology:
         k = self.degree
         assert self.flat is not None
         return self.flat[(node - self.lo) * k : (node - self.lo + 1) * k].tolist()
-

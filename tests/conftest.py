@@ -36,8 +36,13 @@ def ray_session() -> Iterator[None]:
 def make_config(**sections: dict[str, Any]) -> ExperimentConfig:
     """A validated config from section overrides on a small gossip default."""
     data: dict[str, Any] = {
-        "experiment": {"name": "t", "protocol": "gossip.push_pull", "seed": 3, "duration": 30_000,
-                       "stop_when": "informed"},
+        "experiment": {
+            "name": "t",
+            "protocol": "gossip.push_pull",
+            "seed": 3,
+            "duration": 30_000,
+            "stop_when": "informed",
+        },
         "protocol": {"period": 1000},
         "network": {"nodes": 64, "delay": {"dist": "uniform", "low": 20, "high": 120}},
     }

@@ -22,11 +22,18 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal, NamedTuple
 
+import numpy as np
 from pydantic import Field
 
-import numpy as np
-
-from raysim.protocol import BatchContext, BatchEvents, BatchProtocol, Context, Params, Protocol, register
+from raysim.protocol import (
+    BatchContext,
+    BatchEvents,
+    BatchProtocol,
+    Context,
+    Params,
+    Protocol,
+    register,
+)
 
 
 class Push(NamedTuple):
