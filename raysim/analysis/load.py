@@ -1,0 +1,137 @@
+"""Loading a results directory into pandas: the runs table, and events or observations
+joined to it by ``run_id``, read lazily and column-selected through ``pyarrow.dataset``.
+
+A results directory is one experiment's folder (``<out>/<experiment>``, the one holding
+``runs.parquet``), as a local path or a pyarrow filesystem URI. Event files are only read
+for the runs that have a row in ``runs.parquet`` (by default the ``ok`` ones), so a run whose
+events were published but whose row was never written (an interrupted sweep) is ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from raysim.errors import ConfigError
+from raysim.results import EVENTS, RUNS, Location, locate, read_runs
+from raysim.schema import EVENT_SCHEMA
+
+PARAM_SECTIONS = ("experiment.", "protocol.", "network.", "faults.")
+# Columns that identify a run rather than describe what was simulated.
+NOT_PARAMS = {"experiment.seed", "experiment.name", "experiment.protocol"}
+
+Where = str | Path | Location
+
+
+def open_results(where: Where) -> Location:
+    """The :class:`~raysim.results.Location` of a results directory, or a ConfigError."""
+    loc = where if isinstance(where, Location) else locate(where)
+    if not loc.exists():
+        raise ConfigError(f"{loc}: no such results directory")
+    if not loc.is_dir():
+        raise ConfigError(f"{loc}: not a directory; expected a results directory")
+    if not loc.child(RUNS).exists():
+        subdirs = sorted(
+            p.name for p in (loc.local.iterdir() if loc.local else [])
+            if (p / RUNS).exists()
+        )
+        hint = f"; experiments inside: {', '.join(subdirs)}" if subdirs else ""
+        raise ConfigError(f"{loc}: no {RUNS} here, so not a raysim results directory{hint}")
+    return loc
+
+
+def load_runs(where: Where, status: str | None = "ok") -> pd.DataFrame:
+    """The runs table (``status=None`` for every row), sorted by parameters and replicate."""
+    loc = open_results(where)
+    runs = read_runs(loc)
+    assert runs is not None
+    if status is not None:
+        runs = runs[runs["status"] == status]
+    keys = [c for c in [*param_columns(runs), "replicate", "seed", "run_id"] if c in runs]
+    return runs.sort_values(keys, kind="stable").reset_index(drop=True)
+
+
+def param_columns(runs: pd.DataFrame) -> list[str]:
+    """The parameter columns of a runs table (dotted ``section.key``), seed and name excluded."""
+    return [c for c in runs.columns if c.startswith(PARAM_SECTIONS) and c not in NOT_PARAMS]
+
+
+def varying_params(runs: pd.DataFrame) -> list[str]:
+    """Parameter columns that take more than one value across ``runs`` (the sweep's axes)."""
+    out = []
+    for c in param_columns(runs):
+        if runs[c].astype(str).nunique(dropna=False) > 1:
+            out.append(c)
+    return out
+
+
+def fixed_params(runs: pd.DataFrame) -> dict[str, Any]:
+    """Parameter columns that are the same for every run, with their value."""
+    varying = set(varying_params(runs))
+    return {c: runs[c].iloc[0] for c in param_columns(runs) if c not in varying and len(runs)}
+
+
+def events_dataset(where: Where) -> ds.Dataset | None:
+    """The event log of every run as one lazy ``pyarrow.dataset`` (None if nothing logged).
+
+    ``run_id`` is the hive partition column, always read as a string.
+    """
+    loc = open_results(where)
+    events = loc.child(EVENTS)
+    if not events.is_dir():
+        return None
+    part = ds.partitioning(pa.schema([("run_id", pa.string())]), flavor="hive")
+    return ds.dataset(events.path, filesystem=loc.fs, format="parquet", partitioning=part,
+                      schema=EVENT_SCHEMA.append(pa.field("run_id", pa.string())))
+
+
+def load_events(
+    where: Where,
+    columns: Sequence[str] | None = None,
+    filter: ds.Expression | None = None,
+    run_ids: Sequence[str] | None = None,
+    params: Sequence[str] = (),
+    runs: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Events of the given runs (default: every ok run) with only ``columns`` read.
+
+    ``filter`` is a pyarrow expression, e.g. ``ds.field("kind") == "obs"``; ``params`` are
+    runs-table columns to join on ``run_id`` (e.g. ``["network.nodes", "protocol.mode"]``).
+    """
+    if runs is None:
+        runs = load_runs(where)
+    ids = list(runs["run_id"]) if run_ids is None else list(run_ids)
+    cols = list(columns) if columns is not None else list(EVENT_SCHEMA.names)
+    if "run_id" not in cols:
+        cols = ["run_id", *cols]
+    dataset = events_dataset(where)
+    expr = ds.field("run_id").isin(ids)
+    if filter is not None:
+        expr = expr & filter
+    if dataset is None or not ids:
+        fields = [EVENT_SCHEMA.field(c) if c != "run_id" else pa.field("run_id", pa.string())
+                  for c in cols]
+        empty = pa.schema(fields).empty_table()
+        frame = empty.to_pandas()
+    else:
+        frame = dataset.to_table(columns=cols, filter=expr).to_pandas()
+    frame["run_id"] = frame["run_id"].astype(str)
+    if params:
+        frame = frame.merge(runs[["run_id", *params]], on="run_id", how="left")
+    return frame
+
+
+def observations(
+    where: Where,
+    name: str,
+    params: Sequence[str] = (),
+    runs: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """The ``obs`` rows named ``name``: run_id, time, node, value (+ joined ``params``)."""
+    flt = (ds.field("kind") == "obs") & (ds.field("name") == name)
+    return load_events(where, ["run_id", "time", "node", "value"], flt, params=params, runs=runs)

@@ -1,0 +1,242 @@
+"""Where results live: a local directory or any pyarrow filesystem URI, and the few
+operations the sweep, the analysis and the report need on it.
+
+A *location* is the experiment's results directory (``<out>/<experiment>``)::
+
+    runs.parquet                          one row per run (written by one process at a time)
+    events/run_id=<id>/part-*.parquet     one run's event log, published whole
+    sweep.json                            the manifest of the last sweep written here
+    report.html                           written by ``raysim report``
+
+Local paths use plain files, ``runs.lock`` (the same lock :func:`raysim.runner.append_run_row`
+takes) and atomic renames. A URI (``file:///…``, ``s3://…``, ``gs://…``, ``hdfs://…``: whatever
+``pyarrow.fs.FileSystem.from_uri`` accepts) goes through pyarrow's filesystem layer: files
+are written aside and moved into place; on object stores a "move" of a directory may be a
+copy, so a run counts as finished only once its row is in ``runs.parquet`` (the row is
+written after its events), and readers join events to that table.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from raysim.errors import ConfigError
+
+RUNS = "runs.parquet"
+EVENTS = "events"
+MANIFEST = "sweep.json"
+_RUN_DIR = re.compile(r"^run_id=([0-9A-Za-z_-]+)$")
+_STAGING = re.compile(r"^\.staging-([0-9A-Za-z_-]+)-[0-9a-f]+$")
+
+
+def is_uri(where: str | Path) -> bool:
+    """Whether ``where`` names a filesystem URI (``scheme://…``) rather than a local path."""
+    return isinstance(where, str) and "://" in where
+
+
+@dataclass(frozen=True)
+class Location:
+    """A directory on a pyarrow filesystem; ``local`` is set when it is a plain local path."""
+
+    fs: pafs.FileSystem
+    path: str
+    display: str
+    local: Path | None
+
+    def child(self, *parts: str) -> Location:
+        """A location below this one."""
+        path = "/".join([self.path.rstrip("/"), *parts])
+        display = "/".join([self.display.rstrip("/"), *parts])
+        local = self.local.joinpath(*parts) if self.local is not None else None
+        return Location(self.fs, path, display, local)
+
+    def exists(self) -> bool:
+        """Whether anything (file or directory) is at this location."""
+        return self.fs.get_file_info(self.path).type != pafs.FileType.NotFound
+
+    def is_dir(self) -> bool:
+        """Whether a directory is at this location."""
+        return self.fs.get_file_info(self.path).type == pafs.FileType.Directory
+
+    def __str__(self) -> str:
+        return self.display
+
+
+def locate(where: str | Path) -> Location:
+    """The :class:`Location` of a local path or a pyarrow filesystem URI.
+
+    Every URI, ``file://`` included, goes through pyarrow's filesystem layer (runs are
+    written to a local temporary folder and uploaded); only plain paths are written in place.
+    """
+    if is_uri(where):
+        text = str(where).rstrip("/")
+        try:
+            fs, path = pafs.FileSystem.from_uri(text)
+        except (ValueError, OSError) as e:
+            raise ConfigError(f"{text}: not a usable filesystem URI ({e})") from None
+        return Location(fs, path.rstrip("/") or "/", text, None)
+    p = Path(where).expanduser().absolute()
+    return Location(pafs.LocalFileSystem(), str(p), str(where), p)
+
+
+# ---------------------------------------------------------------------------------------------
+# runs.parquet
+
+
+def read_runs(loc: Location, columns: list[str] | None = None) -> pd.DataFrame | None:
+    """The runs table at ``loc``, or None if there is none yet."""
+    runs = loc.child(RUNS)
+    if not runs.exists():
+        return None
+    try:
+        table = pq.read_table(runs.path, filesystem=loc.fs, columns=columns)
+    except Exception as e:
+        raise ConfigError(f"{runs}: exists but is not a raysim runs table ({e})") from None
+    return table.to_pandas()
+
+
+def merge_rows(old: pd.DataFrame | None, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """``old`` with ``rows`` added, replacing any old row of the same run_id."""
+    new = pd.DataFrame(rows)
+    if old is None or not len(old):
+        return new
+    old = old[~old["run_id"].isin(new["run_id"])]
+    frames = [f for f in (old, new) if len(f)]
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def append_rows(loc: Location, rows: list[dict[str, Any]]) -> None:
+    """Add (or replace, by run_id) rows of ``runs.parquet``, atomically."""
+    if not rows:
+        return
+    if loc.local is not None:
+        from raysim.runner import append_run_row  # its lock also guards `raysim run`
+
+        loc.local.mkdir(parents=True, exist_ok=True)
+        for row in rows:
+            append_run_row(loc.local, row)
+        return
+    loc.fs.create_dir(loc.path, recursive=True)
+    table = merge_rows(read_runs(loc), rows)
+    tmp = loc.child(f".runs-{uuid.uuid4().hex}.parquet")
+    buf = io.BytesIO()
+    table.to_parquet(buf, index=False)
+    with loc.fs.open_output_stream(tmp.path) as f:
+        f.write(buf.getvalue())
+    loc.fs.move(tmp.path, loc.child(RUNS).path)
+
+
+# ---------------------------------------------------------------------------------------------
+# event directories
+
+
+def event_run_ids(loc: Location) -> set[str]:
+    """run_ids that have a published events directory (staging folders are not counted)."""
+    events = loc.child(EVENTS)
+    if not events.is_dir():
+        return set()
+    infos = loc.fs.get_file_info(pafs.FileSelector(events.path, recursive=False))
+    out = set()
+    for info in infos:
+        m = _RUN_DIR.match(info.base_name)
+        if m and info.type == pafs.FileType.Directory:
+            out.add(m.group(1))
+    return out
+
+
+def publish_events(src: Path, loc: Location, run_id: str) -> None:
+    """Copy one finished run's local event directory to ``loc`` (a remote location).
+
+    The files are uploaded under a hidden staging name, then moved into place; where the
+    filesystem cannot move directories (object stores) they are copied and the staging
+    copy removed. Readers skip hidden names, and a run counts only once its row exists.
+    """
+    events = loc.child(EVENTS)
+    loc.fs.create_dir(events.path, recursive=True)
+    staging = events.child(f".staging-{run_id}-{uuid.uuid4().hex[:8]}")
+    final = events.child(f"run_id={run_id}")
+    loc.fs.create_dir(staging.path, recursive=True)
+    pafs.copy_files(
+        str(src), staging.path,
+        source_filesystem=pafs.LocalFileSystem(), destination_filesystem=loc.fs,
+    )
+    if final.exists():
+        loc.fs.delete_dir(final.path)
+    try:
+        loc.fs.move(staging.path, final.path)
+    except (OSError, NotImplementedError):
+        pafs.copy_files(
+            staging.path, final.path, source_filesystem=loc.fs, destination_filesystem=loc.fs
+        )
+        loc.fs.delete_dir(staging.path)
+
+
+def remove_stale_staging(loc: Location, run_ids: set[str]) -> int:
+    """Remove staging folders left by interrupted attempts of ``run_ids``; returns how many.
+
+    Only call this while no other process may be running those runs (the sweep holds
+    ``.sweep.lock``). Also removes ``runs.parquet`` temporaries older than a minute.
+    """
+    removed = 0
+    events = loc.child(EVENTS)
+    if events.is_dir():
+        for info in loc.fs.get_file_info(pafs.FileSelector(events.path, recursive=False)):
+            m = _STAGING.match(info.base_name)
+            if m and m.group(1) in run_ids:
+                loc.fs.delete_dir(info.path)
+                removed += 1
+    if loc.local is not None and loc.local.is_dir():
+        for tmp in loc.local.glob(".runs-*.parquet"):
+            if time.time() - tmp.stat().st_mtime > 60:
+                tmp.unlink(missing_ok=True)
+    return removed
+
+
+# ---------------------------------------------------------------------------------------------
+# small files
+
+
+def write_text(loc: Location, name: str, text: str) -> Location:
+    """Write a text file atomically (aside, then moved over the old one)."""
+    loc.fs.create_dir(loc.path, recursive=True)
+    target = loc.child(name)
+    if loc.local is not None:
+        tmp = loc.local / f".{name}-{uuid.uuid4().hex[:8]}"
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, target.local)  # type: ignore[arg-type]
+        return target
+    tmp_loc = loc.child(f".{name}-{uuid.uuid4().hex[:8]}")
+    with loc.fs.open_output_stream(tmp_loc.path) as f:
+        f.write(text.encode("utf-8"))
+    loc.fs.move(tmp_loc.path, target.path)
+    return target
+
+
+def read_json(loc: Location, name: str) -> Any | None:
+    """A JSON file below ``loc``, or None if absent or unreadable."""
+    target = loc.child(name)
+    if not target.exists():
+        return None
+    try:
+        with loc.fs.open_input_stream(target.path) as f:
+            return json.loads(f.read().decode("utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a local directory tree, ignoring errors (for temporary run folders)."""
+    shutil.rmtree(path, ignore_errors=True)
