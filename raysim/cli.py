@@ -107,3 +107,57 @@ def bench(
 def main(argv: list[str] | None = None) -> Any:
     """Entry point of the ``raysim`` script."""
     return app(args=argv if argv is not None else sys.argv[1:], prog_name="raysim")
+
+
+@app.command()
+def sweep(
+    experiment: Annotated[
+        Path, typer.Argument(help="Experiment TOML file (its sweep table gives the axes).")
+    ],
+    set_: SetOpt = None,
+    out: Annotated[
+        str, typer.Option("--out", help="Results directory (a path or a pyarrow filesystem URI).")
+    ] = "results",
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster to join (default: RAY_ADDRESS or local).")
+    ] = None,
+    max_parallel: Annotated[
+        int | None, typer.Option(help="Runs in flight at once (default: the cluster's CPUs).")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Run every point of the experiment's sweep table as Ray tasks; skip runs already done."""
+    from raysim import sweep as sweepmod
+
+    try:
+        plan = sweepmod.plan(experiment, set_ or [])
+        summary = sweepmod.run_sweep(
+            plan, out, address=address, max_parallel=max_parallel, progress=progress
+        )
+    except ConfigError as e:
+        _fail(str(e))
+        return
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(130) from None
+    typer.echo(summary.describe(), err=summary.exit_code != 0)
+    if summary.exit_code:
+        raise typer.Exit(summary.exit_code)
+
+
+@app.command()
+def report(
+    results_dir: Annotated[
+        str, typer.Argument(help="A results directory (results/<experiment>) or its parent.")
+    ],
+) -> None:
+    """Write a self-contained report.html (figures, run table) into a results directory."""
+    from raysim import report as reportmod
+
+    try:
+        written = reportmod.write(results_dir)
+    except ConfigError as e:
+        _fail(str(e))
+        return
+    for path in written:
+        typer.echo(f"report: {path}")
