@@ -29,13 +29,13 @@ LAYOUTS = {
 # Both protocols on every layout; one Ray actor per node (16 actors) for the per-node protocol.
 CASES = [
     pytest.param(protocol, layout, id=f"{protocol}-{name}")
-    for protocol in ("gossip.push_pull", "gossip.average")
+    for protocol in ("gossip.push_pull", "gossip.reference", "gossip.average")
     for name, layout in LAYOUTS.items()
 ] + [
     pytest.param(
-        "gossip.push_pull",
+        "gossip.reference",
         {"backend": "ray", "shard_size": 1},
-        id="gossip.push_pull-one-actor-per-node",
+        id="gossip.reference-one-actor-per-node",
     )
 ]
 
@@ -73,7 +73,8 @@ def _log(tmp_path: Path, protocol: str, **layout: object) -> tuple[pd.DataFrame,
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[pd.DataFrame, dict]]:
     base = tmp_path_factory.mktemp("reference")
-    return {p: _log(base, p, backend="local") for p in ("gossip.push_pull", "gossip.average")}
+    protocols = ("gossip.push_pull", "gossip.reference", "gossip.average")
+    return {p: _log(base, p, backend="local") for p in protocols}
 
 
 @pytest.mark.parametrize(("protocol", "layout"), CASES)

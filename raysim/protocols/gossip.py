@@ -16,6 +16,10 @@ push_pull  every node sends its state to ``fanout`` random peers, which answer w
 =========  ==============================================================================
 
 Each node emits the observation ``informed`` (value 1) when it first learns the update.
+Two implementations write the same event log: the registered names ``gossip``,
+``gossip.push``, ``gossip.pull`` and ``gossip.push_pull`` keep the state as numpy columns
+and handle events in batches (:class:`GossipColumns`); ``gossip.reference`` is the plain
+per-node state machine (:class:`Gossip`), the one to read first.
 With push, fanout 1 and lock-step rounds, the number of rounds until all N nodes know is
 log2 N + ln N + O(1) (Frieze and Grimmett 1985; Pittel 1987).
 """
@@ -24,9 +28,18 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal, NamedTuple
 
+import numpy as np
 from pydantic import Field
 
-from raysim.protocol import Context, Params, Protocol, register
+from raysim.protocol import (
+    BatchContext,
+    BatchEvents,
+    BatchProtocol,
+    Context,
+    Params,
+    Protocol,
+    register,
+)
 
 
 class Rumor(NamedTuple):
@@ -64,12 +77,9 @@ class GossipParams(Params):
 ROUND = "round"
 
 
-@register("gossip", presets={})
-@register("gossip.push", presets={"mode": "push"})
-@register("gossip.pull", presets={"mode": "pull"})
-@register("gossip.push_pull", presets={"mode": "push_pull"})
+@register("gossip.reference")
 class Gossip(Protocol):
-    """Rumor dissemination by push, pull or push-pull gossip (Demers et al. 1987)."""
+    """Rumor dissemination, one object per node: the reference for the columnar version."""
 
     Params: ClassVar[type[GossipParams]] = GossipParams
     milestones: ClassVar[tuple[str, ...]] = ("informed",)
@@ -122,11 +132,12 @@ class Gossip(Protocol):
             self._contact(ctx, Exchange(self.informed))
 
     def _contact(self, ctx: Context, msg: object) -> None:
-        if self.p.fanout == 1:
-            ctx.send(ctx.random_peer(), msg)
-            return
-        for peer in ctx.rng.sample(ctx.peers, self.p.fanout):
-            ctx.send(peer, msg)
+        picked: list[int] = []
+        while len(picked) < self.p.fanout:  # distinct random peers, in the order drawn
+            peer = ctx.random_peer()
+            if peer not in picked:
+                picked.append(peer)
+                ctx.send(peer, msg)
 
     def on_message(self, ctx: Context, src: int, msg: Any) -> None:
         kind = type(msg)
@@ -141,3 +152,93 @@ class Gossip(Protocol):
             ctx.send(src, ExchangeReply(self.informed))
         elif kind is ExchangeReply and msg.informed:
             self._learn(ctx)
+
+
+RUMOR, PULL_REQUEST, EXCHANGE, EXCHANGE_REPLY = range(4)
+
+
+@register("gossip", presets={})
+@register("gossip.push", presets={"mode": "push"})
+@register("gossip.pull", presets={"mode": "pull"})
+@register("gossip.push_pull", presets={"mode": "push_pull"})
+class GossipColumns(BatchProtocol):
+    """Rumor dissemination by push, pull or push-pull gossip (Demers et al. 1987), columnar."""
+
+    Params: ClassVar[type[GossipParams]] = GossipParams
+    message_types: ClassVar[tuple[str, ...]] = ("Rumor", "PullRequest", "Exchange", "ExchangeReply")
+    fields: ClassVar[tuple[str, ...]] = ("informed",)
+    milestones: ClassVar[tuple[str, ...]] = ("informed",)
+    check = Gossip.check
+    metrics = Gossip.metrics
+
+    def __init__(self, params: GossipParams, lo: int, hi: int) -> None:
+        super().__init__(params, lo, hi)
+        self.p = params
+        self.informed = np.zeros(hi - lo, dtype=bool)
+
+    def _learn(self, ctx: BatchContext, node: np.ndarray, time: np.ndarray) -> None:
+        new = ~self.informed[node - self.lo]
+        if new.any():
+            self.informed[node[new] - self.lo] = True
+            ctx.emit(node[new], time[new], "informed", 1.0)
+
+    def on_start(self, ctx: BatchContext, ev: BatchEvents) -> None:
+        self.informed[ev.li] = False  # a recovering node has lost the update
+        src = ev.node == self.p.source
+        self._learn(ctx, ev.node[src], ev.time[src])
+        period = self.p.period
+        first = period if self.p.phase == "lockstep" else 1 + ctx.randrange(ev.node, period)
+        ctx.set_timer(ev.node, ev.time + first, ROUND)
+
+    def on_timer(self, ctx: BatchContext, ev: BatchEvents) -> None:
+        ctx.set_timer(ev.node, ev.time + self.p.period, ROUND)
+        informed = self.informed[ev.li]
+        mode = self.p.mode
+        if mode == "push":
+            self._contact(ctx, ev.node[informed], ev.time[informed], RUMOR, 0.0)
+        elif mode == "pull":
+            self._contact(ctx, ev.node[~informed], ev.time[~informed], PULL_REQUEST, 0.0)
+        else:
+            self._contact(ctx, ev.node, ev.time, EXCHANGE, informed.astype(np.float64))
+
+    def _contact(
+        self, ctx: BatchContext, node: np.ndarray, time: np.ndarray, mtype: int, flag: Any
+    ) -> None:
+        """Each node sends to ``fanout`` distinct random peers, drawn as the per-node loop does."""
+        fanout, n = self.p.fanout, len(node)
+        if n == 0:
+            return
+        flag = np.broadcast_to(np.asarray(flag, dtype=np.float64), (n,))
+        picked = np.full((n, fanout), -1, dtype=np.int64)
+        count = np.zeros(n, dtype=np.int64)
+        todo = np.arange(n)
+        while len(todo):  # one draw per unfinished node per pass; duplicates are redrawn
+            peer = ctx.random_peer(node[todo])
+            fresh = ~(picked[todo] == peer[:, None]).any(axis=1)
+            rows = todo[fresh]
+            picked[rows, count[rows]] = peer[fresh]
+            count[rows] += 1
+            todo = todo[count[todo] < fanout]
+        ctx.send(
+            np.repeat(node, fanout),
+            np.repeat(time, fanout),
+            picked.ravel(),
+            mtype,
+            informed=np.repeat(flag, fanout),
+        )
+
+    def on_message(self, ctx: BatchContext, ev: BatchEvents) -> None:
+        t, has = ev.mtype, ev.fields["informed"] > 0
+        learn = (t == RUMOR) | (((t == EXCHANGE) | (t == EXCHANGE_REPLY)) & has)
+        self._learn(ctx, ev.node[learn], ev.time[learn])
+        informed = self.informed[ev.li]
+        answer = (t == PULL_REQUEST) & informed
+        ctx.send(ev.node[answer], ev.time[answer], ev.src[answer], RUMOR)
+        ex = t == EXCHANGE
+        ctx.send(
+            ev.node[ex],
+            ev.time[ex],
+            ev.src[ex],
+            EXCHANGE_REPLY,
+            informed=informed[ex].astype(np.float64),
+        )
