@@ -34,6 +34,7 @@ from raysim.backends import ROUTER_PLACEMENTS, run_local, run_ray, shard_bounds
 from raysim.config import ExperimentConfig
 from raysim.engine import RunSpec
 from raysim.errors import ConfigError, ProtocolError
+from raysim.lifecycle import read_trace
 from raysim.protocol import lookup
 from raysim.router import RouteStats
 
@@ -100,7 +101,9 @@ def prepare_results_dir(out: Path, experiment: str) -> Path:
     runs = target / "runs.parquet"
     if runs.exists():
         try:
-            pd.read_parquet(runs, columns=["run_id"])
+            # Under the writers' lock: a sweep driver may be replacing the file right now.
+            with _locked(runs):
+                pd.read_parquet(runs, columns=["run_id"])
         except Exception:
             raise ConfigError(
                 f"{runs}: exists but is not a raysim runs table; move it away"
@@ -151,6 +154,12 @@ def make_spec(cfg: ExperimentConfig, run_id: str) -> RunSpec:
         stop_when=e.stop_when,
         log_level=cfg.log.level,
         batch_rows=cfg.log.batch_rows,
+        tick_ms=e.tick_ms,
+        trace=(
+            read_trace(cfg.faults.churn.trace, n.nodes)
+            if cfg.faults.churn.model == "trace" and cfg.faults.churn.trace
+            else None
+        ),
     )
 
 
