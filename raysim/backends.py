@@ -68,7 +68,7 @@ def coordinate(
     inflight: deque[tuple[int, Any]] = deque()
     k = 0  # next window to submit
     over = False
-    end_time = 0
+    end_time = duration
     while True:
         while not over and len(inflight) < depth and k * lookahead < duration:
             end = min((k + 1) * lookahead, duration)
@@ -83,13 +83,13 @@ def coordinate(
         if over or any(i.stopped for i in infos):
             over = True
             continue
-        end_time = end
         nxt = min(min(i.next_time for i in infos), min(min(i.out_min_time) for i in infos))
         if (spec.stop_when and all(i.done for i in infos)) or nxt == NEVER:
             over = True
+            end_time = end  # the stop rule held, or nothing is left to happen
         elif nxt >= k * lookahead:
             k = nxt // lookahead  # every window before holds no event
-    return end_time if end_time else min(lookahead, duration)
+    return end_time if over else duration
 
 
 def _part(log_dir: Path | None, name: str) -> Path | None:

@@ -80,7 +80,7 @@ class BatchShardContext:
         self.sends: list[tuple[np.ndarray, ...]] = []
         self.timers: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[Any]]] = []
         self.late: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[Any]]] = []
-        self.obs: list[tuple[np.ndarray, np.ndarray, str, np.ndarray]] = []
+        self.obs: list[tuple[np.ndarray, np.ndarray, str, np.ndarray, np.ndarray, np.ndarray]] = []
 
     def send(self, src: Any, time: Any, dst: Any, mtype: Any, **fields: Any) -> None:
         """One message per element of ``src`` (ids in send order per node)."""
@@ -133,14 +133,25 @@ class BatchShardContext:
         else:
             self.timers.append((when.copy(), node, tid, ep, [tag] * n))
 
-    def emit(self, node: Any, time: Any, name: str, value: Any) -> None:
+    def emit(
+        self, node: Any, time: Any, name: str, value: Any, peer: Any = -1, ref: Any = -1
+    ) -> None:
         """One observation per element; milestones are tracked on the shard."""
         node = np.asarray(node, dtype=np.int64)
         n = len(node)
         if n == 0:
             return
         t = np.broadcast_to(np.asarray(time, dtype=np.int64), (n,))
-        self.obs.append((t, node, name, np.broadcast_to(np.asarray(value, dtype=np.float64), (n,))))
+        self.obs.append(
+            (
+                t,
+                node,
+                name,
+                np.broadcast_to(np.asarray(value, dtype=np.float64), (n,)),
+                np.broadcast_to(np.asarray(peer, dtype=np.int64), (n,)),
+                np.broadcast_to(np.asarray(ref, dtype=np.int64), (n,)),
+            )
+        )
         if name in self.shard.milestone_names:
             self.shard.milestone_batch(name, node, t)
 
@@ -185,7 +196,7 @@ def process_window(
     keys: list[np.ndarray],
     order: np.ndarray,
     offsets: tuple[int, int],
-    life_kind: np.ndarray,
+    life_cols: tuple[np.ndarray, np.ndarray],
     mcols: list[np.ndarray],
     timers: list[Any],
 ) -> tuple[list[int], list[int]]:
@@ -210,9 +221,10 @@ def process_window(
         for r in range(int(rank.max()) + 1):
             g = remaining[rank == r]
             p = keys[1][g]
-            life = g[p == P_NODE]
-            if len(life):
-                shard.lifecycle_batch(life - 0, keys[0][life], keys[2][life], life_kind[life])
+            lpos = g[p == P_NODE]  # lifecycle events sit first, so positions index their columns
+            if len(lpos):
+                kind, arg = life_cols[0][lpos], life_cols[1][lpos]
+                shard.lifecycle_batch(keys[0][lpos], keys[2][lpos], kind, arg)
             msg = g[p == P_MSG] - m_off
             if len(msg):
                 dst = mcols[2][msg]

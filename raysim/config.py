@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from raysim.errors import ConfigError
 from raysim.faults import ConstantDelay, Delay, Faults
+from raysim.lifecycle import read_trace
 from raysim.protocol import lookup
 
 SECTIONS = ("experiment", "protocol", "network", "faults", "log", "sweep")
@@ -209,6 +210,17 @@ def validate(data: dict[str, Any], where: str) -> ExperimentConfig:
         raise ConfigError(
             f"{where}: network.degree: must be below network.nodes ({cfg.network.nodes})"
         )
+    churn = cfg.faults.churn
+    if churn.model == "trace":
+        assert churn.trace is not None
+        try:
+            read_trace(churn.trace, cfg.network.nodes)
+        except OSError as e:
+            raise ConfigError(
+                f"{where}: faults.churn.trace: cannot read {churn.trace!r} ({e.strerror})"
+            ) from None
+        except ValueError as e:
+            raise ConfigError(f"{where}: faults.churn.trace: {e}") from None
     for i, c in enumerate(cfg.faults.crashes):
         if c.node is not None and c.node >= cfg.network.nodes:
             raise ConfigError(f"{where}: faults.crashes.{i}.node: must be below network.nodes")
@@ -225,4 +237,10 @@ def load(
     data = apply_overrides(data, overrides or [], str(path))
     if seed is not None:
         data.setdefault("experiment", {})["seed"] = seed
+    churn = data.get("faults", {}).get("churn", {})
+    trace = churn.get("trace") if isinstance(churn, dict) else None
+    if isinstance(trace, str) and not Path(trace).is_absolute() and not Path(trace).exists():
+        beside = path.parent / trace  # a trace named relative to the experiment file
+        if beside.exists():
+            churn["trace"] = str(beside)
     return validate(data, str(path))

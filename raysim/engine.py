@@ -37,12 +37,13 @@ import numpy as np
 from raysim.batch import BatchShardContext, EventBatch, process_window
 from raysim.errors import ProtocolError
 from raysim.eventlog import EventLog
-from raysim.faults import Faults, parse_node_set
+from raysim.faults import Faults
+from raysim.lifecycle import lifecycle_schedule
 from raysim.pending import Pending
 from raysim.protocol import BatchProtocol, Protocol, lookup
-from raysim.rng import GOLDEN, NodeRng, derive, mix64_array, uniform_array
+from raysim.rng import GOLDEN, NodeRng, derive, mix64_array
 from raysim.router import SEQ_BITS, Messages, Router, RouteStats
-from raysim.schema import CORRUPT, CRASH, DELIVER, DROP, OBS, RECOVER, START, TIMER
+from raysim.schema import CORRUPT, CRASH, DELIVER, DROP, JOIN, LEAVE, OBS, RECOVER, START, TIMER
 from raysim.topology import Topology
 
 NEVER = np.iinfo(np.int64).max
@@ -70,48 +71,13 @@ class RunSpec:
     stop_when: str | None
     log_level: str
     batch_rows: int
+    tick_ms: float = 1.0
+    trace: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # churn trace columns
 
     @property
     def lookahead(self) -> int:
         """The window length: the smallest delay any message can have."""
         return max(1, int(self.delay.lower_bound))
-
-
-def lifecycle_schedule(spec: RunSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """All nodes' lifecycle events (time, node, kind, seq): start at 0, then crashes.
-
-    A ``fraction`` crash picks exactly round(fraction·N) nodes, those with the smallest
-    hash of (seed, crash index, node): a seeded choice independent of the layout.
-    """
-    n = spec.n_nodes
-    times = [np.zeros(n, dtype=np.int64)]
-    nodes = [np.arange(n, dtype=np.int64)]
-    kinds = [np.full(n, START, dtype=np.int64)]
-    seqs = [np.zeros(n, dtype=np.int64)]
-    for i, c in enumerate(spec.faults.crashes):
-        if c.node is not None:
-            who = np.array([c.node], dtype=np.int64)
-        elif c.nodes is not None:
-            who = np.flatnonzero(parse_node_set(c.nodes, n, f"faults.crashes.{i}.nodes"))
-        else:
-            assert c.fraction is not None
-            k = round(c.fraction * n)
-            ids = np.arange(n, dtype=np.int64)
-            h = uniform_array(derive(spec.seed, _CRASH_STREAM, i), ids)
-            who = np.sort(np.argsort(h, kind="stable")[:k]).astype(np.int64)
-        for at, kind, s in ((c.at, CRASH, 2 * i + 1), (c.recover_at, RECOVER, 2 * i + 2)):
-            if at is None:
-                continue
-            times.append(np.full(len(who), at, dtype=np.int64))
-            nodes.append(who)
-            kinds.append(np.full(len(who), kind, dtype=np.int64))
-            seqs.append(np.full(len(who), s, dtype=np.int64))
-    return (
-        np.concatenate(times),
-        np.concatenate(nodes),
-        np.concatenate(kinds),
-        np.concatenate(seqs),
-    )
 
 
 def node_keys(key: int, lo: int, hi: int) -> list[int]:
@@ -186,7 +152,7 @@ class ShardContext:
         self._sends: list[tuple[int, int, int, int, Any]] = []
         self._new_timers: list[tuple[int, int, int, int, Any]] = []
         self._late: list[tuple[Any, ...]] = []
-        self._obs: list[tuple[int, int, str, float]] = []
+        self._obs: list[tuple[int, int, str, float, int, int]] = []
 
     def send(self, dst: int, msg: object) -> None:
         """Send ``msg`` to ``dst`` (routed at the end of the window)."""
@@ -214,9 +180,9 @@ class ShardContext:
         """Cancel a pending timer of this node."""
         self._shard.cancelled.add((self.node, timer_id))
 
-    def emit(self, name: str, value: float = 1.0) -> None:
-        """Record an observation."""
-        self._obs.append((self.now, self.node, name, value))
+    def emit(self, name: str, value: float = 1.0, peer: int = -1, ref: int = -1) -> None:
+        """Record an observation (``peer`` and ``ref`` fill the row's peer and msg_id)."""
+        self._obs.append((self.now, self.node, name, value, peer, ref))
         if name in self._milestones:
             self._shard.milestone(name, self.node, self.now)
 
@@ -305,11 +271,9 @@ class Shard:
         self.inbox = Pending(7 + len(getattr(proto.cls, "fields", ())))
         # timer columns: time, node, timer id, epoch; + tags
         self.timers = Pending(4)
-        self._life_rows: list[tuple[int, int, int]] = []
-        t, nd, k, s = lifecycle_schedule(spec)
-        mine = (nd >= self.lo) & (nd < self.hi)
-        order = np.lexsort((s[mine], nd[mine], t[mine]))
-        self._life = [a[mine][order] for a in (t, nd, k, s)]
+        self._life_rows: list[tuple[int, int, int, int]] = []
+        sched = lifecycle_schedule(spec).for_nodes(self.lo, self.hi)
+        self._life = [sched.time, sched.node, sched.kind, sched.seq, sched.arg]
         self._life_pos = 0
         # Observations and statistics.
         self.milestone_names = frozenset(getattr(self.proto_cls, "milestones", ()))
@@ -334,7 +298,7 @@ class Shard:
         self.epoch_np = np.zeros(n_local, dtype=np.int64)
         self.seen_np = {m: np.zeros(n_local, dtype=bool) for m in self.milestone_names}
         self.seen_last = dict.fromkeys(self.milestone_names, -1)
-        self._life_chunks: list[tuple[np.ndarray, int, np.ndarray]] = []
+        self._life_chunks: list[tuple[np.ndarray, int, np.ndarray, np.ndarray]] = []
         self._mtype_log: np.ndarray | None = None
         if self.batch:
             batch_cls: Any = proto.cls
@@ -375,25 +339,27 @@ class Shard:
             ) from None
 
     def lifecycle_batch(
-        self, pos: np.ndarray, time: np.ndarray, node: np.ndarray, kind: np.ndarray
+        self, time: np.ndarray, node: np.ndarray, kind: np.ndarray, arg: np.ndarray
     ) -> None:
-        """Columnar lifecycle events: start, crash, recover (nodes distinct)."""
+        """Columnar lifecycle events: start, crash, recover, join, leave (nodes distinct)."""
         ctx, proto = self.bctx, self.bproto
-        for k in (START, CRASH, RECOVER):
+        for k in (START, CRASH, RECOVER, JOIN, LEAVE):
             m = kind == k
             if not m.any():
                 continue
-            nd, t = node[m], time[m]
+            nd, t, a = node[m], time[m], arg[m]
             li = nd - self.lo
-            if k == CRASH:
+            if k in (CRASH, LEAVE):
                 keep = self.alive_np[li]
-                nd, t, li = nd[keep], t[keep], li[keep]
-            elif k == RECOVER:
+            elif k in (RECOVER, JOIN):
                 keep = ~self.alive_np[li]
-                nd, t, li = nd[keep], t[keep], li[keep]
+            else:
+                keep = np.ones(len(nd), dtype=bool)
+            nd, t, a, li = nd[keep], t[keep], a[keep], li[keep]
             if not len(nd):
                 continue
             ev = EventBatch(nd, li, t)
+            ev.src = a
             if k == START:
                 self.alive_np[li] = True
                 self.call_batch(proto.on_start, ev, "starts")
@@ -408,11 +374,19 @@ class Shard:
                 )
                 self.alive_np[li] = False
                 self.epoch_np[li] += 1
+            elif k == LEAVE:
+                self.call_batch(proto.on_leave, ev, "departures")
+                self.alive_np[li] = False
+                self.epoch_np[li] += 1
+            elif k == JOIN:
+                self.alive_np[li] = True
+                self.epoch_np[li] += 1
+                self.call_batch(proto.on_join, ev, "joins")
             else:
                 self.alive_np[li] = True
                 self.call_batch(proto.on_recover, ev, "recoveries")
             if self.log.writing:
-                self._life_chunks.append((t, k, nd))
+                self._life_chunks.append((t, k, nd, a))
 
     # --- the window step -------------------------------------------------------------------
 
@@ -502,11 +476,11 @@ class Shard:
         self._windows += 1
         if self._windows % 256 == 0 and not gc.isenabled():
             gc.collect()
-        lt, ln, lk, ls = self._life
+        lt, ln, lk, ls, la = self._life
         p0 = self._life_pos
         p1 = int(np.searchsorted(lt, end, side="left"))
         self._life_pos = p1
-        life = (lt[p0:p1], ln[p0:p1], lk[p0:p1], ls[p0:p1])
+        life = (lt[p0:p1], ln[p0:p1], lk[p0:p1], ls[p0:p1], la[p0:p1])
         mcols, m_pl = self.inbox.take(end)
         (tt, tn, tid, tep), ttags = self.timers.take(end)
         n_l, n_m, n_t = p1 - p0, len(mcols[0]), len(tt)
@@ -540,7 +514,7 @@ class Shard:
             timers: list[Any] = [tt, tn, tid, tep, ttags]
             sort_keys = [time, prio, node, k1, k2]
             crashed_m, skipped_t = process_window(
-                self, sort_keys, order, (m_off, t_off), life[2], mcols, timers
+                self, sort_keys, order, (m_off, t_off), (life[2], life[4]), mcols, timers
             )
             tt, tn, tid, tep, ttags = timers
             self._flush_new_timers()
@@ -548,7 +522,7 @@ class Shard:
             return self._take_outbox()
         m_src, m_cor = mcols[1].tolist(), mcols[6].tolist()
         t_id, t_ep = tid.tolist(), tep.tolist()
-        l_kind = life[2].tolist()
+        l_kind, l_arg = life[2].tolist(), life[4].tolist()
         late = ctx._late
         i = -1
         try:
@@ -577,7 +551,7 @@ class Shard:
                     ctx._li = li
                     protos[li].on_timer(ctx, ttags[k])
                 else:
-                    self._lifecycle(t, nd, l_kind[k])
+                    self._lifecycle(t, nd, l_kind[k], l_arg[k])
             i = -1
             while late:
                 self._run_late(None, late_rows)
@@ -613,7 +587,7 @@ class Shard:
             ctx.now, ctx.node, ctx._li = when, nd, li
             self.protos[li].on_timer(ctx, tag)
 
-    def _lifecycle(self, now: int, nd: int, kind: int) -> None:
+    def _lifecycle(self, now: int, nd: int, kind: int, arg: int) -> None:
         ctx, li = self.ctx, nd - self.lo
         ctx.now, ctx.node, ctx._li = now, nd, li
         stop = self.spec.stop_when
@@ -622,14 +596,17 @@ class Shard:
             proto: Protocol = self.proto_cls(self.params, nd)
             self.protos[li] = proto
             proto.on_start(ctx)
-        elif kind == CRASH and self.alive[li]:
-            mark, tmark, omark = len(ctx._sends), len(ctx._new_timers), len(ctx._obs)
+        elif kind in (CRASH, LEAVE) and self.alive[li]:
             old = self.protos[li]
             assert old is not None
-            old.on_crash(ctx)
-            del ctx._sends[mark:]
-            del ctx._new_timers[tmark:]
-            del ctx._obs[omark:]
+            if kind == CRASH:
+                mark, tmark, omark = len(ctx._sends), len(ctx._new_timers), len(ctx._obs)
+                old.on_crash(ctx)
+                del ctx._sends[mark:]
+                del ctx._new_timers[tmark:]
+                del ctx._obs[omark:]
+            else:  # a graceful departure: what the node sends on its way out is sent
+                old.on_leave(ctx)
             self.alive[li] = False
             self.epoch[li] += 1
             self.protos[li] = None
@@ -642,10 +619,19 @@ class Shard:
             if stop and nd not in self.milestones[stop][0]:
                 self.missing += 1
             fresh.on_recover(ctx)
+        elif kind == JOIN and not self.alive[li]:
+            self.alive[li] = True
+            self.epoch[li] += 1
+            self.storage[li] = {}  # a new session: nothing survives from an earlier one
+            joiner: Protocol = self.proto_cls(self.params, nd)
+            self.protos[li] = joiner
+            if stop and nd not in self.milestones[stop][0]:
+                self.missing += 1
+            joiner.on_join(ctx, arg if arg >= 0 else None)
         else:
             return
         if self.log.writing:
-            self._life_rows.append((now, kind, nd))
+            self._life_rows.append((now, kind, nd, arg))
 
     @staticmethod
     def _describe(
@@ -657,7 +643,7 @@ class Shard:
             return f"timer {ttags[k]!r}"
         if p == P_MSG:
             return f"message {m_pl[k]!r} from node {m_src[k]}"
-        names = {START: "start", CRASH: "crash", RECOVER: "recover"}
+        names = {START: "start", CRASH: "crash", RECOVER: "recover", JOIN: "join", LEAVE: "leave"}
         return names.get(l_kind[k], "lifecycle event")
 
     def _log_window(
@@ -669,14 +655,16 @@ class Shard:
         late_rows: list[tuple[int, int, int, Any]],
     ) -> None:
         log, c = self.log, self.counts
-        for t, kind, nd in self._life_chunks:
-            log.add(t, kind, nd)
+        for t, kind, nd, arg in self._life_chunks:
+            log.add(t, kind, nd, arg)
         self._life_chunks = []
         if self._life_rows:
-            for kind in (START, CRASH, RECOVER):
-                rows = [(t, nd) for t, k, nd in self._life_rows if k == kind]
-                if rows:
-                    log.add(np.array([r[0] for r in rows]), kind, np.array([r[1] for r in rows]))
+            lt, lk, ln, la = (
+                np.array(c, dtype=np.int64) for c in zip(*self._life_rows, strict=True)
+            )
+            for kind in np.unique(lk).tolist():
+                m = lk == kind
+                log.add(lt[m], kind, ln[m], la[m])
             self._life_rows = []
         if len(mcols[0]):
             mt, ms, md, mid, mcode, _, mcor = mcols[:7]
@@ -717,24 +705,24 @@ class Shard:
                     np.array(lids),
                     log.tag_codes(list(ltags)),
                 )
-        for bt, bnode, bname, bval in self.bctx.obs if self.batch else []:
+        for bt, bnode, bname, bval, bpeer, bref in self.bctx.obs if self.batch else []:
             c["observations"] += len(bt)
             if log.writing:
-                log.add(bt, OBS, bnode, -1, -1, -1, log.strings.code(bname), bval)
+                log.add(bt, OBS, bnode, bpeer, bref, -1, log.strings.code(bname), bval)
         if self.batch:
             self.bctx.obs = []
         ob = self.ctx._obs
         if ob:
             c["observations"] += len(ob)
             if log.writing:
-                ot, onode, oname, oval = zip(*ob, strict=True)
+                ot, onode, oname, oval, opeer, oref = zip(*ob, strict=True)
                 names = log.strings.codes(oname)
                 log.add(
                     np.array(ot),
                     OBS,
                     np.array(onode),
-                    -1,
-                    -1,
+                    np.array(opeer),
+                    np.array(oref),
                     -1,
                     names,
                     np.array(oval, dtype=np.float64),

@@ -203,11 +203,84 @@ class Crash(_Spec):
         return self
 
 
+class SessionLength(_Spec):
+    """A distribution of session (or down-time) lengths, in ticks.
+
+    ``exponential(mean)``, ``pareto(alpha, scale)`` (minimum ``scale``) or
+    ``weibull(shape, scale)``; every draw is at least 1 tick.
+    """
+
+    dist: Literal["exponential", "pareto", "weibull"]
+    mean: float | None = Field(None, gt=0)
+    alpha: float | None = Field(None, gt=0)
+    shape: float | None = Field(None, gt=0)
+    scale: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _params(self) -> SessionLength:
+        need = {
+            "exponential": ("mean",),
+            "pareto": ("alpha", "scale"),
+            "weibull": ("shape", "scale"),
+        }
+        missing = [f for f in need[self.dist] if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"{self.dist} needs {', '.join(need[self.dist])}")
+        return self
+
+    def sample(self, u: float) -> int:
+        """The length for one uniform draw ``u`` in [0, 1) (inversion of the CDF)."""
+        if self.dist == "exponential":
+            assert self.mean is not None
+            x = -self.mean * math.log1p(-u)
+        elif self.dist == "pareto":
+            assert self.alpha is not None and self.scale is not None
+            x = self.scale * (1.0 - u) ** (-1.0 / self.alpha)
+        else:
+            assert self.shape is not None and self.scale is not None
+            x = self.scale * (-math.log1p(-u)) ** (1.0 / self.shape)
+        return max(1, round(min(x, 2.0**62)))
+
+
+class Churn(_Spec):
+    """Nodes joining and leaving during the run.
+
+    ``initial`` is the share of nodes up at time 0 (a seeded choice); the others are absent
+    until they join. Models: ``poisson`` (joins and departures each at ``rate`` per second of
+    virtual time), ``sessions`` (every node alternates sessions and down-times drawn from
+    ``session`` and ``downtime``), ``trace`` (a CSV file of ``time,node,event`` rows with
+    event ``join``, ``leave`` or ``fail``). A departure is a graceful ``leave`` (the node
+    runs its leave handler) or a silent ``fail``, as ``departure`` says. Churn acts between
+    ``start`` and ``end``.
+    """
+
+    model: Literal["none", "poisson", "sessions", "trace"] = "none"
+    initial: float = Field(1.0, ge=0.0, le=1.0)
+    rate: float = Field(0.0, ge=0.0, description="poisson: joins and departures per second")
+    session: SessionLength | None = None
+    downtime: SessionLength | None = None
+    trace: str | None = None
+    departure: Literal["fail", "leave"] = "fail"
+    start: Ticks = 0
+    end: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _model_fields(self) -> Churn:
+        if self.model == "poisson" and self.rate <= 0:
+            raise ValueError("poisson churn needs rate > 0")
+        if self.model == "sessions" and (self.session is None or self.downtime is None):
+            raise ValueError("sessions churn needs session and downtime")
+        if self.model == "trace" and not self.trace:
+            raise ValueError("trace churn needs trace = 'file.csv'")
+        return self
+
+
 class Faults(_Spec):
-    """Everything that goes wrong: per-message faults, partitions and crashes."""
+    """Everything that goes wrong: per-message faults, partitions, crashes and churn."""
 
     loss: Probability = 0.0
     duplicate: Probability = Field(0.0, description="probability the network adds one copy")
     corrupt: Probability = Field(0.0, description="probability a copy arrives corrupted")
     partitions: list[Partition] = Field(default_factory=list)
     crashes: list[Crash] = Field(default_factory=list)
+    churn: Churn = Churn()

@@ -44,8 +44,12 @@ class Context(TypingProtocol):
     def cancel_timer(self, timer_id: int) -> None:
         """Cancel a pending timer; cancelling a fired or unknown timer does nothing."""
 
-    def emit(self, name: str, value: float = 1.0) -> None:
-        """Record an observation (a row of kind ``obs``) at this node and time."""
+    def emit(self, name: str, value: float = 1.0, peer: int = -1, ref: int = -1) -> None:
+        """Record an observation (a row of kind ``obs``) at this node and time.
+
+        ``peer`` and ``ref`` (optional) go to the row's ``peer`` and ``msg_id`` columns, e.g.
+        the node a lookup ended at and the key it looked up.
+        """
 
     @property
     def rng(self) -> NodeRng:
@@ -104,6 +108,17 @@ class Protocol:
 
     def on_crash(self, ctx: Context) -> None:
         """The node is about to crash; whatever it sends or sets now is discarded."""
+
+    def on_join(self, ctx: Context, bootstrap: int | None) -> None:
+        """The node joins during the run (churn), told of one node that is up (or None).
+
+        A join is a new session: fresh state and empty ``ctx.storage``. By default it
+        starts like a node present from the beginning.
+        """
+        self.on_start(ctx)
+
+    def on_leave(self, ctx: Context) -> None:
+        """The node leaves gracefully (churn); what it sends now is still delivered."""
 
     def on_recover(self, ctx: Context) -> None:
         """The node restarts after a crash with fresh state and its old ``ctx.storage``."""
@@ -201,8 +216,10 @@ class BatchContext(TypingProtocol):
     def set_timer(self, node: Any, when: Any, tag: str) -> None:
         """Fire ``on_timer`` for each node at absolute time ``when`` (>= its event's time)."""
 
-    def emit(self, node: Any, time: Any, name: str, value: Any) -> None:
-        """Record one observation per element."""
+    def emit(
+        self, node: Any, time: Any, name: str, value: Any, peer: Any = -1, ref: Any = -1
+    ) -> None:
+        """Record one observation per element (``peer``/``ref`` as in :meth:`Context.emit`)."""
 
     def random(self, node: Any) -> Any:
         """One float in [0, 1) from each node's stream (nodes distinct)."""
@@ -247,6 +264,13 @@ class BatchProtocol:
 
     def on_crash(self, ctx: BatchContext, ev: BatchEvents) -> None:
         """The nodes are about to crash; whatever they send or set now is discarded."""
+
+    def on_join(self, ctx: BatchContext, ev: BatchEvents) -> None:
+        """The nodes join (churn); ``ev.src`` holds each one's bootstrap node (-1 if none)."""
+        self.on_start(ctx, ev)
+
+    def on_leave(self, ctx: BatchContext, ev: BatchEvents) -> None:
+        """The nodes leave gracefully (churn); what they send now is still delivered."""
 
     def on_recover(self, ctx: BatchContext, ev: BatchEvents) -> None:
         """The nodes restart: reset their volatile columns, then start again."""

@@ -21,8 +21,11 @@ Kinds: ``start`` (node started), ``send`` (node sent to peer; value = delay the 
 chose), ``deliver`` (message handed to the receiver), ``drop`` (name = ``loss``,
 ``partition`` or ``crashed``: message never delivered), ``duplicate`` (the network made an
 extra copy; value = the copy's delay), ``corrupt`` (receiver saw a checksum failure and
-dropped it), ``timer`` (a timer fired), ``obs`` (an observation the protocol emitted),
-``crash`` and ``recover``.
+dropped it), ``timer`` (a timer fired), ``obs`` (an observation the protocol emitted;
+``peer`` and ``msg_id`` carry the optional ``peer`` and ``ref`` of the emit), ``crash`` and
+``recover`` (crash-recovery; a churn failure is a ``crash``), ``join`` (a node joined;
+``peer`` = the bootstrap node it was given, -1 if none was up) and ``leave`` (graceful
+departure).
 
 Message rows live where the decision is made: ``send``, ``duplicate`` and network drops
 (``loss``, ``partition``) at the sender at send time; ``deliver``, ``corrupt`` and
@@ -44,10 +47,14 @@ KINDS: tuple[str, ...] = (
     "obs",
     "crash",
     "recover",
+    "join",
+    "leave",
 )
 KIND_CODE: dict[str, int] = {k: i for i, k in enumerate(KINDS)}
 
-START, SEND, DELIVER, DROP, DUPLICATE, CORRUPT, TIMER, OBS, CRASH, RECOVER = range(len(KINDS))
+START, SEND, DELIVER, DROP, DUPLICATE, CORRUPT, TIMER, OBS, CRASH, RECOVER, JOIN, LEAVE = range(
+    len(KINDS)
+)
 
 DROP_REASONS: tuple[str, ...] = ("loss", "partition", "crashed")
 

@@ -17,6 +17,7 @@ FAULTY = {
     "corrupt": 0.05,
     "partitions": [{"start": 2000, "end": 4000, "a": "0-7", "direction": "a_to_b"}],
     "crashes": [{"nodes": [3, 9], "at": 1500, "recover_at": 3500}, {"node": 12, "at": 2500}],
+    "churn": {"model": "poisson", "rate": 1.0, "initial": 0.85, "departure": "leave"},
 }
 
 LAYOUTS = {
