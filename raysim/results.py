@@ -18,6 +18,7 @@ written after its events), and readers join events to that table.
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import os
@@ -25,6 +26,8 @@ import re
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,10 +105,31 @@ def read_runs(loc: Location, columns: list[str] | None = None) -> pd.DataFrame |
     if not runs.exists():
         return None
     try:
-        table = pq.read_table(runs.path, filesystem=loc.fs, columns=columns)
+        with _shared_lock(loc):
+            table = pq.read_table(runs.path, filesystem=loc.fs, columns=columns)
     except Exception as e:
         raise ConfigError(f"{runs}: exists but is not a raysim runs table ({e})") from None
     return table.to_pandas()
+
+
+@contextmanager
+def _shared_lock(loc: Location) -> Iterator[None]:
+    """A shared lock on ``runs.lock`` (writers hold it exclusively while replacing the
+    table); none on remote or read-only locations, where replacement is atomic anyway."""
+    if loc.local is None:
+        yield
+        return
+    try:
+        f = open(loc.local / "runs.lock", "a")  # noqa: SIM115
+    except OSError:
+        yield
+        return
+    with f:
+        fcntl.flock(f, fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def merge_rows(old: pd.DataFrame | None, rows: list[dict[str, Any]]) -> pd.DataFrame:

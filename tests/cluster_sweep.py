@@ -1,0 +1,48 @@
+"""Run a sweep on a two-node Ray cluster started here; print the cluster's node ids as JSON.
+
+Used by tests/test_cluster.py in a subprocess (one process can hold only one Ray session,
+and the test session's is shared): ``python -m tests.cluster_sweep EXP.toml OUT``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# Ray keeps this cluster's sessions (and its "current cluster" address file) under
+# $RAY_TMPDIR/ray: a fresh folder, so nothing leaks into /tmp/ray or other sessions.
+os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="rs-cl-", dir="/tmp")
+os.makedirs(os.path.join(os.environ["RAY_TMPDIR"], "ray"), exist_ok=True)
+
+
+def main(experiment: str, out: str) -> int:
+    """Start a head and one worker node (1 CPU each), sweep on them, shut everything down."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from raysim import sweep
+
+    store = 100 * 1024**2
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "object_store_memory": store, "include_dashboard": False,
+    })
+    try:
+        cluster.add_node(num_cpus=1, object_store_memory=store)
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, logging_level="ERROR")
+        nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+        summary = sweep.run_sweep(sweep.plan(experiment), out, address=cluster.address,
+                                  max_parallel=2, progress=False)
+        print(json.dumps({"nodes": nodes, "exit_code": summary.exit_code,
+                          "summary": summary.describe()}))
+        return 0
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], sys.argv[2]))
