@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from raysim.engine import NEVER, Inbound, RunSpec, Shard, StepInfo, paused_gc
+from raysim.context import paused_gc
+from raysim.engine import NEVER, Inbound, RunSpec, Shard, StepInfo
 from raysim.eventlog import EventLog
 from raysim.router import Messages, Router
 

@@ -207,7 +207,7 @@ def process_window(
     ``timers`` is the list [time, node, id, epoch, tags] of due timers; in-window timers
     are appended to it (and to ``keys``) as they are set.
     """
-    from raysim.engine import P_MSG, P_NODE, P_TIMER
+    from raysim.context import P_MSG, P_NODE, P_TIMER
 
     ctx, proto = shard.bctx, shard.bproto
     m_off, t_off = offsets

@@ -1,0 +1,156 @@
+"""What a per-node protocol's handlers act through: the shard's :class:`ShardContext`.
+
+One context object serves every node of a shard; the engine sets ``node``, ``now`` and the
+node's local index before each handler call. This is the engine's hot path: sends, timers
+and observations are appended as tuples to plain lists and become numpy columns once per
+window (see :mod:`raysim.engine`).
+"""
+
+from __future__ import annotations
+
+import gc
+import heapq
+from collections.abc import Hashable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from raysim.rng import GOLDEN, NodeRng, mix64_array
+
+if TYPE_CHECKING:
+    from raysim.engine import Shard
+
+P_NODE, P_MSG, P_TIMER = 0, 1, 2  # event priorities at equal times: lifecycle, delivery, timer
+
+
+def node_keys(key: int, lo: int, hi: int) -> list[int]:
+    """Per-node 64-bit keys for nodes lo..hi-1 (vectorised; a pure function of key and id)."""
+    ids = np.arange(lo, hi, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        words: list[int] = mix64_array(ids * np.uint64(GOLDEN) + np.uint64(key)).tolist()
+    return words
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Run a simulation with the cyclic garbage collector paused (collected at the end).
+
+    NOTE: a window allocates hundreds of thousands of short-lived tuples, and every few
+    thousand allocations the collector would rescan the 10^5 live node objects: that doubled
+    the cost of a run at 10^5 nodes. Protocol state is plain data that reference counting
+    frees, so the engine collects cycles only every 256 windows (:meth:`Shard.advance`).
+    """
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
+
+
+class ShardContext:
+    """The :class:`~raysim.protocol.Context` the engine hands to handlers.
+
+    One object serves every node of a shard; the engine sets ``node``, ``now`` and ``_li``
+    (the node's local index) before each call. NOTE: this is the engine's hot path. Sends,
+    timers and observations are appended as tuples to plain lists and turned into numpy
+    columns once per window; the per-node arrays are bound here to save lookups.
+    """
+
+    __slots__ = (
+        "_adj",
+        "_deg",
+        "_epochs",
+        "_late",
+        "_li",
+        "_milestones",
+        "_new_timers",
+        "_obs",
+        "_rngs",
+        "_sends",
+        "_seqs",
+        "_shard",
+        "_tseqs",
+        "_window_end",
+        "n_nodes",
+        "node",
+        "now",
+    )
+
+    def __init__(self, shard: Shard) -> None:
+        self._shard = shard
+        self.n_nodes = shard.spec.n_nodes
+        self.node = -1
+        self.now = 0
+        self._li = -1
+        self._window_end = 0
+        self._seqs = shard.send_seq
+        self._tseqs = shard.timer_seq
+        self._epochs = shard.epoch
+        self._rngs = shard.rngs
+        self._adj = shard.topology.flat
+        self._deg = shard.topology.degree
+        self._milestones = shard.milestone_names
+        self._sends: list[tuple[int, int, int, int, Any]] = []
+        self._new_timers: list[tuple[int, int, int, int, Any]] = []
+        self._late: list[tuple[Any, ...]] = []
+        self._obs: list[tuple[int, int, str, float, int, int]] = []
+
+    def send(self, dst: int, msg: object) -> None:
+        """Send ``msg`` to ``dst`` (routed at the end of the window)."""
+        seqs = self._seqs
+        li = self._li
+        s = seqs[li]
+        seqs[li] = s + 1
+        self._sends.append((self.now, self.node, dst, s, msg))
+
+    def set_timer(self, delay: int, tag: Hashable = None) -> int:
+        """Fire ``on_timer(ctx, tag)`` after ``delay`` ticks; returns the timer id."""
+        if delay < 0:
+            raise ValueError(f"timer delay must be >= 0 ticks, got {delay}")
+        li = self._li
+        tid = self._tseqs[li]
+        self._tseqs[li] = tid + 1
+        when = self.now + delay
+        if when < self._window_end:
+            heapq.heappush(self._late, (when, P_TIMER, self.node, tid, 0, self._epochs[li], tag))
+        else:
+            self._new_timers.append((when, self.node, tid, self._epochs[li], tag))
+        return tid
+
+    def cancel_timer(self, timer_id: int) -> None:
+        """Cancel a pending timer of this node."""
+        self._shard.cancelled.add((self.node, timer_id))
+
+    def emit(self, name: str, value: float = 1.0, peer: int = -1, ref: int = -1) -> None:
+        """Record an observation (``peer`` and ``ref`` fill the row's peer and msg_id)."""
+        self._obs.append((self.now, self.node, name, value, peer, ref))
+        if name in self._milestones:
+            self._shard.milestone(name, self.node, self.now)
+
+    @property
+    def rng(self) -> NodeRng:
+        """This node's random stream."""
+        return self._rngs[self._li]
+
+    @property
+    def peers(self) -> Sequence[int]:
+        """This node's neighbours."""
+        return self._shard.topology.peers(self.node)
+
+    def random_peer(self) -> int:
+        """A uniformly random neighbour (never the node itself)."""
+        w = self._rngs[self._li].next_u64()
+        adj = self._adj
+        if adj is None:
+            v = (w * (self.n_nodes - 1)) >> 64
+            return v + (v >= self.node)
+        deg = self._deg
+        return adj[self._li * deg + ((w * deg) >> 64)]
+
+    @property
+    def storage(self) -> dict[str, Any]:
+        """Stable storage that survives crash-recovery."""
+        return self._shard.storage[self._li]
