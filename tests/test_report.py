@@ -13,9 +13,14 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from raysim import report
+from raysim import report, runner, sweep
 from raysim.cli import app
-from tests.sweep_support import tiny_results  # noqa: F401  (fixture)
+from tests.sweep_support import (  # noqa: F401  (fixtures)
+    GOSSIP,
+    averaging_results,
+    data,
+    tiny_results,
+)
 
 FIGURES = ("fig-convergence", "fig-milestones", "fig-messages")
 
@@ -54,6 +59,19 @@ def test_cli_report_writes_into_each_experiment_directory(
     assert result.exit_code == 0, result.output
     assert (tmp_path / "tiny" / "report.html").stat().st_size > 1_000_000  # plotly.js inside
     assert not list(tmp_path.glob("tiny/.report.html-*"))
+
+
+def test_averaging_results_get_the_variance_figure(averaging_results: Path) -> None:  # noqa: F811
+    page = report.build(averaging_results)
+    assert 'id="fig-variance"' in page and "1/(2√e)" in page
+    assert 'id="fig-convergence"' not in page
+
+
+def test_a_single_raysim_run_directory_also_gets_a_report(tmp_path: Path) -> None:
+    cfg = sweep.plan_data(data(GOSSIP, seeds=1, **{"protocol.mode": ["push"]})).runs[0].cfg
+    runner.run(cfg, tmp_path)  # as `raysim run` does: no sweep.json, no replicate column
+    page = report.build(tmp_path / "tiny")
+    assert "1 of 1 runs ok" in page and 'id="fig-convergence"' in page
 
 
 def _chromium() -> str:
