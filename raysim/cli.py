@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import typer
 
@@ -64,10 +64,14 @@ def run(
         typer.echo(f"error: {result.error}", err=True)
         raise typer.Exit(1)
     row = result.row
-    typer.echo(f"run {result.run_id}: {cfg.experiment.protocol}, {row['nodes']} nodes, "
-               f"{row['backend']} backend, {row['shards']} shard(s), {row['wall_seconds']:.2f} s")
-    typer.echo(f"  virtual time {row['end_time']} ticks; sent {row['sent']}, delivered "
-               f"{row['delivered']}, lost {row['lost']}, events logged {row['events_logged']}")
+    typer.echo(
+        f"run {result.run_id}: {cfg.experiment.protocol}, {row['nodes']} nodes, "
+        f"{row['backend']} backend, {row['shards']} shard(s), {row['wall_seconds']:.2f} s"
+    )
+    typer.echo(
+        f"  virtual time {row['end_time']} ticks; sent {row['sent']}, delivered "
+        f"{row['delivered']}, lost {row['lost']}, events logged {row['events_logged']}"
+    )
     for k, v in result.metrics.items():
         typer.echo(f"  {k.replace('_', ' ')}: {v:.3f}")
     typer.echo(f"  results: {Path(out) / cfg.experiment.name}")
@@ -82,9 +86,14 @@ def protocols() -> None:
         typer.echo(f"{spec.name}  —  {spec.summary}")
         for name, f in spec.cls.Params.model_fields.items():
             default = spec.presets.get(name, f.default)
-            ann = getattr(f.annotation, "__name__", None) or str(f.annotation).replace("typing.", "")
             desc = f"  {f.description}" if f.description else ""
-            typer.echo(f"    {name}: {ann} = {default!r}{desc}")
+            typer.echo(f"    {name}: {_type_name(f.annotation)} = {default!r}{desc}")
+
+
+def _type_name(annotation: Any) -> str:
+    if get_origin(annotation) is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(annotation))
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
 @app.command()
