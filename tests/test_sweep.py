@@ -168,7 +168,7 @@ def test_the_example_experiments_plan_and_still_run_as_one_point() -> None:
 
 
 def test_sweep_writes_rows_and_resumes_only_what_is_missing(
-    ray_session: None, tmp_path: Path
+    ray_session: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     plan = plan_data(data(GOSSIP, seeds=2, **{"protocol.mode": ["push", "pull"]}), where="t")
     first = sweep.run_sweep(plan, tmp_path, progress=False, max_parallel=2)
@@ -187,8 +187,11 @@ def test_sweep_writes_rows_and_resumes_only_what_is_missing(
     before = events(res, gone_row)
     shutil.rmtree(res / "events" / f"run_id={gone_events}")
     table[table["run_id"] != gone_row].to_parquet(res / "runs.parquet", index=False)
-    third = sweep.run_sweep(plan, tmp_path, progress=False)
+    capsys.readouterr()
+    third = sweep.run_sweep(plan, tmp_path, progress=True)
     assert (third.ok, third.skipped) == (2, 2)
+    bar = capsys.readouterr().err
+    assert "4/4" in bar and "ok=2" in bar and "run/s" in bar  # counts and rate (for the ETA)
     assert len(pd.read_parquet(res / "runs.parquet")) == 4
     pd.testing.assert_frame_equal(events(res, gone_row), before)
 
