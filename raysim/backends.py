@@ -85,9 +85,11 @@ def coordinate(
             over = True
             continue
         nxt = min(min(i.next_time for i in infos), min(min(i.out_min_time) for i in infos))
-        if (spec.stop_when and all(i.done for i in infos)) or nxt == NEVER:
+        if spec.stop_when and all(i.done for i in infos):
             over = True
-            end_time = end  # the stop rule held, or nothing is left to happen
+            end_time = end  # the stop rule held after this window
+        elif nxt == NEVER:
+            over = True  # nothing is left to happen: the run lasts its whole duration
         elif nxt >= k * lookahead:
             k = nxt // lookahead  # every window before holds no event
     return end_time if over else duration

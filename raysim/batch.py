@@ -136,7 +136,7 @@ class BatchShardContext:
     def emit(
         self, node: Any, time: Any, name: str, value: Any, peer: Any = -1, ref: Any = -1
     ) -> None:
-        """One observation per element; milestones are tracked on the shard."""
+        """One observation per element (milestones are counted at the window's end)."""
         node = np.asarray(node, dtype=np.int64)
         n = len(node)
         if n == 0:
@@ -152,8 +152,6 @@ class BatchShardContext:
                 np.broadcast_to(np.asarray(ref, dtype=np.int64), (n,)),
             )
         )
-        if name in self.shard.milestone_names:
-            self.shard.milestone_batch(name, node, t)
 
     def _words(self, node: np.ndarray) -> np.ndarray:
         li = np.asarray(node, dtype=np.int64) - self.lo

@@ -65,7 +65,6 @@ class ShardContext:
         "_epochs",
         "_late",
         "_li",
-        "_milestones",
         "_new_timers",
         "_obs",
         "_rngs",
@@ -92,7 +91,6 @@ class ShardContext:
         self._rngs = shard.rngs
         self._adj = shard.topology.flat
         self._deg = shard.topology.degree
-        self._milestones = shard.milestone_names
         self._sends: list[tuple[int, int, int, int, Any]] = []
         self._new_timers: list[tuple[int, int, int, int, Any]] = []
         self._late: list[tuple[Any, ...]] = []
@@ -121,14 +119,13 @@ class ShardContext:
         return tid
 
     def cancel_timer(self, timer_id: int) -> None:
-        """Cancel a pending timer of this node."""
-        self._shard.cancelled.add((self.node, timer_id))
+        """Cancel a pending timer of this node (an id it was never given is ignored)."""
+        if 0 <= timer_id < self._tseqs[self._li]:
+            self._shard.cancelled.add((self.node, timer_id))
 
     def emit(self, name: str, value: float = 1.0, peer: int = -1, ref: int = -1) -> None:
         """Record an observation (``peer`` and ``ref`` fill the row's peer and msg_id)."""
         self._obs.append((self.now, self.node, name, value, peer, ref))
-        if name in self._milestones:
-            self._shard.milestone(name, self.node, self.now)
 
     @property
     def rng(self) -> NodeRng:

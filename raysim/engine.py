@@ -454,7 +454,14 @@ class Shard:
                 continue
             rows.append((when, nd, tid, tag))
             ctx.now, ctx.node, ctx._li = when, nd, li
-            self.protos[li].on_timer(ctx, tag)
+            proto = self.protos[li]
+            assert proto is not None
+            try:
+                proto.on_timer(ctx, tag)
+            except Exception:
+                raise ProtocolError(
+                    self.spec.run_id, nd, when, f"timer {tag!r}", traceback.format_exc()
+                ) from None
 
     def _lifecycle(self, now: int, nd: int, kind: int, arg: int) -> None:
         ctx, li = self.ctx, nd - self.lo
@@ -574,13 +581,22 @@ class Shard:
                     np.array(lids),
                     log.tag_codes(list(ltags)),
                 )
+        # Milestones are counted here, from what survived the window (an observation made in
+        # on_crash is discarded with everything else the crashing node did).
         for bt, bnode, bname, bval, bpeer, bref in self.bctx.obs if self.batch else []:
+            if bname in self.milestone_names:
+                self.milestone_batch(bname, bnode, bt)
             c["observations"] += len(bt)
             if log.writing:
                 log.add(bt, OBS, bnode, bpeer, bref, -1, log.strings.code(bname), bval)
         if self.batch:
             self.bctx.obs = []
         ob = self.ctx._obs
+        if ob and self.milestone_names:
+            names_set = self.milestone_names
+            for o in ob:
+                if o[2] in names_set:
+                    self.milestone(o[2], o[1], o[0])
         if ob:
             c["observations"] += len(ob)
             if log.writing:

@@ -25,6 +25,14 @@ class _Spec(BaseModel):
 
 # --- delay distributions -------------------------------------------------------------------
 
+MAX_DELAY = 2**53  # ticks; far tails are clipped here so they never overflow int64
+
+
+def _ticks(x: np.ndarray) -> np.ndarray:
+    """Round float delays to ticks, clipping the far tail at :data:`MAX_DELAY`."""
+    return np.rint(np.minimum(x, float(MAX_DELAY))).astype(np.int64)
+
+
 
 class ConstantDelay(_Spec):
     """Every message takes exactly ``value`` ticks."""
@@ -80,7 +88,7 @@ class ExponentialDelay(_Spec):
 
     def sample(self, u: np.ndarray, u2: np.ndarray) -> np.ndarray:
         """Delays in ticks by inversion of the exponential CDF."""
-        return self.min + np.rint(-self.mean * np.log1p(-u)).astype(np.int64)
+        return self.min + _ticks(-self.mean * np.log1p(-u))
 
 
 class LogNormalDelay(_Spec):
@@ -99,8 +107,9 @@ class LogNormalDelay(_Spec):
     def sample(self, u: np.ndarray, u2: np.ndarray) -> np.ndarray:
         """Delays in ticks; the normal deviate comes from Box-Muller over (u, u2)."""
         z = np.sqrt(-2.0 * np.log1p(-u)) * np.cos(2.0 * math.pi * u2)
-        d = np.rint(self.median * np.exp(self.sigma * z))
-        return np.maximum(d, self.min).astype(np.int64)
+        with np.errstate(over="ignore"):
+            d = self.median * np.exp(self.sigma * z)
+        return np.maximum(_ticks(d), self.min)
 
 
 class ParetoDelay(_Spec):
@@ -110,6 +119,12 @@ class ParetoDelay(_Spec):
     alpha: float = Field(gt=0)
     scale: int = Field(1, ge=1)
     cap: int | None = Field(None, ge=1, description="optional upper bound in ticks")
+
+    @model_validator(mode="after")
+    def _cap(self) -> ParetoDelay:
+        if self.cap is not None and self.cap < self.scale:
+            raise ValueError(f"cap ({self.cap}) must be >= scale ({self.scale})")
+        return self
 
     @property
     def lower_bound(self) -> int:

@@ -311,11 +311,6 @@ class CancelAhead(Protocol):
                 assert ctx.set_timer(100 + i, f"t{i}") == i
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: cancelling a not-yet-issued timer id cancels the "
-    "timer that later gets that id (Context says unknown ids are ignored)",
-)
 def test_cancelling_an_unknown_timer_id_does_nothing(tmp_path: Path) -> None:
     _, df = run_log(config("test.engine.cancel-ahead", nodes=2), tmp_path)
     assert rows(df, "timer")["msg_type"].tolist() == [f"t{i}" for i in range(6)]
@@ -390,11 +385,6 @@ class LastWords(Protocol):
         ctx.emit("done")  # discarded, like everything a crashing node does
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an observation emitted in on_crash is dropped from "
-    "the log but still counts for stop_when and <name>_nodes",
-)
 def test_an_observation_discarded_at_crash_does_not_count_for_the_stop_rule(
     tmp_path: Path,
 ) -> None:
@@ -610,11 +600,6 @@ class LateBoom(Protocol):
             raise RuntimeError("boom in an in-window timer")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a failing in-window timer is described as the "
-    "next scheduled event (here node 1's timer 'innocent')",
-)
 def test_a_failing_in_window_timer_is_named_correctly(tmp_path: Path) -> None:
     res = run(config("test.engine.late-boom", nodes=3, delay=50), tmp_path)
     assert res.status == "failed" and res.error is not None
