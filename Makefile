@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/raysim run experiments/gossip_convergence.toml --out results
+	$(BIN)/raysim sweep experiments/gossip_quick.toml --out results
+	$(BIN)/raysim report results/gossip_quick
 
 test: $(STAMP)
 	$(BIN)/ruff check raysim tests
