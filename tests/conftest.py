@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from raysim.config import ExperimentConfig, validate
+from raysim.runner import RunResult, run
 from raysim.schema import CANONICAL_SORT
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -57,3 +58,19 @@ def canonical(events_dir: Path) -> pd.DataFrame:
     for c in ("kind", "msg_type", "name"):
         df[c] = df[c].astype(object).where(df[c].notna(), None)
     return df.sort_values(list(CANONICAL_SORT)).reset_index(drop=True)
+
+
+def run_log(cfg: ExperimentConfig, out: Path) -> tuple[RunResult, pd.DataFrame]:
+    """Run locally; the result and the canonical log."""
+    res = run(cfg, out)
+    assert res.status == "ok", res.error
+    assert res.events_dir is not None
+    return res, canonical(res.events_dir)
+
+
+def rows(df: pd.DataFrame, kind: str, name: str | None = None) -> pd.DataFrame:
+    """The rows of one kind (and observation name / drop reason)."""
+    m = df["kind"] == kind
+    if name is not None:
+        m &= df["name"] == name
+    return df[m]

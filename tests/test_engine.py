@@ -25,9 +25,9 @@ from raysim.protocol import (
     register,
 )
 from raysim.router import SEQ_BITS
-from raysim.runner import RunResult, make_spec, run
+from raysim.runner import make_spec, run
 
-from .conftest import canonical, make_config
+from .conftest import canonical, make_config, rows, run_log
 
 # --- helpers -----------------------------------------------------------------------------------
 
@@ -65,20 +65,6 @@ def run_shard(cfg: ExperimentConfig) -> Shard:
     return shard
 
 
-def run_log(cfg: ExperimentConfig, out: Path) -> tuple[RunResult, pd.DataFrame]:
-    """Run locally; the result and the canonical log."""
-    res = run(cfg, out)
-    assert res.status == "ok", res.error
-    assert res.events_dir is not None
-    return res, canonical(res.events_dir)
-
-
-def rows(df: pd.DataFrame, kind: str, name: str | None = None) -> pd.DataFrame:
-    """The rows of one kind (and observation name / drop reason)."""
-    m = df["kind"] == kind
-    if name is not None:
-        m &= df["name"] == name
-    return df[m]
 
 
 def runs_row(res_dir: Path, run_id: str) -> pd.Series:

@@ -24,9 +24,8 @@ from raysim.eventlog import EventLog
 from raysim.faults import Delay, Faults, ParetoDelay
 from raysim.protocol import Context, Params, Protocol, register
 from raysim.router import SEQ_BITS, Messages, Router, concat
-from raysim.runner import RunResult, run
 
-from .conftest import canonical, make_config
+from .conftest import make_config, rows, run_log
 
 # --- a tiny protocol for whole-run tests ----------------------------------------------------
 
@@ -119,20 +118,6 @@ def chatter_config(
     )
 
 
-def run_log(cfg: ExperimentConfig, out: Path) -> tuple[RunResult, pd.DataFrame]:
-    """Run locally; the result and the canonical log."""
-    res = run(cfg, out)
-    assert res.status == "ok", res.error
-    assert res.events_dir is not None
-    return res, canonical(res.events_dir)
-
-
-def rows(df: pd.DataFrame, kind: str, name: str | None = None) -> pd.DataFrame:
-    """The rows of one kind (and observation name / drop reason)."""
-    m = df["kind"] == kind
-    if name is not None:
-        m &= df["name"] == name
-    return df[m]
 
 
 def send_table(df: pd.DataFrame) -> pd.DataFrame:
