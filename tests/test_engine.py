@@ -65,8 +65,6 @@ def run_shard(cfg: ExperimentConfig) -> Shard:
     return shard
 
 
-
-
 def runs_row(res_dir: Path, run_id: str) -> pd.Series:
     """A run's row of ``runs.parquet``."""
     table = pd.read_parquet(res_dir / "t" / "runs.parquet")

@@ -118,8 +118,6 @@ def chatter_config(
     )
 
 
-
-
 def send_table(df: pd.DataFrame) -> pd.DataFrame:
     """Send rows indexed by msg_id: time, src (node), dst (peer), delay (value)."""
     s = rows(df, "send")
