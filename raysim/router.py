@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from raysim.eventlog import EventLog
-from raysim.faults import Faults, parse_node_set
+from raysim.faults import Faults, LogNormalDelay, parse_node_set
 from raysim.rng import derive, uniform_array
 from raysim.schema import DROP, DUPLICATE, SEND
 
@@ -120,7 +120,9 @@ class Router:
 
     def _delays(self, msg_id: np.ndarray, copy: np.ndarray) -> np.ndarray:
         u = uniform_array(self.keys[_DELAY], msg_id, copy)
-        u2 = uniform_array(self.keys[_DELAY2], msg_id, copy)
+        # Only the log-normal needs a second uniform (Box-Muller); skip the hashing otherwise.
+        two = isinstance(self.delay, LogNormalDelay)
+        u2 = uniform_array(self.keys[_DELAY2], msg_id, copy) if two else u
         d = self.delay.sample(u, u2)
         if self.jitter:
             uj = uniform_array(self.keys[_JITTER], msg_id, copy)
