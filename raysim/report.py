@@ -20,6 +20,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from raysim import analysis as ra
+from raysim.analysis.chord_report import report_parts as chord_parts
 from raysim.analysis.theory import REFERENCES
 from raysim.errors import ConfigError
 from raysim.results import MANIFEST, RUNS, Location, locate, read_json, read_runs, write_text
@@ -151,6 +152,20 @@ def _averaging_section(loc: Location, runs: pd.DataFrame) -> str:
     ])
 
 
+def _chord_section(loc: Location, runs: pd.DataFrame) -> str:
+    """Chord figures and tables (see raysim.analysis.chord_report), when there are chord runs."""
+    out = []
+    for i, part in enumerate(chord_parts(loc, runs)):
+        out.append(f"<h2>{html.escape(part.title)}</h2>")
+        if part.note:
+            out.append(f"<p>{html.escape(part.note)}</p>")
+        if part.figure is not None:
+            out.append(_figure(part.figure, f"fig-chord-{i}"))
+        if part.table is not None:
+            out.append(_table(part.table))
+    return "\n".join(out)
+
+
 def _runs_section(runs_all: pd.DataFrame) -> str:
     varying = ra.varying_params(runs_all)
     wanted = ["run_id", *varying, "replicate", "seed", "status", "end_time", "sent", "delivered",
@@ -194,6 +209,8 @@ def build(where: str | Path | Location) -> str:
         if len(gossip):
             body.append(_gossip_section(loc, gossip))
         body.append(_averaging_section(loc, runs))
+        if (runs["protocol"] == "chord").any():
+            body.append(_chord_section(loc, runs))
     body.append(_runs_section(runs_all))
     refs = "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in REFERENCES.items())
     body.append(f"<h2>Theory references</h2><ul class=\"note\">{refs}</ul>")

@@ -1,0 +1,156 @@
+"""Plotly figures for Chord: hops against N, hop distribution, failures, traffic, key load.
+
+Each builder takes a frame of :mod:`raysim.analysis.chord` and returns a
+``plotly.graph_objects.Figure``; parameters other than the x axis become one line each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from raysim.analysis.figures import PALETTE, label
+
+_SUMMARY_STATS = {"runs", "lookups", "hops_mean", "hops_p1", "hops_p50", "hops_p99",
+                  "timeouts_mean", "latency_mean", "failed", "failed_lo", "failed_hi", "wrong",
+                  "gave_up"}
+NAMES = {"network.nodes": "nodes N", "fail_fraction": "fraction p of nodes failed at once",
+         "churn_rate": "churn rate R (joins and departures per second, each)"}
+
+
+def _lines(frame: pd.DataFrame, x: str | None, stats: set[str]) -> list[tuple[str, pd.DataFrame]]:
+    """(label, rows sorted by x) per combination of the columns that are neither x nor stats."""
+    keys = [c for c in frame.columns if c not in stats and c != x]
+    if not keys:
+        return [("all runs", frame.sort_values(x) if x else frame)]
+    out = []
+    for key, g in frame.groupby(keys, sort=True, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        out.append((label(dict(zip(keys, key, strict=True))), g.sort_values(x) if x else g))
+    return out
+
+
+def fig_hops_vs_n(summary: pd.DataFrame, title: str = "Lookup path length against N"
+                  ) -> go.Figure:
+    """Mean hops against N (log₂ axis), a band from the 1st to the 99th percentile, and the
+    ½·log₂N line of Stoica et al."""
+    x = "network.nodes"
+    fig = go.Figure()
+    fig.update_layout(title=title, template="plotly_white", height=440,
+                      xaxis={"title": "nodes N", "type": "log", "dtick": np.log10(2)},
+                      yaxis_title="hops")
+    for k, (name, d) in enumerate(_lines(summary, x, _SUMMARY_STATS)):
+        color = PALETTE[k % len(PALETTE)]
+        fig.add_trace(go.Scatter(
+            x=d[x], y=d["hops_mean"], name=f"mean ({name})", mode="lines+markers",
+            line={"color": color},
+            error_y={"type": "data", "symmetric": False, "array": d["hops_p99"] - d["hops_mean"],
+                     "arrayminus": d["hops_mean"] - d["hops_p1"]},
+            hovertemplate="N %{x}<br>mean %{y:.2f} hops<extra></extra>"))
+    ns = np.sort(summary[x].unique()) if x in summary else np.array([])
+    if len(ns):
+        fig.add_trace(go.Scatter(x=ns, y=0.5 * np.log2(ns), name="½·log₂N", mode="lines",
+                                 line={"color": "black", "dash": "dash", "width": 1}))
+    fig.add_annotation(text="bars: 1st to 99th percentile", showarrow=False, xref="paper",
+                       yref="paper", x=0.01, y=0.99, font={"size": 11, "color": "#555"})
+    return fig
+
+
+def fig_hop_distribution(dist: pd.DataFrame, title: str = "Path length distribution"
+                         ) -> go.Figure:
+    """Share of lookups per hop count (a bar group per combination)."""
+    fig = go.Figure()
+    fig.update_layout(title=title, template="plotly_white", height=400, barmode="group",
+                      xaxis_title="hops", yaxis_title="share of lookups")
+    for k, (name, d) in enumerate(_lines(dist, "hops", {"hops", "count", "share"})):
+        fig.add_trace(go.Bar(x=d["hops"], y=d["share"], name=name,
+                             marker_color=PALETTE[k % len(PALETTE)]))
+    return fig
+
+
+def fig_failures(summaries: dict[str, pd.DataFrame], x: str,
+                 title: str = "Failed lookups") -> go.Figure:
+    """Share of failed lookups (mean over runs, 95 % interval) against ``x``, one line per
+    named summary (e.g. "right after the failure", "after stabilization")."""
+    fig = go.Figure()
+    fig.update_layout(title=title, template="plotly_white", height=420,
+                      xaxis_title=NAMES.get(x, x), yaxis_title="share of lookups failed")
+    k = 0
+    for which, summary in summaries.items():
+        for name, d in _lines(summary, x, _SUMMARY_STATS):
+            color = PALETTE[k % len(PALETTE)]
+            k += 1
+            tag = which if name == "all runs" else f"{which}, {name}"
+            fig.add_trace(go.Scatter(
+                x=d[x], y=d["failed"], name=tag, mode="lines+markers", line={"color": color},
+                error_y={"type": "data", "symmetric": False,
+                         "array": d["failed_hi"] - d["failed"],
+                         "arrayminus": d["failed"] - d["failed_lo"]},
+                customdata=np.stack([d["wrong"], d["gave_up"]], axis=-1),
+                hovertemplate="%{x}: failed %{y:.4f}<br>wrong node %{customdata[0]:.4f}"
+                              "<br>gave up %{customdata[1]:.4f}<extra></extra>"))
+    if x == "fail_fraction":
+        xs = sorted({v for s in summaries.values() if x in s for v in s[x]})
+        fig.add_trace(go.Scatter(x=xs, y=xs, name="y = p (keys lost without replication)",
+                                 mode="lines", line={"color": "gray", "dash": "dot",
+                                                     "width": 1}))
+    return fig
+
+
+def fig_hops_vs(summary: pd.DataFrame, x: str, title: str = "Hops and timeouts per lookup"
+                ) -> go.Figure:
+    """Mean hops (1st-99th percentile bars) and mean timeouts per lookup against ``x``."""
+    fig = go.Figure()
+    fig.update_layout(title=title, template="plotly_white", height=420,
+                      xaxis_title=NAMES.get(x, x), yaxis_title="per lookup")
+    for k, (name, d) in enumerate(_lines(summary, x, _SUMMARY_STATS)):
+        color = PALETTE[k % len(PALETTE)]
+        fig.add_trace(go.Scatter(
+            x=d[x], y=d["hops_mean"], name=f"hops ({name})", mode="lines+markers",
+            line={"color": color},
+            error_y={"type": "data", "symmetric": False, "array": d["hops_p99"] - d["hops_mean"],
+                     "arrayminus": d["hops_mean"] - d["hops_p1"]}))
+        fig.add_trace(go.Scatter(x=d[x], y=d["timeouts_mean"], name=f"timeouts ({name})",
+                                 mode="lines+markers", line={"color": color, "dash": "dot"}))
+    return fig
+
+
+def fig_maintenance(summary: pd.DataFrame, x: str,
+                    title: str = "Messages per live node per second") -> go.Figure:
+    """Traffic per node per second by kind against ``x`` (mean, 95 % interval)."""
+    fig = go.Figure()
+    fig.update_layout(title=title, template="plotly_white", height=440,
+                      xaxis_title=NAMES.get(x, x), yaxis_title="messages / node / s")
+    stats = {"traffic", "mean", "lo", "hi", "n"}
+    for k, (traffic, g) in enumerate(summary.groupby("traffic", sort=False)):
+        for name, d in _lines(g, x, stats):
+            tag = str(traffic) if name == "all runs" else f"{traffic} ({name})"
+            fig.add_trace(go.Scatter(
+                x=d[x], y=d["mean"], name=tag, mode="lines+markers",
+                line={"color": PALETTE[k % len(PALETTE)]},
+                error_y={"type": "data", "symmetric": False, "array": d["hi"] - d["mean"],
+                         "arrayminus": d["mean"] - d["lo"]}))
+    return fig
+
+
+def fig_key_load(load: pd.DataFrame, percentiles: Sequence[str] = ("p1", "p50", "p99", "max"),
+                 title: str = "Keys per node against virtual nodes per node") -> go.Figure:
+    """Percentiles of keys per physical node, relative to the mean, against virtual nodes
+    (mean over replicates)."""
+    agg = load.groupby("vnodes", sort=True)[[*percentiles, "mean"]].mean()
+    fig = go.Figure()
+    fig.update_layout(title=title, template="plotly_white", height=420,
+                      xaxis={"title": "virtual nodes per physical node", "type": "log"},
+                      yaxis_title="keys per node / mean")
+    for k, p in enumerate(percentiles):
+        fig.add_trace(go.Scatter(x=agg.index, y=agg[p] / agg["mean"], name=p,
+                                 mode="lines+markers", line={"color": PALETTE[k % len(PALETTE)]}))
+    fig.add_hline(y=1.0, line={"color": "gray", "dash": "dot", "width": 1})
+    return fig
+
+
+__all__ = ["fig_failures", "fig_hop_distribution", "fig_hops_vs", "fig_hops_vs_n",
+           "fig_key_load", "fig_maintenance"]
