@@ -71,6 +71,13 @@ def test_the_8_node_course_ring_prints_its_finger_tables() -> None:
     assert len([ln for ln in text.splitlines() if ln[:4].strip().isdigit()]) == 8 * 6
 
 
+def test_the_fingers_command_prints_them(capsys: pytest.CaptureFixture[str]) -> None:
+    rc.main(["fingers", "--nodes", "8", "--bits", "6"])
+    assert capsys.readouterr().out.strip() == format_finger_tables(8, 6)
+    rc.main(["moves", "--nodes", "64", "--keys", "10"])
+    assert capsys.readouterr().out.count("True") == 10
+
+
 def test_too_few_bits_for_the_nodes_is_a_config_error() -> None:
     data = {"experiment": {"name": "c", "protocol": "chord"}, "network": {"nodes": 8},
             "protocol": {"m": 5}}

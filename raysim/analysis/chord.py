@@ -37,7 +37,7 @@ import pyarrow.dataset as ds
 from raysim.analysis.load import Where, load_events, load_runs, varying_params
 from raysim.analysis.stats import band_of
 from raysim.protocols.chord_messages import MAINTENANCE
-from raysim.protocols.chord_ring import node_ids
+from raysim.protocols.chord_ring import format_finger_tables, node_ids
 from raysim.ring import HashRing, key_moves, load_stats
 
 UP_KINDS = {"start": True, "join": True, "recover": True, "crash": False, "leave": False}
@@ -420,15 +420,21 @@ def keys_moved_on_join(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m raysim.analysis.chord load|moves [--nodes N] [--keys K]``: the ring toolkit
-    experiments (keys per node against virtual nodes; keys moved on a join) as tables."""
+    """``python -m raysim.analysis.chord load|moves|fingers [--nodes N] [--keys K] [--bits M]``:
+    the experiments that need no simulation, as tables: keys per node against virtual nodes,
+    keys moved on a join (ring toolkit), the finger tables of a small ring."""
     import argparse
 
     ap = argparse.ArgumentParser(description=main.__doc__)
-    ap.add_argument("what", choices=["load", "moves"])
-    ap.add_argument("--nodes", type=int, default=1024)
+    ap.add_argument("what", choices=["load", "moves", "fingers"])
+    ap.add_argument("--nodes", type=int, default=None, help="default 1024 (fingers: 8)")
     ap.add_argument("--keys", type=int, default=100, help="keys per node")
+    ap.add_argument("--bits", type=int, default=6, help="fingers: identifier bits m")
     args = ap.parse_args(argv)
+    if args.what == "fingers":
+        print(format_finger_tables(args.nodes or 8, args.bits))
+        return
+    args.nodes = args.nodes or 1024
     with pd.option_context("display.width", 120, "display.max_columns", 20):
         if args.what == "load":
             table = key_load(args.nodes, args.keys, replicates=3)

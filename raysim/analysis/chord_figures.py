@@ -40,7 +40,8 @@ def fig_hops_vs_n(summary: pd.DataFrame, title: str = "Lookup path length agains
     x = "network.nodes"
     fig = go.Figure()
     fig.update_layout(title=title, template="plotly_white", height=440,
-                      xaxis={"title": "nodes N", "type": "log", "dtick": np.log10(2)},
+                      xaxis={"title": "nodes N", "type": "log", "dtick": np.log10(2),
+                             "tickformat": ",d"},
                       yaxis_title="hops")
     for k, (name, d) in enumerate(_lines(summary, x, _SUMMARY_STATS)):
         color = PALETTE[k % len(PALETTE)]

@@ -16,13 +16,12 @@ turn), so ``x`` lies in the half-open interval ``(a, b]`` exactly when
 ``span(a, x) <= span(a, b)``; with ``a == b`` that interval is the whole circle, as in
 Chord's pseudo-code.
 
-Run ``python -m raysim.protocols.chord_ring 8 6`` for the finger tables of the course's
-8-node ring (identifiers of 6 bits).
+``python -m raysim.analysis.chord fingers --nodes 8 --bits 6`` prints the finger tables of
+the course's 8-node ring (identifiers of 6 bits) with :func:`format_finger_tables`.
 """
 
 from __future__ import annotations
 
-import argparse
 import bisect
 import itertools
 from collections.abc import Sequence
@@ -157,16 +156,3 @@ def format_finger_tables(n_nodes: int = 8, m: int = 6) -> str:
             lines.append(f"  {i:2d}  {start:5d}  [{start},{end})".ljust(26)
                          + f"node {succ} (id {sid})")
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m raysim.protocols.chord_ring [NODES] [BITS]``: print the finger tables."""
-    ap = argparse.ArgumentParser(description="Print the finger tables of a Chord ring.")
-    ap.add_argument("nodes", nargs="?", type=int, default=8)
-    ap.add_argument("bits", nargs="?", type=int, default=6)
-    args = ap.parse_args(argv)
-    print(format_finger_tables(args.nodes, args.bits))
-
-
-if __name__ == "__main__":
-    main()
