@@ -276,8 +276,12 @@ class SweepPlan:
             "sweep": self.spec.to_dict(),
             "master_seed": self.master_seed,
             "runs": [
-                {"run_id": r.run_id, "params": dict(r.point.params),
-                 "replicate": r.point.replicate, "seed": r.cfg.experiment.seed}
+                {
+                    "run_id": r.run_id,
+                    "params": dict(r.point.params),
+                    "replicate": r.point.replicate,
+                    "seed": r.cfg.experiment.seed,
+                }
                 for r in self.runs
             ],
         }
@@ -289,7 +293,7 @@ def _split_overrides(overrides: Sequence[str]) -> tuple[list[tuple[str, Any]], l
         key, sep, text = item.partition("=")
         key = key.strip()
         if sep and key.startswith("sweep."):
-            sweep_over.append((key[len("sweep."):], parse_value(text.strip())))
+            sweep_over.append((key[len("sweep.") :], parse_value(text.strip())))
         else:
             other.append(item)
     return sweep_over, other
@@ -336,17 +340,19 @@ def plan_data(
 
 def _resolve(base: dict[str, Any], spec: SweepSpec, where: str) -> SweepPlan:
     runs: list[PlannedRun] = []
-    cache: dict[tuple[tuple[str, Any], ...], ExperimentConfig] = {}
+    # Keyed by canonical JSON: axis values may be lists or tables (e.g. faults.crashes).
+    cache: dict[str, ExperimentConfig] = {}
     seen: dict[str, Point] = {}
     for point in expand(spec):
-        cfg = cache.get(point.params)
+        key = _canon([[k, v] for k, v in point.params])
+        cfg = cache.get(key)
         if cfg is None:
             data = copy.deepcopy(base)
             for name, value in point.params:
                 _set_path(data, name, value)
             label = ", ".join(f"{k}={_canon(v)}" for k, v in point.params)
             cfg = validate(data, f"{where} [sweep point {label}]" if label else where)
-            cache[point.params] = cfg
+            cache[key] = cfg
         seed = derive_seed(cfg.experiment.seed, seed_basis(cfg), point.replicate)
         experiment = cfg.experiment.model_copy(update={"seed": seed})
         run_cfg = cfg.model_copy(update={"experiment": experiment})

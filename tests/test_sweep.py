@@ -44,16 +44,20 @@ def test_grid_is_a_product_in_written_order_with_replicates_innermost() -> None:
 
 
 def test_zip_groups_vary_together_and_combine_with_the_grid() -> None:
-    spec = parse_sweep({
-        "faults.loss": [0.0, 0.1],
-        "zip": [{"network.nodes": [10, 20, 30], "network.degree": [4, 5, 6]}],
-    })
+    spec = parse_sweep(
+        {
+            "faults.loss": [0.0, 0.1],
+            "zip": [{"network.nodes": [10, 20, 30], "network.degree": [4, 5, 6]}],
+        }
+    )
     points = expand(spec)
     assert len(points) == 2 * 3
     combos = {tuple(p.params) for p in points}
     assert (("faults.loss", 0.1), ("network.nodes", 20), ("network.degree", 5)) in combos
-    assert all((dict(c)["network.nodes"], dict(c)["network.degree"]) in {(10, 4), (20, 5), (30, 6)}
-               for c in combos)
+    assert all(
+        (dict(c)["network.nodes"], dict(c)["network.degree"]) in {(10, 4), (20, 5), (30, 6)}
+        for c in combos
+    )
 
 
 def test_nested_tables_mean_the_same_as_dotted_keys() -> None:
@@ -100,8 +104,9 @@ def test_derive_seed_is_a_fixed_function_not_pythons_hash() -> None:
     assert derive_seed(2, {"a": 1}, 0) != derive_seed(1, {"a": 1}, 0)
     code = "from raysim.sweep import derive_seed; print(derive_seed(1, {'a': 1}, 0))"
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
     assert int(out.stdout) == 4096257053762132782
 
 
@@ -109,8 +114,19 @@ def test_derive_seed_is_a_fixed_function_not_pythons_hash() -> None:
 
 
 def _ids(plan: sweep.SweepPlan) -> dict[tuple, tuple[str, int]]:
-    return {(r.point.params, r.point.replicate): (r.run_id, r.cfg.experiment.seed)
-            for r in plan.runs}
+    return {
+        (r.point.params, r.point.replicate): (r.run_id, r.cfg.experiment.seed) for r in plan.runs
+    }
+
+
+def test_an_axis_may_take_lists_of_tables() -> None:
+    crashes = [[], [{"fraction": 0.1, "at": 1000}], [{"fraction": 0.3, "at": 1000}]]
+    plan = plan_data(data(GOSSIP, seeds=2, **{"faults.crashes": crashes}))
+    fractions = [
+        r.cfg.faults.crashes[0].fraction if r.cfg.faults.crashes else 0.0 for r in plan.runs
+    ]
+    assert fractions == [0.0, 0.0, 0.1, 0.1, 0.3, 0.3]
+    assert len({r.run_id for r in plan.runs}) == 6
 
 
 def test_adding_an_axis_value_or_a_replicate_keeps_existing_runs() -> None:
@@ -289,9 +305,22 @@ def _start(exp: Path, out: Path) -> subprocess.Popen[str]:
 
     address = ray.get_runtime_context().gcs_address
     return subprocess.Popen(
-        [RAYSIM, "sweep", str(exp), "--out", str(out), "--address", address, "--no-progress",
-         "--max-parallel", "2"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            RAYSIM,
+            "sweep",
+            str(exp),
+            "--out",
+            str(out),
+            "--address",
+            address,
+            "--no-progress",
+            "--max-parallel",
+            "2",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         start_new_session=True,
     )
 
@@ -344,8 +373,9 @@ def test_kill_9_mid_sweep_then_rerun_equals_an_uninterrupted_sweep(
     assert resumed.skipped == len(done) and resumed.ok == 8 - len(done)
     pd.testing.assert_frame_equal(rows(out / "tiny"), rows(tmp_path / "ref" / "tiny"))
     for r in plan.runs:
-        pd.testing.assert_frame_equal(events(out / "tiny", r.run_id),
-                                      events(tmp_path / "ref" / "tiny", r.run_id))
+        pd.testing.assert_frame_equal(
+            events(out / "tiny", r.run_id), events(tmp_path / "ref" / "tiny", r.run_id)
+        )
     assert not list((out / "tiny" / "events").glob(".staging-*"))
 
 
