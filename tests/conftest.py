@@ -74,3 +74,32 @@ def rows(df: pd.DataFrame, kind: str, name: str | None = None) -> pd.DataFrame:
     if name is not None:
         m &= df["name"] == name
     return df[m]
+
+
+def check_notebook_stored_clean(path: Path, import_line: str) -> None:
+    """A notebook is stored without outputs, imports raysim.analysis and hacks nothing."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code and all(not c.outputs and c.execution_count is None for c in code)
+    source = "\n".join(c.source for c in code)
+    assert import_line in source
+    assert "sys.path" not in source and "pip install" not in source
+
+
+def execute_notebook(path: Path, results: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, int]:
+    """Run a notebook on ``results`` (RAYSIM_RESULTS); its printed text and plotly figure count."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("RAYSIM_RESULTS", str(results))
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(
+        nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    ).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(o.get("text", "") for o in outputs)
+    figures = [o for o in outputs if "application/vnd.plotly.v1+json" in o.get("data", {})]
+    return text, len(figures)

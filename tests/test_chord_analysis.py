@@ -6,16 +6,15 @@ import math
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import numpy as np
 import pandas as pd
 import pytest
-from nbclient import NotebookClient
 
 from raysim import report, sweep
 from raysim.analysis import chord as rc
 from raysim.config import validate
 from raysim.runner import run
+from tests.conftest import check_notebook_stored_clean, execute_notebook
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "analysis" / "chord_lookups.ipynb"
 
@@ -200,23 +199,12 @@ def test_failures_right_after_a_mass_failure_and_after_stabilization(
 
 
 def test_notebook_is_stored_without_outputs() -> None:
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert code and all(not c.outputs and c.execution_count is None for c in code)
-    source = "\n".join(c.source for c in code)
-    assert "from raysim.analysis import chord" in source
-    assert "sys.path" not in source and "pip install" not in source
+    check_notebook_stored_clean(NOTEBOOK, "from raysim.analysis import chord")
 
 
-def test_notebook_runs_on_a_small_sweep(chord_results: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RAYSIM_RESULTS", str(chord_results))
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(nb, timeout=180, kernel_name="python3",
-                   resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
-    assert not [o for o in outputs if o.output_type == "error"]
-    text = "".join(o.get("text", "") for o in outputs)
+def test_notebook_runs_on_a_small_sweep(
+    chord_results: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text, figures = execute_notebook(NOTEBOOK, chord_results, monkeypatch)
     assert "4 chord runs" in text and "swept: network.nodes, churn_rate" in text
-    figures = [o for o in outputs if "application/vnd.plotly.v1+json" in o.get("data", {})]
-    assert len(figures) == 5
+    assert figures == 5

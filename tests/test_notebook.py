@@ -4,34 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
 
+from tests.conftest import check_notebook_stored_clean, execute_notebook
 from tests.sweep_support import tiny_results  # noqa: F401  (fixture)
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "analysis" / "gossip_convergence.ipynb"
 
 
 def test_notebook_is_stored_without_outputs() -> None:
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert code and all(not c.outputs and c.execution_count is None for c in code)
-    source = "\n".join(c.source for c in code)
-    assert "from raysim import analysis" in source
-    assert "sys.path" not in source and "pip install" not in source
+    check_notebook_stored_clean(NOTEBOOK, "from raysim import analysis")
 
 
 def test_notebook_runs_on_a_small_sweep(
-    tiny_results: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    tiny_results: Path,  # noqa: F811 (the fixture imported above)
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("RAYSIM_RESULTS", str(tiny_results))
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(nb, timeout=180, kernel_name="python3",
-                   resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
-    assert not [o for o in outputs if o.output_type == "error"]
-    text = "".join(o.get("text", "") for o in outputs)
+    text, figures = execute_notebook(NOTEBOOK, tiny_results, monkeypatch)
     assert "24 runs; swept:" in text
-    figures = [o for o in outputs if "application/vnd.plotly.v1+json" in o.get("data", {})]
-    assert len(figures) == 3
+    assert figures == 3
