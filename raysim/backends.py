@@ -31,7 +31,6 @@ from raysim.router import Messages, Router
 
 ROUTER_PLACEMENTS = ("shard", "actor")
 PIPELINE_DEPTH = 8  # windows in flight on Ray; the log does not depend on it
-_SKIP = object()  # placeholder in the router placement's output grid
 
 
 def shard_bounds(n_nodes: int, shards: int | None, shard_size: int | None) -> np.ndarray:
@@ -48,7 +47,8 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-# submit(end, inbox) -> (outputs[src][dst], handle); collect(handle) -> per-shard StepInfo
+# submit(end, inbox) -> (next inbox, one list of items per destination shard; handle)
+# collect(handle) -> per-shard StepInfo
 Submit = Callable[[int, list[list[Any]]], tuple[list[list[Any]], Any]]
 Collect = Callable[[Any], list[StepInfo]]
 
@@ -73,8 +73,7 @@ def coordinate(
     while True:
         while not over and len(inflight) < depth and k * lookahead < duration:
             end = min((k + 1) * lookahead, duration)
-            outs, handle = submit(end, inbox)
-            inbox = [[outs[s][d] for s in range(n_shards)] for d in range(n_shards)]
+            inbox, handle = submit(end, inbox)
             inflight.append((end, handle))
             k += 1
         if not inflight:
@@ -95,6 +94,11 @@ def coordinate(
     return end_time if over else duration
 
 
+def _by_destination(outs: list[list[Any]]) -> list[list[Any]]:
+    """Shards' outputs, ``outs[source][destination]``, as each destination's inbox."""
+    return [[row[d] for row in outs] for d in range(len(outs))]
+
+
 def _part(log_dir: Path | None, name: str) -> Path | None:
     return None if log_dir is None else log_dir / f"part-{name}.parquet"
 
@@ -106,7 +110,7 @@ def run_local(spec: RunSpec, bounds: np.ndarray, log_dir: Path | None) -> dict[s
 
     def submit(end: int, inbox: list[list[Any]]) -> tuple[list[list[Any]], list[StepInfo]]:
         results = [s.step(end, inbox[i]) for i, s in enumerate(shards)]
-        return [r[0] for r in results], [r[1] for r in results]
+        return _by_destination([r[0] for r in results]), [r[1] for r in results]
 
     with paused_gc():
         end = coordinate(spec, n, submit, lambda infos: infos)
@@ -176,15 +180,6 @@ class _RouterWorker:
         }
 
 
-def _drop_skips(submit: Submit) -> Submit:
-    """Wrap a router-placement submit so the placeholder rows never reach the shards."""
-
-    def wrapped(end: int, inbox: list[list[Any]]) -> tuple[list[list[Any]], Any]:
-        return submit(end, [[x for x in row if x is not _SKIP] for row in inbox])
-
-    return wrapped
-
-
 def ensure_ray(address: str | None = None) -> None:
     """Start a local Ray (or join ``address`` / ``RAY_ADDRESS``) unless one is running."""
     import ray
@@ -236,7 +231,7 @@ def run_ray(
         refs = [
             a.step.options(num_returns=n + 1).remote(end, *inbox[i]) for i, a in enumerate(actors)
         ]
-        return [list(r[:-1]) for r in refs], [r[-1] for r in refs]
+        return _by_destination([list(r[:-1]) for r in refs]), [r[-1] for r in refs]
 
     def submit_router(end: int, inbox: list[list[Any]]) -> tuple[list[list[Any]], Any]:
         assert router_actor is not None
@@ -244,11 +239,8 @@ def run_ray(
             a.advance.options(num_returns=2).remote(end, *inbox[i]) for i, a in enumerate(actors)
         ]
         routed = router_actor.route.options(num_returns=n + 1).remote(*[r[0] for r in refs])
-        # Each destination gets one (flag, batches) item from the router; the coordinator's
-        # transpose wants a [source][destination] grid, so the router stands in as source 0
-        # and the other rows are left out of the inbox below.
-        outs = [[routed[d] for d in range(n)]] + [[_SKIP] * n for _ in range(n - 1)]
-        return outs, ([r[1] for r in refs], routed[-1])
+        # Each destination gets one (flag, batches) item: the router's, for all senders.
+        return [[routed[d]] for d in range(n)], ([r[1] for r in refs], routed[-1])
 
     def collect_in_shard(handle: Any) -> list[StepInfo]:
         return list(ray.get(handle))
@@ -265,9 +257,7 @@ def run_ray(
         if in_shard:
             end = coordinate(spec, n, submit_in_shard, collect_in_shard, depth=PIPELINE_DEPTH)
         else:
-            end = coordinate(
-                spec, n, _drop_skips(submit_router), collect_router, depth=PIPELINE_DEPTH
-            )
+            end = coordinate(spec, n, submit_router, collect_router, depth=PIPELINE_DEPTH)
         finals: list[dict[str, Any]] = ray.get([a.finish.remote() for a in actors])
         if router_actor is not None:
             r = ray.get(router_actor.finish.remote())
