@@ -36,7 +36,6 @@ classifies every pair of its events.
 from __future__ import annotations
 
 import enum
-import operator
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -44,6 +43,8 @@ from typing import Self
 
 import numpy as np
 import numpy.typing as npt
+
+from raysim._checks import non_negative_int
 
 __all__ = [
     "DenseVectorClock",
@@ -83,17 +84,6 @@ def _order_from(a_gt: bool, b_gt: bool) -> Order:
     return Order.EQUAL
 
 
-def _count(value: object, what: str) -> int:
-    """``value`` as a non-negative Python int, or a ValueError/TypeError naming ``what``."""
-    try:
-        n = operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        raise TypeError(f"{what} must be an integer, got {value!r}") from None
-    if n < 0:
-        raise ValueError(f"{what} must be >= 0, got {n}")
-    return n
-
-
 # --------------------------------------------------------------------------- Lamport clocks
 
 
@@ -114,8 +104,8 @@ class LamportClock:
     pid: int
 
     def __post_init__(self) -> None:
-        _count(self.time, "LamportClock.time")
-        _count(self.pid, "LamportClock.pid")
+        non_negative_int(self.time, "LamportClock.time")
+        non_negative_int(self.pid, "LamportClock.pid")
 
     @property
     def key(self) -> tuple[int, int]:
@@ -133,7 +123,7 @@ class LamportClock:
 
     def receive(self, timestamp: int) -> LamportClock:
         """The clock after receiving a message stamped ``timestamp``: ``max(local, ts) + 1``."""
-        ts = _count(timestamp, "received timestamp")
+        ts = non_negative_int(timestamp, "received timestamp")
         return LamportClock(time=max(self.time, ts) + 1, pid=self.pid)
 
 
@@ -237,7 +227,7 @@ class DenseVectorClock(VectorClock):
     @classmethod
     def zeros(cls, n: int) -> DenseVectorClock:
         """The initial clock of an ``n``-process system."""
-        return cls(np.zeros(_count(n, "n"), dtype=np.int64))
+        return cls(np.zeros(non_negative_int(n, "n"), dtype=np.int64))
 
     @classmethod
     def _wrap(cls, v: npt.NDArray[np.int64]) -> DenseVectorClock:
@@ -258,7 +248,7 @@ class DenseVectorClock(VectorClock):
         return self._v
 
     def _pid(self, pid: int) -> int:
-        p = _count(pid, "pid")
+        p = non_negative_int(pid, "pid")
         if p >= self._v.shape[0]:
             raise ValueError(f"pid {p} out of range for a dense vector clock of size {self.n}")
         return p
@@ -328,7 +318,7 @@ class SparseVectorClock(VectorClock):
         items = entries.items() if isinstance(entries, Mapping) else entries
         d: dict[int, int] = {}
         for pid, count in items:
-            p, c = _count(pid, "pid"), _count(count, f"entry of pid {pid}")
+            p, c = non_negative_int(pid, "pid"), non_negative_int(count, f"entry of pid {pid}")
             if p in d:
                 raise ValueError(f"pid {p} given twice")
             if c:
@@ -350,10 +340,10 @@ class SparseVectorClock(VectorClock):
         return len(self._d)
 
     def __getitem__(self, pid: int) -> int:
-        return self._d.get(_count(pid, "pid"), 0)
+        return self._d.get(non_negative_int(pid, "pid"), 0)
 
     def tick(self, pid: int) -> SparseVectorClock:
-        p = _count(pid, "pid")
+        p = non_negative_int(pid, "pid")
         d = dict(self._d)
         d[p] = d.get(p, 0) + 1
         return SparseVectorClock._wrap(d)
@@ -381,7 +371,7 @@ class SparseVectorClock(VectorClock):
     def to_dense(self, n: int | None = None) -> DenseVectorClock:
         """Dense copy of size ``n`` (default: one past the largest pid, at least 1)."""
         top = max(self._d, default=-1)
-        size = max(top + 1, 1) if n is None else _count(n, "n")
+        size = max(top + 1, 1) if n is None else non_negative_int(n, "n")
         if top >= size:
             raise ValueError(f"pid {top} does not fit in a dense vector clock of size {size}")
         v = np.zeros(size, dtype=np.int64)

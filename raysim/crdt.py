@@ -39,13 +39,13 @@ Types and their conflict rules:
 
 from __future__ import annotations
 
-import operator
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Generic, Self, TypeVar, cast
 
+from raysim._checks import non_negative_int
 from raysim.versions import ReplicaId, VersionVector, replica_key
 
 __all__ = [
@@ -71,19 +71,9 @@ Tag = tuple[ReplicaId, int]
 # then raises TypeError instead of the AttributeError that typing ignores (CPython 3.11-3.13).
 
 
-def _non_negative(value: object, what: str) -> int:
-    try:
-        n = operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        raise TypeError(f"{what} must be an integer, got {value!r}") from None
-    if n < 0:
-        raise ValueError(f"{what} must be >= 0, got {n}")
-    return n
-
-
 def _frozen_map(entries: Mapping[K, int], what: str) -> Mapping[K, int]:
     """A read-only copy of ``entries`` with validated non-negative int values."""
-    return MappingProxyType({k: _non_negative(v, f"{what}[{k!r}]") for k, v in entries.items()})
+    return MappingProxyType({k: non_negative_int(v, f"{what}[{k!r}]") for k, v in entries.items()})
 
 
 def _max_merge(a: Mapping[K, int], b: Mapping[K, int]) -> dict[K, int]:
@@ -136,7 +126,7 @@ class GCounter(StateCRDT):
 
     def increment(self, replica: ReplicaId, amount: int = 1) -> GCounter:
         """Add ``amount`` (>= 1) to the count of ``replica``."""
-        if _non_negative(amount, "amount") < 1:
+        if non_negative_int(amount, "amount") < 1:
             raise ValueError(f"amount must be >= 1, got {amount}")
         d = dict(self.counts)
         d[replica] = d.get(replica, 0) + amount
@@ -288,12 +278,12 @@ class LWWElementSet(StateCRDT, Generic[E]):
 
     def add(self, element: E, timestamp: int) -> LWWElementSet[E]:
         """Record an add of ``element`` at ``timestamp`` (>= 0)."""
-        ts = _non_negative(timestamp, "timestamp")
+        ts = non_negative_int(timestamp, "timestamp")
         return LWWElementSet(_max_merge(self.adds, {element: ts}), self.removes)
 
     def remove(self, element: E, timestamp: int) -> LWWElementSet[E]:
         """Record a remove of ``element`` at ``timestamp`` (>= 0); present or not."""
-        ts = _non_negative(timestamp, "timestamp")
+        ts = non_negative_int(timestamp, "timestamp")
         return LWWElementSet(self.adds, _max_merge(self.removes, {element: ts}))
 
     def __contains__(self, element: object) -> bool:
@@ -394,7 +384,7 @@ class LWWRegister(StateCRDT, Generic[T]):
     replica: ReplicaId | None = None
 
     def __post_init__(self) -> None:
-        _non_negative(self.timestamp, "LWWRegister.timestamp")
+        non_negative_int(self.timestamp, "LWWRegister.timestamp")
         if self.replica is None:
             if self.payload is not None or self.timestamp:
                 raise ValueError("an unwritten LWWRegister has no payload and timestamp 0")

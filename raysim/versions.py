@@ -27,11 +27,11 @@ Replica ids are ``int`` or ``str``; where an order is needed they sort by
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Generic, TypeAlias, TypeVar
 
+from raysim._checks import non_negative_int
 from raysim.clocks import Order
 
 __all__ = [
@@ -68,13 +68,7 @@ def replica_key(replica: ReplicaId) -> tuple[int, int, str]:
 
 def _entry(replica: ReplicaId, count: object) -> int:
     replica_key(replica)
-    try:
-        c = operator.index(count)  # type: ignore[arg-type]
-    except TypeError:
-        raise TypeError(f"entry of replica {replica!r} must be an integer, got {count!r}") from None
-    if c < 0:
-        raise ValueError(f"entry of replica {replica!r} must be >= 0, got {c}")
-    return c
+    return non_negative_int(count, f"entry of replica {replica!r}")
 
 
 class VersionVector:
