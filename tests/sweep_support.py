@@ -88,12 +88,17 @@ def events(results: Path, run_id: str) -> pd.DataFrame:
     return df.sort_values(list(CANONICAL_SORT)).reset_index(drop=True)
 
 
+def finished_sweep(raw: dict, where: str, out: Path) -> None:
+    """Run a sweep of ``raw`` experiment data into ``out``; every run must succeed."""
+    summary = sweep.run_sweep(sweep.plan_data(raw, where=where), out, progress=False)
+    assert summary.exit_code == 0, summary.describe()
+
+
 @pytest.fixture(scope="session")
 def tiny_results(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished 24-run gossip sweep (3 modes × 2 sizes × 2 loss rates × 2 seeds)."""
     out = tmp_path_factory.mktemp("tiny")
-    summary = sweep.run_sweep(sweep.plan_data(GOSSIP, where="tiny"), out, progress=False)
-    assert summary.exit_code == 0, summary.describe()
+    finished_sweep(GOSSIP, where="tiny", out=out)
     return out / "tiny"
 
 
@@ -101,6 +106,5 @@ def tiny_results(ray_session: None, tmp_path_factory: pytest.TempPathFactory) ->
 def averaging_results(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished 3-run push-pull averaging sweep."""
     out = tmp_path_factory.mktemp("avg")
-    summary = sweep.run_sweep(sweep.plan_data(AVERAGING, where="avg"), out, progress=False)
-    assert summary.exit_code == 0, summary.describe()
+    finished_sweep(AVERAGING, where="avg", out=out)
     return out / "avg"

@@ -10,11 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from raysim import report, sweep
+from raysim import report
 from raysim.analysis import chord as rc
 from raysim.config import validate
 from raysim.runner import run
 from tests.conftest import check_notebook_stored_clean, execute_notebook
+from tests.sweep_support import finished_sweep
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "analysis" / "chord_lookups.ipynb"
 
@@ -36,8 +37,7 @@ SMALL: dict[str, Any] = {
 def chord_results(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished 4-run chord sweep: N = 16, 64 x no churn, Poisson churn at 2/s."""
     out = tmp_path_factory.mktemp("chord")
-    summary = sweep.run_sweep(sweep.plan_data(SMALL, where="chord"), out, progress=False)
-    assert summary.exit_code == 0, summary.describe()
+    finished_sweep(SMALL, where="chord", out=out)
     return out / "chord_small"
 
 
