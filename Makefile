@@ -18,9 +18,12 @@ run: $(STAMP)
 	$(BIN)/raysim sweep experiments/gossip_quick.toml --out results
 	$(BIN)/raysim report results/gossip_quick
 
-test: $(STAMP)
+lint: $(STAMP)
 	$(BIN)/ruff check raysim tests
+	$(BIN)/lint-imports
 	$(BIN)/mypy
+
+test: lint
 	$(BIN)/pytest
 
 bench: $(STAMP)

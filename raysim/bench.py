@@ -23,10 +23,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from raysim.backends import ensure_ray
-from raysim.config import ExperimentConfig, validate
 from raysim.errors import ConfigError
-from raysim.runner import run
+from raysim.experiments.config import ExperimentConfig, validate
+from raysim.experiments.runner import run
+from raysim.runtime.backends import ensure_ray
 
 WORKLOADS = ("gossip_push_pull", "averaging", "naive", "ring", "vector_clock")
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from raysim.clocks import DenseVectorClock, SparseVectorClock
-from raysim.ring import HashRing
+from raysim.values.clocks import DenseVectorClock, SparseVectorClock
+from raysim.values.ring import HashRing
 
 __all__ = ["bench_ring", "bench_vector_clock_merge"]
 

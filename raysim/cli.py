@@ -50,7 +50,7 @@ def run(
     ] = None,
 ) -> None:
     """Run one experiment and write its event log and runs.parquet row."""
-    from raysim import config, runner
+    from raysim.experiments import config, runner
 
     try:
         cfg = config.load(experiment, set_ or [], seed)
@@ -80,7 +80,7 @@ def run(
 @app.command()
 def protocols() -> None:
     """List the registered protocols and their parameters."""
-    from raysim.protocol import available
+    from raysim.protocols import available
 
     for spec in available():
         typer.echo(f"{spec.name}  —  {spec.summary}")
@@ -136,11 +136,12 @@ def sweep(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Run every point of the experiment's sweep table as Ray tasks; skip runs already done."""
-    from raysim import sweep as sweepmod
+    from raysim.experiments import sweep as sweepmod
+    from raysim.experiments.sweep_exec import run_sweep
 
     try:
         plan = sweepmod.plan(experiment, set_ or [])
-        summary = sweepmod.run_sweep(
+        summary = run_sweep(
             plan, out, address=address, max_parallel=max_parallel, progress=progress
         )
     except ConfigError as e:
@@ -161,7 +162,7 @@ def report(
     ],
 ) -> None:
     """Write a self-contained report.html (figures, run table) into a results directory."""
-    from raysim import report as reportmod
+    from raysim.analysis import report as reportmod
 
     try:
         written = reportmod.write(results_dir)

@@ -24,7 +24,8 @@ def main(experiment: str, out: str) -> int:
     import ray
     from ray.cluster_utils import Cluster
 
-    from raysim import sweep
+    from raysim.experiments import sweep
+    from raysim.experiments.sweep_exec import run_sweep
 
     store = 100 * 1024**2
     cluster = Cluster(initialize_head=True, head_node_args={
@@ -35,7 +36,7 @@ def main(experiment: str, out: str) -> int:
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, logging_level="ERROR")
         nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
-        summary = sweep.run_sweep(sweep.plan(experiment), out, address=cluster.address,
+        summary = run_sweep(sweep.plan(experiment), out, address=cluster.address,
                                   max_parallel=2, progress=False)
         print(json.dumps({"nodes": nodes, "exit_code": summary.exit_code,
                           "summary": summary.describe()}))

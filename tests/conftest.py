@@ -10,9 +10,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from raysim.config import ExperimentConfig, validate
-from raysim.runner import RunResult, run
-from raysim.schema import CANONICAL_SORT
+from raysim.experiments.config import ExperimentConfig, validate
+from raysim.experiments.runner import RunResult, run
+from raysim.log.schema import CANONICAL_SORT
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
@@ -28,7 +28,7 @@ def ray_session() -> Iterator[None]:
             include_dashboard=False,
             object_store_memory=150 * 1024**2,
             logging_level="ERROR",
-            _temp_dir="/tmp/raysim-test-ray",
+            _temp_dir=os.environ.get("RAYSIM_TEST_RAY_TMP", "/tmp/raysim-test-ray"),
         )
     yield
     ray.shutdown()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from raysim.protocol import Context, Params, Protocol, register
+from raysim.api.protocol import Context, Params, Protocol, register
 
 
 class FlakyParams(Params):

@@ -13,8 +13,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from raysim import sweep
-from raysim.schema import CANONICAL_SORT
+from raysim.experiments import sweep
+from raysim.experiments.sweep_exec import run_sweep
+from raysim.log.schema import CANONICAL_SORT
 
 # Columns of runs.parquet that describe the machine, not the simulation.
 VOLATILE = {"wall_seconds", "peak_rss_mib", "ray_node_id", "hostname", "git_commit"}
@@ -90,7 +91,7 @@ def events(results: Path, run_id: str) -> pd.DataFrame:
 
 def finished_sweep(raw: dict, where: str, out: Path) -> None:
     """Run a sweep of ``raw`` experiment data into ``out``; every run must succeed."""
-    summary = sweep.run_sweep(sweep.plan_data(raw, where=where), out, progress=False)
+    summary = run_sweep(sweep.plan_data(raw, where=where), out, progress=False)
     assert summary.exit_code == 0, summary.describe()
 
 

@@ -16,7 +16,7 @@ import pytest
 from raysim import analysis as ra
 from raysim.analysis import theory
 from raysim.errors import ConfigError
-from raysim.schema import EVENT_SCHEMA
+from raysim.log.schema import EVENT_SCHEMA
 from tests.sweep_support import averaging_results, tiny_results  # noqa: F401  (fixtures)
 
 # An all-digit run id: hive partitioning must keep it a string.

@@ -12,12 +12,13 @@ import pandas as pd
 import pytest
 
 from raysim.analysis import chord as rc
-from raysim.config import validate
 from raysim.errors import ConfigError
-from raysim.protocol import lookup
-from raysim.protocols import chord_messages as cm
-from raysim.protocols.chord import Chord, ChordParams
-from raysim.protocols.chord_ring import (
+from raysim.experiments.config import validate
+from raysim.experiments.runner import run
+from raysim.protocols import lookup
+from raysim.protocols.chord import messages as cm
+from raysim.protocols.chord.protocol import Chord, ChordParams
+from raysim.protocols.chord.ring import (
     format_finger_tables,
     ideal_ring,
     key_positions,
@@ -25,9 +26,8 @@ from raysim.protocols.chord_ring import (
     node_ids,
     span,
 )
-from raysim.ring import HashRing
-from raysim.rng import NodeRng
-from raysim.runner import run
+from raysim.values.ring import HashRing
+from raysim.values.rng import NodeRng
 
 from .conftest import canonical
 

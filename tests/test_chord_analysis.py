@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from raysim import report
 from raysim.analysis import chord as rc
-from raysim.config import validate
-from raysim.runner import run
+from raysim.analysis import report
+from raysim.experiments.config import validate
+from raysim.experiments.runner import run
 from tests.conftest import check_notebook_stored_clean, execute_notebook
 from tests.sweep_support import finished_sweep
 

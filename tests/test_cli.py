@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from raysim.api.protocol import Protocol, register
 from raysim.cli import app
-from raysim.protocol import Protocol, register
 
 EXAMPLE = str(Path(__file__).parent.parent / "experiments" / "gossip_convergence.toml")
 runner = CliRunner()

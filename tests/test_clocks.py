@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import raysim.clocks
-import raysim.history
-from raysim.clocks import (
+import raysim.values.clocks
+import raysim.values.history
+from raysim.values.clocks import (
     DenseVectorClock,
     LamportClock,
     Order,
@@ -21,14 +21,14 @@ from raysim.clocks import (
     VectorClock,
     compare,
 )
-from raysim.history import Event, classify_history
+from raysim.values.history import Event, classify_history
 
 VC = TypeVar("VC", bound=VectorClock)
 FAST = settings(max_examples=80, deadline=None)
 
 
 def test_module_doctests_pass() -> None:
-    for module in (raysim.clocks, raysim.history):
+    for module in (raysim.values.clocks, raysim.values.history):
         result = doctest.testmod(module)
         assert result.attempted > 0
         assert result.failed == 0

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from raysim import runner, sweep
+from raysim.experiments import runner, sweep
 from tests.sweep_support import GOSSIP, data, events, rows, write_toml
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from raysim.config import load, parse_value, validate
 from raysim.errors import ConfigError
+from raysim.experiments.config import load, parse_value, validate
 
 EXAMPLE = Path(__file__).parent.parent / "experiments" / "gossip_convergence.toml"
 

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import raysim.crdt
-from raysim.crdt import (
+import raysim.values.crdt
+from raysim.values.crdt import (
     GCounter,
     GSet,
     LWWElementSet,
@@ -28,7 +28,7 @@ from raysim.crdt import (
     StateCRDT,
     TwoPSet,
 )
-from raysim.versions import ReplicaId
+from raysim.values.versions import ReplicaId
 
 FAST = settings(max_examples=40, deadline=None)
 REPLICAS: list[ReplicaId] = ["A", "B", 0, 1]
@@ -105,7 +105,7 @@ def run(name: str, schedule: list[tuple[int, int, bool, int]]) -> Execution:
 
 
 def test_module_doctests_pass() -> None:
-    result = doctest.testmod(raysim.crdt)
+    result = doctest.testmod(raysim.values.crdt)
     assert result.attempted >= 8 and result.failed == 0
 
 

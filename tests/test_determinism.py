@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from raysim.runner import run
+from raysim.experiments.runner import run
 
 from .conftest import canonical, make_config
 

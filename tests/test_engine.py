@@ -12,10 +12,7 @@ import pandas as pd
 import pytest
 from pydantic import Field
 
-from raysim.backends import coordinate, shard_bounds
-from raysim.config import ExperimentConfig, validate
-from raysim.engine import Shard, StepInfo
-from raysim.protocol import (
+from raysim.api.protocol import (
     BatchContext,
     BatchEvents,
     BatchProtocol,
@@ -24,8 +21,11 @@ from raysim.protocol import (
     Protocol,
     register,
 )
-from raysim.router import SEQ_BITS
-from raysim.runner import make_spec, run
+from raysim.engine.shard import Shard, StepInfo
+from raysim.experiments.config import ExperimentConfig, validate
+from raysim.experiments.runner import make_spec, run
+from raysim.network.router import SEQ_BITS
+from raysim.runtime.backends import coordinate, shard_bounds
 
 from .conftest import canonical, make_config, rows, run_log
 

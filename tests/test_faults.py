@@ -19,11 +19,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import Field, TypeAdapter
 
-from raysim.config import ExperimentConfig
-from raysim.eventlog import EventLog
-from raysim.faults import Delay, Faults, ParetoDelay
-from raysim.protocol import Context, Params, Protocol, register
-from raysim.router import SEQ_BITS, Messages, Router, concat
+from raysim.api.protocol import Context, Params, Protocol, register
+from raysim.experiments.config import ExperimentConfig
+from raysim.log.eventlog import EventLog
+from raysim.network.faults import Delay, Faults, ParetoDelay
+from raysim.network.router import SEQ_BITS, Messages, Router, concat
 
 from .conftest import make_config, rows, run_log
 

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from raysim.config import validate
-from raysim.runner import run
+from raysim.experiments.config import validate
+from raysim.experiments.runner import run
 
 
 def rounds_to_full(

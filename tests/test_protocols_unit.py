@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from raysim.protocol import available, lookup
-from raysim.protocols.gossip import (
+from raysim.protocols import available, lookup
+from raysim.protocols.gossip.dissemination import (
     Exchange,
     ExchangeReply,
     Gossip,
@@ -16,7 +16,7 @@ from raysim.protocols.gossip import (
     PullRequest,
     Rumor,
 )
-from raysim.rng import NodeRng
+from raysim.values.rng import NodeRng
 
 
 class FakeContext:

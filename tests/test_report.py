@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from raysim import report, runner, sweep
+from raysim.analysis import report
 from raysim.cli import app
+from raysim.experiments import runner, sweep
 from tests.sweep_support import (  # noqa: F401  (fixtures)
     GOSSIP,
     averaging_results,

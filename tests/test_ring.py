@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import raysim.ring
-from raysim.ring import (
+import raysim.values.ring
+from raysim.values.ring import (
     EmptyRingError,
     HashRing,
     NodeId,
@@ -32,7 +32,7 @@ node_sets = st.lists(node_ids, min_size=1, max_size=8, unique=True)
 
 
 def test_module_doctests_pass() -> None:
-    result = doctest.testmod(raysim.ring)
+    result = doctest.testmod(raysim.values.ring)
     assert result.attempted > 0 and result.failed == 0
 
 
@@ -109,7 +109,7 @@ def test_owner_is_the_first_vnode_clockwise(
         at_first = [
             n
             for n in ring.nodes  # ring.nodes is in tie-break order
-            if first in (int(h) >> 56 for h in raysim.ring._vnode_hashes(n, vnodes))
+            if first in (int(h) >> 56 for h in raysim.values.ring._vnode_hashes(n, vnodes))
         ]
         assert ring.successor(p) == at_first[0]
     assert ring.successors(np.array(positions, dtype=np.int64)).tolist() == [

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from raysim.rng import NodeRng, stream_words, uniform_array, words_to_range, words_to_unit
+from raysim.values.rng import NodeRng, stream_words, uniform_array, words_to_range, words_to_unit
 
 
 @settings(max_examples=50, deadline=None)

@@ -16,11 +16,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from raysim import sweep
 from raysim.cli import app
-from raysim.config import load
 from raysim.errors import ConfigError
-from raysim.sweep import Point, derive_seed, expand, parse_sweep, plan_data
+from raysim.experiments import sweep
+from raysim.experiments.config import load
+from raysim.experiments.sweep import Point, derive_seed, expand, parse_sweep, plan_data
+from raysim.experiments.sweep_exec import run_sweep
 from tests.sweep_support import GOSSIP, data, events, rows, write_toml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,7 +103,7 @@ def test_derive_seed_is_a_fixed_function_not_pythons_hash() -> None:
     assert derive_seed(1, {"a": 1}, 0) == 4096257053762132782
     assert derive_seed(1, {"a": 1}, 1) != derive_seed(1, {"a": 1}, 0)
     assert derive_seed(2, {"a": 1}, 0) != derive_seed(1, {"a": 1}, 0)
-    code = "from raysim.sweep import derive_seed; print(derive_seed(1, {'a': 1}, 0))"
+    code = "from raysim.experiments.sweep import derive_seed; print(derive_seed(1, {'a': 1}, 0))"
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
@@ -187,7 +188,7 @@ def test_sweep_writes_rows_and_resumes_only_what_is_missing(
     ray_session: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     plan = plan_data(data(GOSSIP, seeds=2, **{"protocol.mode": ["push", "pull"]}), where="t")
-    first = sweep.run_sweep(plan, tmp_path, progress=False, max_parallel=2)
+    first = run_sweep(plan, tmp_path, progress=False, max_parallel=2)
     assert (first.ok, first.skipped, first.failed, first.exit_code) == (4, 0, [], 0)
     res = tmp_path / "tiny"
     table = pd.read_parquet(res / "runs.parquet")
@@ -196,7 +197,7 @@ def test_sweep_writes_rows_and_resumes_only_what_is_missing(
     assert sorted(table["replicate"]) == [0, 0, 1, 1]
     manifest = (res / "sweep.json").read_text()
     assert '"protocol.mode"' in manifest and plan.runs[0].run_id in manifest
-    again = sweep.run_sweep(plan, tmp_path, progress=False)
+    again = run_sweep(plan, tmp_path, progress=False)
     assert (again.ok, again.skipped) == (0, 4)
     # Events gone → that run is redone; row gone (driver died after publishing) → redone.
     gone_events, gone_row = plan.runs[0].run_id, plan.runs[1].run_id
@@ -204,7 +205,7 @@ def test_sweep_writes_rows_and_resumes_only_what_is_missing(
     shutil.rmtree(res / "events" / f"run_id={gone_events}")
     table[table["run_id"] != gone_row].to_parquet(res / "runs.parquet", index=False)
     capsys.readouterr()
-    third = sweep.run_sweep(plan, tmp_path, progress=True)
+    third = run_sweep(plan, tmp_path, progress=True)
     assert (third.ok, third.skipped) == (2, 2)
     bar = capsys.readouterr().err
     assert "4/4" in bar and "ok=2" in bar and "run/s" in bar  # counts and rate (for the ETA)
@@ -223,7 +224,7 @@ def test_a_failing_run_is_recorded_and_the_others_continue(
         "sweep": {"seeds": 2, "protocol.fail": [False, True]},
     }
     plan = plan_data(raw, where="flaky")
-    summary = sweep.run_sweep(plan, tmp_path, progress=False, imports=["tests.sweep_plugin"])
+    summary = run_sweep(plan, tmp_path, progress=False, imports=["tests.sweep_plugin"])
     assert (summary.ok, len(summary.failed), summary.exit_code) == (2, 2, 1)
     assert "protocol handler failed at node 1" in summary.describe()
     table = pd.read_parquet(tmp_path / "flaky" / "runs.parquet")
@@ -232,7 +233,7 @@ def test_a_failing_run_is_recorded_and_the_others_continue(
     assert failed["error"].str.contains("node 1").all()
     assert failed["traceback"].str.contains("failed on purpose").all()
     assert not any((tmp_path / "flaky" / "events").glob(f"run_id={failed['run_id'].iloc[0]}"))
-    retry = sweep.run_sweep(plan, tmp_path, progress=False, imports=["tests.sweep_plugin"])
+    retry = run_sweep(plan, tmp_path, progress=False, imports=["tests.sweep_plugin"])
     assert (retry.skipped, retry.ok, len(retry.failed)) == (2, 0, 2)
 
 
@@ -240,15 +241,15 @@ def test_a_file_uri_gives_the_same_results_as_a_path(ray_session: None, tmp_path
     from raysim import analysis as ra
 
     plan = plan_data(data(GOSSIP, seeds=1, **{"protocol.mode": ["push", "pull"]}))
-    sweep.run_sweep(plan, tmp_path / "plain", progress=False)
+    run_sweep(plan, tmp_path / "plain", progress=False)
     uri = f"file://{tmp_path}/remote"
-    summary = sweep.run_sweep(plan, uri, progress=False)
+    summary = run_sweep(plan, uri, progress=False)
     assert summary.ok == 2 and summary.results == f"{uri}/tiny"
     plain, remote = tmp_path / "plain" / "tiny", tmp_path / "remote" / "tiny"
     pd.testing.assert_frame_equal(rows(plain), rows(remote))
     for r in plan.runs:
         pd.testing.assert_frame_equal(events(plain, r.run_id), events(remote, r.run_id))
-    assert sweep.run_sweep(plan, uri, progress=False).skipped == 2
+    assert run_sweep(plan, uri, progress=False).skipped == 2
     assert len(ra.load_runs(f"{uri}/tiny")) == 2
     assert len(ra.observations(f"{uri}/tiny", "informed")) == 2 * 40
 
@@ -261,7 +262,7 @@ def test_a_second_sweep_on_the_same_directory_is_refused(tmp_path: Path) -> None
     with open(tmp_path / "tiny" / ".sweep.lock", "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         with pytest.raises(ConfigError, match="another raysim sweep"):
-            sweep.run_sweep(plan, tmp_path, progress=False)
+            run_sweep(plan, tmp_path, progress=False)
 
 
 # ------------------------------------------------------------------------ CLI errors
@@ -354,7 +355,7 @@ def test_kill_9_mid_sweep_then_rerun_equals_an_uninterrupted_sweep(
     ray_session: None, tmp_path: Path
 ) -> None:
     plan = plan_data(SLOW, where="slow")
-    reference = sweep.run_sweep(plan, tmp_path / "ref", progress=False)
+    reference = run_sweep(plan, tmp_path / "ref", progress=False)
     assert reference.ok == 8
     exp = write_toml(tmp_path / "slow.toml", SLOW)
     out = tmp_path / "killed"
@@ -369,7 +370,7 @@ def test_kill_9_mid_sweep_then_rerun_equals_an_uninterrupted_sweep(
     time.sleep(1.0)
     done = _check_complete(out / "tiny")
     assert 2 <= len(done) < 8, "the sweep should have been killed half-way"
-    resumed = sweep.run_sweep(plan, out, progress=False)
+    resumed = run_sweep(plan, out, progress=False)
     assert resumed.skipped == len(done) and resumed.ok == 8 - len(done)
     pd.testing.assert_frame_equal(rows(out / "tiny"), rows(tmp_path / "ref" / "tiny"))
     for r in plan.runs:
@@ -391,5 +392,5 @@ def test_ctrl_c_stops_cleanly_and_exits_130(ray_session: None, tmp_path: Path) -
     done = _check_complete(out / "tiny")
     assert len(done) < 8
     assert not list((out / "tiny" / "events").glob(".staging-*"))
-    finished = sweep.run_sweep(plan_data(SLOW, where="slow"), out, progress=False)
+    finished = run_sweep(plan_data(SLOW, where="slow"), out, progress=False)
     assert finished.skipped + finished.ok == 8 and not finished.failed

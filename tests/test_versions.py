@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import raysim.versions
-from raysim.clocks import Order
-from raysim.versions import (
+import raysim.values.versions
+from raysim.values.clocks import Order
+from raysim.values.versions import (
     Operation,
     ReplicaId,
     VersionVector,
@@ -31,7 +31,7 @@ vectors = st.dictionaries(st.sampled_from(REPLICAS), st.integers(0, 4), max_size
 
 
 def test_module_doctests_pass() -> None:
-    result = doctest.testmod(raysim.versions)
+    result = doctest.testmod(raysim.values.versions)
     assert result.attempted > 0 and result.failed == 0
 
 

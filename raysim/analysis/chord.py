@@ -36,9 +36,9 @@ import pyarrow.dataset as ds
 
 from raysim.analysis.load import Where, load_events, load_runs, varying_params
 from raysim.analysis.stats import band_of
-from raysim.protocols.chord_messages import MAINTENANCE
-from raysim.protocols.chord_ring import format_finger_tables, node_ids
-from raysim.ring import HashRing, key_moves, load_stats
+from raysim.protocols.chord.messages import MAINTENANCE
+from raysim.protocols.chord.ring import format_finger_tables, node_ids
+from raysim.values.ring import HashRing, key_moves, load_stats
 
 UP_KINDS = {"start": True, "join": True, "recover": True, "crash": False, "leave": False}
 LOOKUP_NAMES = ("lookup", "lookup_latency", "lookup_timeouts")

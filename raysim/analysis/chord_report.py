@@ -2,7 +2,7 @@
 
 :func:`report_parts` looks at what the chord runs of a results directory vary (N, the
 fraction p of nodes failed at once, the churn rate R, the routing mode, …) and returns the
-matching figures and tables as :class:`Part` values; :mod:`raysim.report` renders them.
+matching figures and tables as :class:`Part` values; :mod:`raysim.analysis.report` renders them.
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from raysim.errors import ConfigError
-from raysim.results import EVENTS, RUNS, Location, locate, read_runs
-from raysim.schema import EVENT_SCHEMA
+from raysim.experiments.results import EVENTS, RUNS, Location, locate, read_runs
+from raysim.log.schema import EVENT_SCHEMA
 
 PARAM_SECTIONS = ("experiment.", "protocol.", "network.", "faults.")
 # Columns that identify a run rather than describe what was simulated.
@@ -29,7 +29,7 @@ Where = str | Path | Location
 
 
 def open_results(where: Where) -> Location:
-    """The :class:`~raysim.results.Location` of a results directory, or a ConfigError."""
+    """The results :class:`~raysim.experiments.results.Location` of ``where``, or a ConfigError."""
     loc = where if isinstance(where, Location) else locate(where)
     if not loc.exists():
         raise ConfigError(f"{loc}: no such results directory")

@@ -1,5 +1,29 @@
-"""Built-in protocols; importing this package registers them by name."""
+"""The catalogue of protocols: the built-in families (one sub-package each) and the registry.
 
-from raysim.protocols import averaging, chord, gossip  # noqa: F401  (chord registers "chord")
+Importing this package registers the built-in protocols; :func:`lookup` and :func:`available`
+read the registry of :mod:`raysim.api.protocol`, which user modules fill with
+``@raysim.register``.
+"""
 
-__all__ = ["averaging", "gossip"]
+from collections.abc import Iterable
+
+from raysim.api.protocol import ProtocolSpec, registered
+from raysim.protocols import chord, gossip
+
+
+def lookup(name: str) -> ProtocolSpec:
+    """The protocol registered as ``name``; KeyError listing the known names otherwise."""
+    reg = registered()
+    try:
+        return reg[name]
+    except KeyError:
+        raise KeyError(f"unknown protocol {name!r}; known: {', '.join(sorted(reg))}") from None
+
+
+def available() -> Iterable[ProtocolSpec]:
+    """All registered protocols, sorted by name."""
+    reg = registered()
+    return [reg[k] for k in sorted(reg)]
+
+
+__all__ = ["available", "chord", "gossip", "lookup"]

@@ -23,7 +23,15 @@ from raysim import analysis as ra
 from raysim.analysis.chord_report import report_parts as chord_parts
 from raysim.analysis.theory import REFERENCES
 from raysim.errors import ConfigError
-from raysim.results import MANIFEST, RUNS, Location, locate, read_json, read_runs, write_text
+from raysim.experiments.results import (
+    MANIFEST,
+    RUNS,
+    Location,
+    locate,
+    read_json,
+    read_runs,
+    write_text,
+)
 
 REPORT = "report.html"
 MAX_TABLE_ROWS = 2000

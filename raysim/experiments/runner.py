@@ -13,15 +13,12 @@ into a temporary file and renamed over the old one, under a lock.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -30,13 +27,14 @@ from typing import Any
 import pandas as pd
 
 from raysim._version import __version__
-from raysim.backends import ROUTER_PLACEMENTS, run_local, run_ray, shard_bounds
-from raysim.config import ExperimentConfig
-from raysim.engine import RunSpec
+from raysim.engine.shard import RunSpec
 from raysim.errors import ConfigError, ProtocolError
-from raysim.lifecycle import read_trace
-from raysim.protocol import lookup
-from raysim.router import RouteStats
+from raysim.experiments.config import ExperimentConfig
+from raysim.experiments.results import _locked, append_run_row
+from raysim.network.lifecycle import read_trace
+from raysim.network.router import RouteStats
+from raysim.protocols import lookup
+from raysim.runtime.backends import ROUTER_PLACEMENTS, run_local, run_ray, shard_bounds
 
 BACKENDS = ("local", "ray")
 
@@ -109,31 +107,6 @@ def prepare_results_dir(out: Path, experiment: str) -> Path:
                 f"{runs}: exists but is not a raysim runs table; move it away"
             ) from None
     return target
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with open(path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def append_run_row(results: Path, row: dict[str, Any]) -> None:
-    """Add (or replace, by run_id) one row of ``runs.parquet``, atomically."""
-    path = results / "runs.parquet"
-    with _locked(path):
-        new = pd.DataFrame([row])
-        if path.exists():
-            old = pd.read_parquet(path)
-            old = old[old["run_id"] != row["run_id"]]
-            frames = [f for f in (old, new) if len(f)]
-            new = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-        tmp = path.with_name(f".runs-{uuid.uuid4().hex}.parquet")
-        new.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
 
 
 def make_spec(cfg: ExperimentConfig, run_id: str) -> RunSpec:

@@ -2,8 +2,8 @@
 
 Implements Stoica, Morris, Karger, Kaashoek and Balakrishnan, "Chord: a scalable
 peer-to-peer lookup service for Internet applications" (SIGCOMM 2001), and Algorithms 8-10 of
-the course notes. Identifiers come from the consistent-hash ring (:mod:`raysim.ring`; see
-:mod:`raysim.protocols.chord_ring`); a node owns the keys in ``(predecessor, self]``.
+the course notes. Identifiers come from the consistent-hash ring (:mod:`raysim.values.ring`; see
+:mod:`raysim.protocols.chord.ring`); a node owns the keys in ``(predecessor, self]``.
 
 Theory of operation
 -------------------
@@ -65,10 +65,10 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from raysim.protocol import Context, Params, Protocol, register
-from raysim.protocols import chord_messages as cm
-from raysim.protocols.chord_lookup import FINGER, JOIN, USER, ChordRouting, PendingLookup
-from raysim.protocols.chord_ring import ideal_ring, key_positions, node_ids
+from raysim.api.protocol import Context, Params, Protocol, register
+from raysim.protocols.chord import messages as cm
+from raysim.protocols.chord.lookup import FINGER, JOIN, USER, ChordRouting, PendingLookup
+from raysim.protocols.chord.ring import ideal_ring, key_positions, node_ids
 
 
 class ChordParams(Params):

@@ -13,14 +13,14 @@ engine, Ray or pyarrow.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 from typing import Protocol as TypingProtocol
 
 from pydantic import BaseModel, ConfigDict
 
-from raysim.rng import NodeRng
+from raysim.values.rng import NodeRng
 
 
 class Context(TypingProtocol):
@@ -160,26 +160,9 @@ def register(name: str, *, presets: dict[str, Any] | None = None) -> Callable[[_
     return deco
 
 
-def lookup(name: str) -> ProtocolSpec:
-    """The protocol registered as ``name``; KeyError listing the known names otherwise."""
-    _load_builtins()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(
-            f"unknown protocol {name!r}; known: {', '.join(sorted(_REGISTRY))}"
-        ) from None
-
-
-def available() -> Iterable[ProtocolSpec]:
-    """All registered protocols, sorted by name."""
-    _load_builtins()
-    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
-
-
-def _load_builtins() -> None:
-    # Importing the package registers the built-in protocols (no side effect at raysim import).
-    import raysim.protocols  # noqa: F401
+def registered() -> dict[str, ProtocolSpec]:
+    """The protocols registered so far, by name (a copy; see :func:`raysim.protocols.lookup`)."""
+    return dict(_REGISTRY)
 
 
 class BatchEvents(TypingProtocol):

@@ -3,7 +3,7 @@
 One context object serves every node of a shard; the engine sets ``node``, ``now`` and the
 node's local index before each handler call. This is the engine's hot path: sends, timers
 and observations are appended as tuples to plain lists and become numpy columns once per
-window (see :mod:`raysim.engine`).
+window (see :mod:`raysim.engine.shard`).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from raysim.rng import GOLDEN, NodeRng, mix64_array
+from raysim.values.rng import GOLDEN, NodeRng, mix64_array
 
 if TYPE_CHECKING:
-    from raysim.engine import Shard
+    from raysim.engine.shard import Shard
 
 P_NODE, P_MSG, P_TIMER = 0, 1, 2  # event priorities at equal times: lifecycle, delivery, timer
 
@@ -51,7 +51,7 @@ def paused_gc() -> Iterator[None]:
 
 
 class ShardContext:
-    """The :class:`~raysim.protocol.Context` the engine hands to handlers.
+    """The :class:`~raysim.api.protocol.Context` the engine hands to handlers.
 
     One object serves every node of a shard; the engine sets ``node``, ``now`` and ``_li``
     (the node's local index) before each call. NOTE: this is the engine's hot path. Sends,

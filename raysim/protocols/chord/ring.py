@@ -1,8 +1,8 @@
 """Chord's identifier circle: node and key identifiers, ideal pointers, finger tables.
 
-Pure functions shared by the Chord protocol (:mod:`raysim.protocols.chord`), its analysis
+Pure functions shared by the Chord protocol (:mod:`raysim.protocols.chord.protocol`), its analysis
 and its tests; no engine, no Ray. Identifiers follow the consistent-hash ring of
-:mod:`raysim.ring`:
+:mod:`raysim.values.ring`:
 
 * node ``n`` sits at ``HashRing([n], vnodes=1, bits=m)``'s position, the top ``m`` bits of
   SHA-1 of the label ``"i:<n>#0"`` (one virtual node per physical node);
@@ -30,7 +30,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from raysim.ring import hash_key, hash_keys
+from raysim.values.ring import hash_key, hash_keys
 
 __all__ = [
     "IdealRing",
@@ -45,7 +45,7 @@ __all__ = [
 
 
 def node_id(node: int, m: int) -> int:
-    """The m-bit identifier of node ``node`` (its single virtual node on :mod:`raysim.ring`)."""
+    """The m-bit identifier of ``node`` (its single virtual node on :mod:`raysim.values.ring`)."""
     return hash_key(f"i:{node}#0") >> (64 - m)
 
 

@@ -7,7 +7,7 @@ Poisson departure picks a node that is up, a join picks one that is not, and eve
 handed a *bootstrap* node that is up at that moment (the node a Chord-style join contacts
 first; -1 when nobody is up).
 
-Churn models (see :class:`raysim.faults.Churn`): Poisson joins and departures at rate R per
+Churn models (see :class:`raysim.network.faults.Churn`): Poisson joins and departures at rate R per
 second; per-node alternating session and down-time lengths (exponential, Pareto, Weibull);
 a trace of ``time,node,event`` rows. A departure is a graceful ``leave`` or a silent
 ``fail`` (logged as a crash). Mass failures are crashes with a ``fraction``.
@@ -19,16 +19,31 @@ import csv
 import heapq
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
-from raysim.faults import Churn, parse_node_set
-from raysim.rng import NodeRng, derive, uniform_array
-from raysim.schema import CRASH, JOIN, LEAVE, RECOVER, START
+from raysim.log.schema import CRASH, JOIN, LEAVE, RECOVER, START
+from raysim.network.faults import Churn, Faults, parse_node_set
+from raysim.values.rng import NodeRng, derive, uniform_array
 
-if TYPE_CHECKING:
-    from raysim.engine import RunSpec
+
+class RunSpec(Protocol):
+    """What the schedule depends on (the engine's run description has these fields)."""
+
+    @property
+    def seed(self) -> int: ...
+    @property
+    def n_nodes(self) -> int: ...
+    @property
+    def faults(self) -> Faults: ...
+    @property
+    def duration(self) -> int: ...
+    @property
+    def tick_ms(self) -> float: ...
+    @property
+    def trace(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None: ...
+
 
 _CRASH_STREAM = 0xC4A5
 _CHURN_STREAM = 0xC8C8

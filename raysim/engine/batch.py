@@ -10,8 +10,8 @@ event per node, so a handler can update the nodes' state columns with numpy and 
 is, element for element, what the per-node loop would compute. A timer set to fire inside
 the current window is merged into the events not yet handled and the ranks are recomputed.
 
-Random draws come from the same per-node SplitMix64 streams as :class:`raysim.rng.NodeRng`
-(:func:`raysim.rng.stream_words`), and sends, timers and observations get the same ids, so
+Random draws come from the same per-node SplitMix64 streams as :class:`raysim.values.rng.NodeRng`
+(:func:`raysim.values.rng.stream_words`), and sends, timers and observations get the same ids, so
 a columnar protocol and its per-node twin write the same event log (tested).
 """
 
@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from raysim.rng import stream_words, words_to_range, words_to_unit
+from raysim.values.rng import stream_words, words_to_range, words_to_unit
 
 if TYPE_CHECKING:
-    from raysim.engine import Shard
+    from raysim.engine.shard import Shard
 
 
 def occurrence(keys: np.ndarray) -> np.ndarray:
@@ -44,7 +44,7 @@ def occurrence(keys: np.ndarray) -> np.ndarray:
 
 
 class EventBatch:
-    """Columns of a batch of events at distinct nodes (see :class:`raysim.protocol.BatchEvents`)."""
+    """A batch of events at distinct nodes (see :class:`raysim.api.protocol.BatchEvents`)."""
 
     __slots__ = ("fields", "li", "mtype", "node", "src", "tags", "time")
 
@@ -62,7 +62,7 @@ class EventBatch:
 
 
 class BatchShardContext:
-    """The :class:`~raysim.protocol.BatchContext` of one shard: per-node counters as arrays."""
+    """The :class:`~raysim.api.protocol.BatchContext` of one shard: per-node counters as arrays."""
 
     def __init__(self, shard: Shard, rng_keys: list[int]) -> None:
         self.shard = shard
@@ -205,7 +205,7 @@ def process_window(
     ``timers`` is the list [time, node, id, epoch, tags] of due timers; in-window timers
     are appended to it (and to ``keys``) as they are set.
     """
-    from raysim.context import P_MSG, P_NODE, P_TIMER
+    from raysim.engine.context import P_MSG, P_NODE, P_TIMER
 
     ctx, proto = shard.bctx, shard.bproto
     m_off, t_off = offsets

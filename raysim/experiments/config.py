@@ -23,9 +23,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from raysim.errors import ConfigError
-from raysim.faults import ConstantDelay, Delay, Faults
-from raysim.lifecycle import read_trace
-from raysim.protocol import lookup
+from raysim.network.faults import ConstantDelay, Delay, Faults
+from raysim.network.lifecycle import read_trace
+from raysim.protocols import lookup
 
 SECTIONS = ("experiment", "protocol", "network", "faults", "log", "sweep")
 

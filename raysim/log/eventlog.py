@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from raysim.schema import EVENT_SCHEMA, KINDS
+from raysim.log.schema import EVENT_SCHEMA, KINDS
 
 
 class StringTable:

@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from raysim.context import paused_gc
-from raysim.engine import NEVER, Inbound, RunSpec, Shard, StepInfo
-from raysim.eventlog import EventLog
-from raysim.router import Messages, Router
+from raysim.engine.context import paused_gc
+from raysim.engine.shard import NEVER, Inbound, RunSpec, Shard, StepInfo
+from raysim.log.eventlog import EventLog
+from raysim.network.router import Messages, Router
 
 ROUTER_PLACEMENTS = ("shard", "actor")
 PIPELINE_DEPTH = 8  # windows in flight on Ray; the log does not depend on it

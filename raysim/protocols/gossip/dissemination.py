@@ -31,7 +31,7 @@ from typing import Any, ClassVar, Literal, NamedTuple
 import numpy as np
 from pydantic import Field
 
-from raysim.protocol import (
+from raysim.api.protocol import (
     BatchContext,
     BatchEvents,
     BatchProtocol,

@@ -1,7 +1,7 @@
 """Who knows whom: full membership, or a static random overlay of k neighbours per node.
 
 A node's neighbour list is a pure function of (run seed, node id), computed with the
-counter-based hash of :mod:`raysim.rng`, so each shard builds the rows of its own nodes and
+counter-based hash of :mod:`raysim.values.rng`, so each shard builds the rows of its own nodes and
 every layout sees the same overlay.
 """
 
@@ -13,7 +13,7 @@ from typing import overload
 
 import numpy as np
 
-from raysim.rng import derive, uniform_array
+from raysim.values.rng import derive, uniform_array
 
 TOPOLOGY_STREAM = 0x70F0
 

@@ -1,8 +1,8 @@
 """The fault model as data: delay distributions, loss, duplication, corruption, partitions, crashes.
 
 These are validated configuration values (pydantic models). They describe *what* the
-network and the nodes do wrong; :mod:`raysim.router` applies them to message batches and
-:mod:`raysim.engine` schedules the crashes. Each model checks its own fields, so a bad
+network and the nodes do wrong; :mod:`raysim.network.router` applies them to message batches and
+:mod:`raysim.engine.shard` schedules the crashes. Each model checks its own fields, so a bad
 experiment file fails with the field's path and the allowed values.
 """
 

@@ -3,8 +3,8 @@
 Theory of operation
 -------------------
 The driver (this process) owns ``runs.parquet``: each run is one Ray task that executes
-:func:`raysim.runner.run` with the ``local`` backend and returns its row; the driver writes
-the row as soon as the task finishes. At most ``max_parallel`` tasks are in flight
+:func:`raysim.experiments.runner.run` with the ``local`` backend and returns its row; the
+driver writes the row as soon as the task finishes. At most ``max_parallel`` tasks are in flight
 (``ray.wait`` back-pressure), so a 10⁴-point sweep never floods the scheduler.
 
 *Resume.* A run is finished when ``runs.parquet`` has an ``ok`` row for its ``run_id`` and
@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from raysim.errors import ConfigError
-from raysim.results import (
+from raysim.experiments.results import (
     MANIFEST,
     Location,
     append_rows,
@@ -53,8 +53,8 @@ from raysim.results import (
 )
 
 if TYPE_CHECKING:
-    from raysim.config import ExperimentConfig
-    from raysim.sweep import PlannedRun, SweepPlan
+    from raysim.experiments.config import ExperimentConfig
+    from raysim.experiments.sweep import PlannedRun, SweepPlan
 
 CANCEL_GRACE_S = 10.0
 
@@ -108,7 +108,7 @@ class SweepSummary:
 def failed_row(cfg: ExperimentConfig, error: str, tb: str) -> dict[str, Any]:
     """A ``runs.parquet`` row for a run that failed outside its protocol (crash, bug, …)."""
     from raysim._version import __version__
-    from raysim.runner import flatten, git_commit
+    from raysim.experiments.runner import flatten, git_commit
 
     return {
         "run_id": cfg.run_id(),
@@ -132,7 +132,7 @@ def execute(
     cfg: ExperimentConfig, out: str, replicate: int, imports: Sequence[str] = ()
 ) -> dict[str, Any]:
     """Run one sweep point (the body of the Ray task); returns its ``runs.parquet`` row."""
-    from raysim import runner
+    from raysim.experiments import runner
 
     node_id = ""
     try:
@@ -259,7 +259,7 @@ def _drive(
     import ray
     from tqdm import tqdm
 
-    from raysim.backends import ensure_ray
+    from raysim.runtime.backends import ensure_ray
 
     started_here = not ray.is_initialized()
     ensure_ray(address)

@@ -6,7 +6,7 @@ Theory of operation
 into :class:`Point` values (axis values + replicate index) with no I/O, no randomness and no
 Ray. :func:`plan` then validates every point against the experiment (one clear
 :class:`~raysim.errors.ConfigError` naming the point if one is bad), gives it its seed and
-its ``run_id``. :func:`run_sweep` (in :mod:`raysim.sweep_exec`) executes a plan.
+its ``run_id``. :func:`run_sweep` (in :mod:`raysim.experiments.sweep_exec`) executes a plan.
 
 The ``[sweep]`` table::
 
@@ -50,7 +50,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from raysim.config import (
+from raysim.errors import ConfigError
+from raysim.experiments.config import (
     SECTIONS,
     ExperimentConfig,
     apply_overrides,
@@ -58,8 +59,6 @@ from raysim.config import (
     read_toml,
     validate,
 )
-from raysim.errors import ConfigError
-from raysim.sweep_exec import SweepSummary, run_sweep
 
 RESERVED = ("seeds", "zip")
 AXIS_SECTIONS = tuple(s for s in SECTIONS if s != "sweep")
@@ -379,12 +378,10 @@ __all__ = [
     "Point",
     "SweepPlan",
     "SweepSpec",
-    "SweepSummary",
     "derive_seed",
     "expand",
     "parse_sweep",
     "plan",
     "plan_data",
-    "run_sweep",
     "seed_basis",
 ]

@@ -8,7 +8,7 @@ A *location* is the experiment's results directory (``<out>/<experiment>``)::
     sweep.json                            the manifest of the last sweep written here
     report.html                           written by ``raysim report``
 
-Local paths use plain files, ``runs.lock`` (the same lock :func:`raysim.runner.append_run_row`
+Local paths use plain files, ``runs.lock`` (the same lock :func:`append_run_row`
 takes) and atomic renames. A URI (``file:///…``, ``s3://…``, ``gs://…``, ``hdfs://…``: whatever
 ``pyarrow.fs.FileSystem.from_uri`` accepts) goes through pyarrow's filesystem layer: files
 are written aside and moved into place; on object stores a "move" of a directory may be a
@@ -147,8 +147,6 @@ def append_rows(loc: Location, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     if loc.local is not None:
-        from raysim.runner import append_run_row  # its lock also guards `raysim run`
-
         loc.local.mkdir(parents=True, exist_ok=True)
         for row in rows:
             append_run_row(loc.local, row)
@@ -264,3 +262,28 @@ def read_json(loc: Location, name: str) -> Any | None:
 def remove_tree(path: Path) -> None:
     """Remove a local directory tree, ignoring errors (for temporary run folders)."""
     shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def append_run_row(results: Path, row: dict[str, Any]) -> None:
+    """Add (or replace, by run_id) one row of ``runs.parquet``, atomically."""
+    path = results / "runs.parquet"
+    with _locked(path):
+        new = pd.DataFrame([row])
+        if path.exists():
+            old = pd.read_parquet(path)
+            old = old[old["run_id"] != row["run_id"]]
+            frames = [f for f in (old, new) if len(f)]
+            new = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        tmp = path.with_name(f".runs-{uuid.uuid4().hex}.parquet")
+        new.to_parquet(tmp, index=False)
+        os.replace(tmp, path)

@@ -6,7 +6,7 @@ The router sees a :class:`Messages` batch of raw sends (send time, source, desti
 per-sender sequence number, payload) and decides, with numpy over the whole batch, for each
 message: whether a partition cuts it, whether it is lost, whether the network duplicates it,
 and for each copy its delay and whether it arrives corrupted. Every decision is drawn from
-:func:`raysim.rng.uniform_array` keyed by (run seed, decision, message id, copy), so it is a
+:func:`raysim.values.rng.uniform_array` keyed by (run seed, decision, message id, copy), so it is a
 function of the message's identity alone: never of the batch it came in, the order of the
 batch, the shard that sent it or where the router runs. Each decision is logged (``send``
 with the chosen delay, ``drop`` with its reason, ``duplicate``); the receiver logs
@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from raysim.eventlog import EventLog
-from raysim.faults import Faults, LogNormalDelay, parse_node_set
-from raysim.rng import derive, uniform_array
-from raysim.schema import DROP, DUPLICATE, SEND
+from raysim.log.eventlog import EventLog
+from raysim.log.schema import DROP, DUPLICATE, SEND
+from raysim.network.faults import Faults, LogNormalDelay, parse_node_set
+from raysim.values.rng import derive, uniform_array
 
 # Decision streams: one per kind of random choice, so they never correlate.
 _LOSS, _DUP, _DELAY, _DELAY2, _JITTER, _CORRUPT = range(0x4C00, 0x4C06)
@@ -91,7 +91,7 @@ class RouteStats:
 
 
 class Router:
-    """Applies a :class:`~raysim.faults.Faults` model and a delay model to message batches."""
+    """Applies a :class:`~raysim.network.faults.Faults` model and a delay model to batches."""
 
     def __init__(
         self,

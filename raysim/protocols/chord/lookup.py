@@ -1,8 +1,8 @@
 """Chord's routing half: the routing table, requests with timeouts, find_successor.
 
-:class:`ChordRouting` is the part of :class:`raysim.protocols.chord.Chord` that routes: the
+:class:`ChordRouting` is the part of :class:`raysim.protocols.chord.protocol.Chord` that routes: the
 table of fingers and successors, requests that time out, and ``find_successor`` in both
-modes (see the theory of operation in :mod:`raysim.protocols.chord`). It keeps no state of
+modes (see the theory of operation in :mod:`raysim.protocols.chord.protocol`). It keeps no state of
 its own; the attributes it uses are set by ``Chord.__init__``.
 
 A lookup in progress lives at its origin as a :class:`PendingLookup`; every request a node
@@ -17,9 +17,9 @@ import bisect
 import heapq
 from typing import Any
 
-from raysim.protocol import Context
-from raysim.protocols import chord_messages as cm
-from raysim.protocols.chord_ring import span
+from raysim.api.protocol import Context
+from raysim.protocols.chord import messages as cm
+from raysim.protocols.chord.ring import span
 
 USER, FINGER, JOIN = 0, 1, 2  # a lookup's purpose: index into cm.FAMILIES
 NEXT_CANDIDATES = 4  # closer nodes an iterative hop returns

@@ -18,9 +18,9 @@ them, so any layout gives the same per-node history and therefore the same event
 
 What the loop does per event is one Python call into the protocol; everything else (message
 ids, routing, fault decisions, logging of sends, deliveries and timers) is done on whole
-numpy columns per window. Per-node protocols act through :mod:`raysim.context`; columnar
-ones (:class:`~raysim.protocol.BatchProtocol`) are driven by :mod:`raysim.batch`; who is
-up when comes from :mod:`raysim.lifecycle`.
+numpy columns per window. Per-node protocols act through :mod:`raysim.engine.context`; columnar
+ones (:class:`~raysim.api.protocol.BatchProtocol`) are driven by :mod:`raysim.engine.batch`; who is
+up when comes from :mod:`raysim.network.lifecycle`.
 """
 
 from __future__ import annotations
@@ -35,18 +35,19 @@ from typing import Any
 
 import numpy as np
 
-from raysim.batch import BatchShardContext, EventBatch, process_window
-from raysim.context import P_MSG, P_NODE, P_TIMER, ShardContext, node_keys
+from raysim.api.protocol import BatchProtocol, Protocol
+from raysim.engine.batch import BatchShardContext, EventBatch, process_window
+from raysim.engine.context import P_MSG, P_NODE, P_TIMER, ShardContext, node_keys
+from raysim.engine.pending import Pending
 from raysim.errors import ProtocolError
-from raysim.eventlog import EventLog
-from raysim.faults import Faults
-from raysim.lifecycle import lifecycle_schedule
-from raysim.pending import Pending
-from raysim.protocol import BatchProtocol, Protocol, lookup
-from raysim.rng import NodeRng, derive
-from raysim.router import SEQ_BITS, Messages, Router, RouteStats
-from raysim.schema import CORRUPT, CRASH, DELIVER, DROP, JOIN, LEAVE, OBS, RECOVER, START, TIMER
-from raysim.topology import Topology
+from raysim.log.eventlog import EventLog
+from raysim.log.schema import CORRUPT, CRASH, DELIVER, DROP, JOIN, LEAVE, OBS, RECOVER, START, TIMER
+from raysim.network.faults import Faults
+from raysim.network.lifecycle import lifecycle_schedule
+from raysim.network.router import SEQ_BITS, Messages, Router, RouteStats
+from raysim.network.topology import Topology
+from raysim.protocols import lookup
+from raysim.values.rng import NodeRng, derive
 
 NEVER = np.iinfo(np.int64).max
 _RNG_STREAM = 0x5EED

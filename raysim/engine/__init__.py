@@ -1,0 +1,1 @@
+"""The deterministic discrete-event engine: a block of simulated nodes in one process."""

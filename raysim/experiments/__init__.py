@@ -1,0 +1,1 @@
+"""Experiments: configuration files, sweep expansion and execution, single runs, results."""

@@ -1,0 +1,5 @@
+"""The gossip family: push, pull and push-pull dissemination, push-pull averaging."""
+
+from raysim.protocols.gossip import averaging, dissemination
+
+__all__ = ["averaging", "dissemination"]
