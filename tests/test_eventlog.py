@@ -90,7 +90,8 @@ def test_typed_observations_round_trip_through_the_log(tmp_path: Path) -> None:
     strs = ra.observations(where, "a_str").sort_values("node")
     assert list(strs["value"]) == [f"node-{n}" for n in range(5)]
     floats = ra.observations(where, "a_float").sort_values("node")
-    assert floats["value"].dtype == np.float64 and list(floats["value"]) == [0.5, 1.5, 2.5, 3.5, 4.5]
+    assert floats["value"].dtype == np.float64
+    assert list(floats["value"]) == [0.5, 1.5, 2.5, 3.5, 4.5]
     # Every column of the schema is in the file, in the schema's types.
     events = ra.load_events(where)
     assert list(events.columns) == ["run_id", *EVENT_SCHEMA.names]
