@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from raysim.api.protocol import BatchProtocol, Protocol
+from raysim.api.protocol import BatchProtocol, Protocol, ProtocolSpec
 from raysim.engine.batch import BatchShardContext, EventBatch, process_window
 from raysim.engine.context import P_MSG, P_NODE, P_TIMER, ShardContext, node_keys
 from raysim.engine.observe import per_node_values
@@ -44,10 +44,9 @@ from raysim.errors import ProtocolError
 from raysim.log.eventlog import EventLog
 from raysim.log.schema import CORRUPT, CRASH, DELIVER, DROP, JOIN, LEAVE, RECOVER, START, TIMER
 from raysim.network.faults import Faults
-from raysim.network.lifecycle import lifecycle_schedule
+from raysim.network.lifecycle import Schedule, lifecycle_schedule
 from raysim.network.router import SEQ_BITS, Messages, Router, RouteStats
 from raysim.network.topology import Topology
-from raysim.protocols import lookup
 from raysim.values.rng import NodeRng, derive
 
 NEVER = np.iinfo(np.int64).max
@@ -108,7 +107,16 @@ class Shard:
         bounds: np.ndarray,
         log_path: Path | None,
         route_here: bool = True,
+        *,
+        protocol: ProtocolSpec,
+        schedule: Schedule | None = None,
     ) -> None:
+        """Nodes ``bounds[index]..bounds[index+1]-1`` of the run ``spec``.
+
+        ``protocol`` is the resolved protocol (the runtime looks it up; the engine never
+        imports the protocol catalogue); ``schedule`` the run's lifecycle schedule, computed
+        once per run by the runtime and shared by every shard (computed here if None).
+        """
         self.spec = spec
         self.index = index
         self.bounds = bounds
@@ -123,7 +131,7 @@ class Shard:
         self.topology = Topology(
             spec.topology, spec.seed, spec.n_nodes, spec.degree, self.lo, self.hi
         )
-        proto = lookup(spec.protocol)
+        proto = protocol
         self.proto_cls: Any = proto.cls
         self.params = proto.make_params(spec.params)
         self.batch = issubclass(proto.cls, BatchProtocol)
@@ -144,7 +152,9 @@ class Shard:
         # timer columns: time, node, timer id, epoch; + tags
         self.timers = Pending(4)
         self._life_rows: list[tuple[int, int, int, int, int]] = []  # time kind node arg seq
-        sched = lifecycle_schedule(spec).for_nodes(self.lo, self.hi)
+        if schedule is None:
+            schedule = lifecycle_schedule(spec)
+        sched = schedule.for_nodes(self.lo, self.hi)
         self._life = [sched.time, sched.node, sched.kind, sched.seq, sched.arg]
         self._life_pos = 0
         # Observations and statistics.
