@@ -75,6 +75,7 @@ class BatchShardContext:
         self.send_seq = np.zeros(n_local, dtype=np.int64)
         self.timer_seq = np.zeros(n_local, dtype=np.int64)
         self.event_seq = np.zeros(n_local, dtype=np.int64)  # each node's next ``seq``
+        self._scratch = np.zeros(n_local, dtype=np.int64)  # for :meth:`_occurrence`
         self.handling = np.full(n_local, -1, dtype=np.int64)  # seq of the event being handled
         self.rng_keys = np.array(rng_keys, dtype=np.uint64)
         self.rng_ctr = np.zeros(n_local, dtype=np.int64)
@@ -89,15 +90,32 @@ class BatchShardContext:
             tuple[np.ndarray, np.ndarray, str, ObsValues, np.ndarray, np.ndarray, np.ndarray]
         ] = []
 
-    def next_seq(self, li: np.ndarray, occ: np.ndarray | None = None) -> np.ndarray:
-        """Take the next ``seq`` of each node at ``li`` (repeats allowed if ``occ`` is given)."""
-        if occ is None:  # distinct nodes
-            q = self.event_seq[li].copy()
-            self.event_seq[li] += 1
+    def _occurrence(self, li: np.ndarray) -> np.ndarray | None:
+        """:func:`occurrence` of local indexes, or None when they are distinct.
+
+        NOTE: nearly every call has distinct nodes (one event per node per batch); a
+        scatter and a gather over a scratch array prove it without the sort.
+        """
+        n = len(li)
+        pos = np.arange(n, dtype=np.int64)
+        self._scratch[li] = pos
+        if (self._scratch[li] == pos).all():
+            return None
+        return occurrence(li)
+
+    @staticmethod
+    def _take(counter: np.ndarray, li: np.ndarray, occ: np.ndarray | None) -> np.ndarray:
+        """Each element's next number from ``counter`` (advanced by the elements)."""
+        q = counter[li]
+        if occ is None:
+            counter[li] = q + 1
             return q
-        q = self.event_seq[li] + occ
-        np.add.at(self.event_seq, li, 1)
-        return q
+        np.add.at(counter, li, 1)
+        return q + occ
+
+    def next_seq(self, li: np.ndarray, occ: np.ndarray | None = None) -> np.ndarray:
+        """Take the next ``seq`` of each node at ``li`` (``occ``: see :meth:`_occurrence`)."""
+        return self._take(self.event_seq, li, occ)
 
     def send(self, src: Any, time: Any, dst: Any, mtype: Any, **fields: Any) -> np.ndarray:
         """One message per element of ``src`` (ids in send order per node); returns the ids."""
@@ -106,9 +124,8 @@ class BatchShardContext:
         if n == 0:
             return np.zeros(0, dtype=np.int64)
         li = src - self.lo
-        occ = occurrence(li)
-        seq = self.send_seq[li] + occ
-        np.add.at(self.send_seq, li, 1)
+        occ = self._occurrence(li)
+        seq = self._take(self.send_seq, li, occ)
         eseq = self.next_seq(li, occ)
         unknown = set(fields) - set(self.field_names)
         if unknown:
@@ -141,8 +158,7 @@ class BatchShardContext:
             return
         when = np.broadcast_to(np.asarray(when, dtype=np.int64), (n,))
         li = node - self.lo
-        tid = self.timer_seq[li] + occurrence(li)
-        np.add.at(self.timer_seq, li, 1)
+        tid = self._take(self.timer_seq, li, self._occurrence(li))
         ep = self.shard.epoch_np[li]
         late = when < self.window_end
         if late.any():
@@ -171,7 +187,8 @@ class BatchShardContext:
         peer_a = np.broadcast_to(_ints(peer, "peer"), (n,))
         ref_a = np.broadcast_to(_ints(ref, "ref"), (n,))
         li = node - self.lo
-        self.obs.append((t, node, name, values, peer_a, ref_a, self.next_seq(li, occurrence(li))))
+        seq = self.next_seq(li, self._occurrence(li))
+        self.obs.append((t, node, name, values, peer_a, ref_a, seq))
 
     def _words(self, node: np.ndarray) -> np.ndarray:
         li = np.asarray(node, dtype=np.int64) - self.lo

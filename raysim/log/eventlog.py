@@ -200,13 +200,17 @@ class EventLog:
         ints = np.zeros(n, dtype=np.int64)
         for at, v in self._typed:
             vtype[at : at + len(v.vtype)] = v.vtype
-            ints[at : at + len(v.vtype)] = v.ints
+            if v.vtype.any():
+                ints[at : at + len(v.vtype)] = v.ints
         mask = vtype < 0
         idx = pa.array(np.where(mask, 0, vtype).astype(np.int32), pa.int32(), mask=mask)
         names = pa.array(list(VALUE_TYPES), pa.string())
         out = [pa.DictionaryArray.from_arrays(idx, names).dictionary_decode()]
-        int_mask = mask | (vtype == V_FLOAT) | (vtype >= V_STR)
-        out.append(pa.array(ints, pa.int64(), mask=int_mask))
+        if any(v.vtype.any() for _, v in self._typed):  # not all floats
+            int_mask = mask | (vtype == V_FLOAT) | (vtype >= V_STR)
+            out.append(pa.array(ints, pa.int64(), mask=int_mask))
+        else:
+            out.append(pa.nulls(n, pa.int64()))
         strs = [(at, v.strs) for at, v in self._typed if v.strs is not None]
         if strs:
             col: list[str | None] = [None] * n
