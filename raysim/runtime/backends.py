@@ -18,7 +18,7 @@ import logging
 import os
 import resource
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from raysim.engine.context import paused_gc
 from raysim.engine.shard import NEVER, Inbound, RunSpec, Shard, StepInfo
 from raysim.log.eventlog import EventLog
 from raysim.network.router import Messages, Router
+from raysim.protocols import resolve
 
 ROUTER_PLACEMENTS = ("shard", "actor")
 PIPELINE_DEPTH = 8  # windows in flight on Ray; the log does not depend on it
@@ -118,12 +119,31 @@ def run_local(spec: RunSpec, bounds: np.ndarray, log_dir: Path | None) -> dict[s
     return {"end_time": end, "shards": finals, "peak_rss_mib": peak_rss_mib()}
 
 
+def worker_env(sources: Sequence[str]) -> dict[str, Any] | None:
+    """The Ray ``runtime_env`` that gives a worker the user's protocol modules, or None.
+
+    ``sources`` are the files and package folders of :func:`raysim.protocols.module_sources`;
+    Ray uploads them once (content-addressed) and puts them on each worker's ``sys.path``,
+    on this machine or any node of a cluster.
+    """
+    return {"py_modules": list(sources)} if sources else None
+
+
 class _ShardWorker:
     """The body of a Ray shard actor: a :class:`Shard` behind remote-callable methods."""
 
     def __init__(
-        self, spec: RunSpec, index: int, bounds: np.ndarray, log: str | None, route: bool
+        self,
+        spec: RunSpec,
+        index: int,
+        bounds: np.ndarray,
+        log: str | None,
+        route: bool,
+        modules: Sequence[str] = (),
     ) -> None:
+        # The user's modules first (from the runtime_env's py_modules), so that the
+        # protocol's name or module:Class reference resolves here as in the driver.
+        resolve(spec.protocol, modules)
         self.shard = Shard(spec, index, bounds, Path(log) if log else None, route_here=route)
         self.n = len(bounds) - 1
         gc.disable()  # the actor's process does nothing but this run; see engine.paused_gc
@@ -151,7 +171,10 @@ class _ShardWorker:
 class _RouterWorker:
     """The body of a Ray router actor: routes every shard's sends, splits by destination."""
 
-    def __init__(self, spec: RunSpec, bounds: np.ndarray, log: str | None) -> None:
+    def __init__(
+        self, spec: RunSpec, bounds: np.ndarray, log: str | None, modules: Sequence[str] = ()
+    ) -> None:
+        resolve(spec.protocol, modules)  # the messages it routes may be the user's classes
         path = Path(log) if log else None
         self.log = EventLog(path, spec.log_level, spec.batch_rows)
         self.router = Router(
@@ -206,25 +229,37 @@ def run_ray(
     log_dir: Path | None,
     router: str = "shard",
     address: str | None = None,
+    modules: Sequence[str] = (),
+    sources: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Run the shards as Ray actors, routing in each shard or in one router actor."""
+    """Run the shards as Ray actors, routing in each shard or in one router actor.
+
+    ``modules`` are imported by each shard actor before it resolves the protocol;
+    ``sources`` (their files) travel to the actors' machines (:func:`worker_env`).
+    """
     import ray
 
     ensure_ray(address)
     n = len(bounds) - 1
+    env = worker_env(sources)
     shard_cls: Any = ray.remote(num_cpus=0)(_ShardWorker)
+    if env is not None:
+        shard_cls = shard_cls.options(runtime_env=env)
     in_shard = router == "shard"
     actors: list[Any] = [
         shard_cls.remote(
-            spec, i, bounds, str(_part(log_dir, f"{i:05d}")) if log_dir else None, in_shard
+            spec, i, bounds, str(_part(log_dir, f"{i:05d}")) if log_dir else None, in_shard,
+            tuple(modules),
         )
         for i in range(n)
     ]
     router_actor: Any = None
     if not in_shard:
         router_cls: Any = ray.remote(num_cpus=0)(_RouterWorker)
+        if env is not None:
+            router_cls = router_cls.options(runtime_env=env)
         router_actor = router_cls.remote(
-            spec, bounds, str(_part(log_dir, "router")) if log_dir else None
+            spec, bounds, str(_part(log_dir, "router")) if log_dir else None, tuple(modules)
         )
 
     def submit_in_shard(end: int, inbox: list[list[Any]]) -> tuple[list[list[Any]], Any]:
