@@ -33,10 +33,10 @@ def _int64(x: int, what: str) -> int:
 
 def check_value(value: Any) -> Value:
     """``value`` as stored: bool, int, float, str or a tuple of ints; raises if not allowed."""
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+        value = value.item()  # a numpy scalar (or 0-d array): its Python value
     if isinstance(value, bool):
         return value
-    if type(value).__name__ == "bool_":  # numpy.bool_ (neither Integral nor Real)
-        return bool(value)
     if isinstance(value, numbers.Integral):
         return _int64(int(value), "observation value")
     if isinstance(value, numbers.Real):

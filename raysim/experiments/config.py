@@ -132,6 +132,12 @@ class ExperimentConfig(_Section):
         """The experiment file's directory (searched first for ``experiment.modules``)."""
         return self._base_dir
 
+    def without_base_dir(self) -> ExperimentConfig:
+        """This config, its modules looked up on ``sys.path`` only (on a Ray worker)."""
+        out = self.model_copy()
+        out._base_dir = None
+        return out
+
     def protocol_spec(self) -> ProtocolSpec:
         """The protocol class and presets this run uses (imports its modules if needed)."""
         e = self.experiment

@@ -146,6 +146,10 @@ def execute(
     except Exception:  # pragma: no cover - outside Ray
         pass
     try:
+        if node_id:
+            # NOTE: under Ray the modules come from the task's runtime_env (py_modules), never
+            # from the driver's folder, so a task behaves the same on every node of a cluster.
+            cfg = cfg.without_base_dir()
         loc = locate(out)
         if loc.local is not None:
             row = runner.run(cfg, loc.local, backend="local", write_row=False, strict=strict).row
@@ -274,13 +278,18 @@ def _drive(
         limit = max_parallel or max(1, int(ray.cluster_resources().get("CPU", 1)))
         task = ray.remote(num_cpus=1, max_retries=2, scheduling_strategy="SPREAD")(execute)
         pending: dict[Any, PlannedRun] = {}
+        envs: dict[tuple[str, tuple[str, ...]], dict[str, Any] | None] = {}
         queue = iter(todo)
         bar = tqdm(total=summary.total, initial=summary.skipped, desc=summary.experiment,
                    unit="run", file=sys.stderr, disable=not progress, dynamic_ncols=True)
         try:
             while True:
                 for run in queue:
-                    env = _task_env(run.cfg)
+                    e = run.cfg.experiment
+                    key = (e.protocol, e.modules)
+                    if key not in envs:
+                        envs[key] = _task_env(run.cfg)
+                    env = envs[key]
                     submit = task if env is None else task.options(runtime_env=env)
                     pending[submit.remote(run.cfg, out, run.point.replicate, strict)] = run
                     if len(pending) >= limit:

@@ -123,10 +123,26 @@ def worker_env(sources: Sequence[str]) -> dict[str, Any] | None:
     """The Ray ``runtime_env`` that gives a worker the user's protocol modules, or None.
 
     ``sources`` are the files and package folders of :func:`raysim.protocols.module_sources`;
-    Ray uploads them once (content-addressed) and puts them on each worker's ``sys.path``,
-    on this machine or any node of a cluster.
+    they are uploaded to the cluster once (content-addressed ``gcs://`` packages, what
+    ``ray.init(runtime_env={"py_modules": [...]})`` does for a job) and Ray puts them on
+    each worker's ``sys.path``, on this machine or any node of a cluster. Needs Ray started.
+
+    NOTE: Ray accepts local paths in ``py_modules`` only at the job level (``ray.init``),
+    and raysim often joins a Ray that is already running (a notebook, the test session, a
+    sweep's driver), so the upload is done here with the helper ``ray.init`` itself uses;
+    a per-actor / per-task ``runtime_env`` then names the uploaded packages.
     """
-    return {"py_modules": list(sources)} if sources else None
+    if not sources:
+        return None
+    import tempfile
+
+    from ray._private.runtime_env.py_modules import upload_py_modules_if_needed
+
+    with tempfile.TemporaryDirectory(prefix="raysim-py-modules-") as scratch:
+        env: dict[str, Any] = upload_py_modules_if_needed(
+            {"py_modules": list(sources)}, include_gitignore=True, scratch_dir=scratch
+        )
+    return env
 
 
 class _ShardWorker:
@@ -241,7 +257,7 @@ def run_ray(
 
     ensure_ray(address)
     n = len(bounds) - 1
-    env = worker_env(sources)
+    env = worker_env(sources)  # after ensure_ray: uploads to the running cluster
     shard_cls: Any = ray.remote(num_cpus=0)(_ShardWorker)
     if env is not None:
         shard_cls = shard_cls.options(runtime_env=env)
