@@ -112,10 +112,14 @@ def _echo_safety(row: dict[str, Any]) -> None:
 
 
 @app.command()
-def protocols() -> None:
-    """List the registered protocols and their parameters."""
-    from raysim.protocols import available
+def protocols(import_: ImportOpt = None) -> None:
+    """List the registered protocols and their parameters (``--import`` yours first)."""
+    from raysim.protocols import available, import_modules
 
+    try:
+        import_modules(import_ or [], Path.cwd(), label="--import")
+    except ConfigError as e:
+        _fail(str(e))
     for spec in available():
         typer.echo(f"{spec.name}  —  {spec.summary}")
         for name, f in spec.cls.Params.model_fields.items():

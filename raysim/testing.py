@@ -131,7 +131,7 @@ class FakeContext:
 
     def emit(self, name: str, value: Any = 1.0, peer: int = -1, ref: int = -1) -> None:
         """Record an observation, checked exactly as the engine checks it."""
-        name, checked, peer, ref = check_observation(name, value, peer, ref, self.n_nodes)
+        name, checked, peer, ref = check_observation(name, value, peer, ref)
         self.observations.append(Observation(name, checked, peer, ref, self.now))
 
     @property
@@ -337,8 +337,8 @@ class FakeBatchContext:
         values = np.broadcast_to(np.asarray(value), (n,))
         peers = np.broadcast_to(np.asarray(peer, dtype=np.int64), (n,))
         refs = np.broadcast_to(np.asarray(ref, dtype=np.int64), (n,))
-        checked = [check_observation(name, values[i].item(), int(peers[i]), int(refs[i]),
-                                     self.n_nodes) for i in range(n)]
+        checked = [check_observation(name, values[i].item(), int(peers[i]), int(refs[i]))
+                   for i in range(n)]
         self.observations.append({
             "node": node, "time": np.broadcast_to(np.asarray(time, np.int64), (n,)).copy(),
             "name": name, "value": [c[1] for c in checked], "peer": peers.copy(),

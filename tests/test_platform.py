@@ -199,3 +199,17 @@ def test_a_sweep_of_a_users_protocol_gives_the_local_runs(
         assert local.events_dir is not None
         swept = tmp_path / "sweep" / "mine" / "events" / f"run_id={r.run_id}"
         pd.testing.assert_frame_equal(canonical(swept), canonical(local.events_dir))
+
+
+def test_protocols_lists_an_imported_module_and_rejects_a_missing_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module, name = write_protocol(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    listed = CliRunner().invoke(app, ["protocols", "--import", module])
+    assert listed.exit_code == 0 and f"{name}  —  Ping a random peer" in listed.output
+    missing = CliRunner().invoke(app, ["protocols", "--import", "pingpong_missing"])
+    assert missing.exit_code == 2
+    assert missing.output.strip() == ("error: --import: 'pingpong_missing': cannot import: no "
+                                      f"module named 'pingpong_missing' (searched {tmp_path} "
+                                      "and sys.path)")

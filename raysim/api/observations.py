@@ -1,75 +1,88 @@
-"""What ``ctx.emit`` accepts: one check shared by the engine and :mod:`raysim.testing`.
+"""What ``ctx.emit`` accepts: the rules the engine applies, for :mod:`raysim.testing`.
 
-An observation has a ``name`` (a non-empty string), a ``value`` and optional ``peer`` (a node
-id, -1 for none) and ``ref`` (any 64-bit integer, -1 for none; e.g. a message id). A value
-is one of
+An observation has a ``name`` (a non-empty string), a ``value`` and optional ``peer`` and
+``ref`` (64-bit ints, -1 for none; e.g. a node id and a message id). A value is one of
 
-- a ``bool``, an ``int`` (64-bit), a ``float``,
-- a short ``str`` (at most :data:`MAX_STR` characters),
-- a sequence of ints (a vector, e.g. a vector clock; a list, tuple or integer numpy array).
+- a ``bool``, an ``int`` (64-bit), a ``float`` (not NaN),
+- a ``str`` of at most :data:`MAX_STR` characters,
+- a vector of ints: a list or tuple of ints, or a 1-D integer (or bool) numpy array.
 
 numpy scalars count as their Python types. Anything else raises ``TypeError`` (a bad type)
 or ``ValueError`` (a bad value) inside the handler, where the engine turns it into a
-``ProtocolError`` naming run, node, time and event.
+``ProtocolError`` naming run, node, time and event. These are the engine's rules
+(``raysim.engine.observe``), restated here in the API layer so that the fake contexts,
+which may not import the engine, check exactly what a run would.
 """
 
 from __future__ import annotations
 
+import math
 import numbers
-from collections.abc import Sequence
 from typing import Any
 
-MAX_STR = 64  # characters of a string observation
-_I64 = (-(2**63), 2**63 - 1)
+MAX_STR = 256  # characters of a str observation value (the log schema's limit)
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+ALLOWED = "an int, a float (not NaN), a bool, a str or a sequence of ints"
 
 Value = bool | int | float | str | tuple[int, ...]
 
 
-def _int64(x: int, what: str) -> int:
-    if not _I64[0] <= x <= _I64[1]:
-        raise ValueError(f"{what} {x} does not fit in 64 bits")
+def check_int(x: Any, what: str) -> int:
+    """``x`` as a Python int in the int64 range (bools are not ints here)."""
+    if isinstance(x, bool) or not isinstance(x, numbers.Integral):
+        raise TypeError(f"emit: {what} must be an int, got {type(x).__name__} {x!r}")
+    x = int(x)
+    if not INT64_MIN <= x <= INT64_MAX:
+        raise ValueError(f"emit: {what} {x} is outside the int64 range")
     return x
 
 
+def _vector(items: Any) -> tuple[int, ...]:
+    out = []
+    for x in items:
+        if not isinstance(x, numbers.Integral):
+            raise TypeError(f"emit: a vector value holds ints only; got {type(x).__name__} {x!r}")
+        x = int(x)
+        if not INT64_MIN <= x <= INT64_MAX:
+            raise ValueError("emit: a vector entry is outside the int64 range")
+        out.append(x)
+    return tuple(out)
+
+
 def check_value(value: Any) -> Value:
-    """``value`` as stored: bool, int, float, str or a tuple of ints; raises if not allowed."""
-    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
-        value = value.item()  # a numpy scalar (or 0-d array): its Python value
-    if isinstance(value, bool):
+    """``value`` as stored (bool, int, float, str or a tuple of ints); raises if not allowed."""
+    if isinstance(value, bool) or type(value).__name__ in ("bool", "bool_"):
+        if not isinstance(value, bool) and getattr(value, "ndim", 0) != 0:
+            raise TypeError(f"emit: value must be {ALLOWED}")
+        return bool(value)
+    if isinstance(value, float) or (isinstance(value, numbers.Real)
+                                    and not isinstance(value, numbers.Integral)):
+        value = float(value)
+        if math.isnan(value):
+            raise ValueError("emit: value NaN is not an observation (emit nothing, or a sentinel)")
         return value
     if isinstance(value, numbers.Integral):
-        return _int64(int(value), "observation value")
-    if isinstance(value, numbers.Real):
-        return float(value)
+        return check_int(value, "value")
     if isinstance(value, str):
         if len(value) > MAX_STR:
-            raise ValueError(f"a string observation value has at most {MAX_STR} characters, "
+            raise ValueError(f"emit: a str value has at most {MAX_STR} characters, "
                              f"got {len(value)}")
         return value
-    if isinstance(value, Sequence) or hasattr(value, "__array__"):
-        items = list(value)
-        if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in items):
-            raise TypeError("a vector observation value must hold only ints")
-        return tuple(_int64(int(v), "vector element") for v in items)
-    raise TypeError(
-        f"observation value of type {type(value).__name__} is not allowed; "
-        "use an int, float, bool, short str, or a sequence of ints"
-    )
+    if hasattr(value, "dtype") and hasattr(value, "ndim"):  # a numpy array
+        if value.ndim == 1 and value.dtype.kind in "iub":
+            return _vector(value.tolist())
+        raise TypeError(f"emit: value must be {ALLOWED}; got a {value.dtype} array of shape "
+                        f"{value.shape}")
+    if isinstance(value, list | tuple):
+        return _vector(value)
+    raise TypeError(f"emit: value must be {ALLOWED}; got {type(value).__name__} {value!r}"[:300])
 
 
-def check_observation(
-    name: Any, value: Any, peer: Any, ref: Any, n_nodes: int
-) -> tuple[str, Value, int, int]:
+def check_observation(name: Any, value: Any, peer: Any, ref: Any) -> tuple[str, Value, int, int]:
     """Check one ``emit`` call; returns ``(name, value, peer, ref)`` as they are stored."""
     if not isinstance(name, str) or not name:
-        raise TypeError(f"observation name must be a non-empty str, got {name!r}")
-    if not isinstance(peer, numbers.Integral) or isinstance(peer, bool):
-        raise TypeError(f"observation peer must be a node id (int), got {peer!r}")
-    if not -1 <= int(peer) < n_nodes:
-        raise ValueError(f"observation peer {peer} is not a node id below {n_nodes} (or -1)")
-    if not isinstance(ref, numbers.Integral) or isinstance(ref, bool):
-        raise TypeError(f"observation ref must be an int, got {ref!r}")
-    return name, check_value(value), int(peer), _int64(int(ref), "observation ref")
+        raise TypeError(f"emit: the name must be a non-empty str, got {name!r}")
+    return name, check_value(value), check_int(peer, "peer"), check_int(ref, "ref")
 
 
-__all__ = ["MAX_STR", "Value", "check_observation", "check_value"]
+__all__ = ["MAX_STR", "Value", "check_int", "check_observation", "check_value"]

@@ -68,10 +68,13 @@ def _search_first(base_dir: str | Path | None) -> Iterator[None]:
         sys.path[:] = saved
 
 
-def import_modules(modules: Sequence[str], base_dir: str | Path | None = None) -> None:
-    """Import ``modules`` in order (see the module docstring); a ConfigError if one fails."""
+def import_modules(
+    modules: Sequence[str], base_dir: str | Path | None = None, label: str = "experiment.modules"
+) -> None:
+    """Import ``modules`` in order (see the module docstring); a ConfigError (its message
+    starting with ``label``) if one fails."""
     for name in modules:
-        _import(name, base_dir, f"experiment.modules: {name!r}")
+        _import(name, base_dir, f"{label}: {name!r}")
 
 
 def _import(name: str, base_dir: str | Path | None, what: str) -> None:
