@@ -24,9 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from raysim.api.protocol import ProtocolSpec
 from raysim.engine.context import paused_gc
 from raysim.engine.shard import NEVER, Inbound, RunSpec, Shard, StepInfo
 from raysim.log.eventlog import EventLog
+from raysim.network.lifecycle import Schedule, lifecycle_schedule
 from raysim.network.router import Messages, Router
 from raysim.protocols import resolve
 
@@ -104,10 +106,20 @@ def _part(log_dir: Path | None, name: str) -> Path | None:
     return None if log_dir is None else log_dir / f"part-{name}.parquet"
 
 
+def resolve_protocol(spec: RunSpec, modules: Sequence[str] = ()) -> ProtocolSpec:
+    """The protocol a run names, looked up where the shard is built (a Ray worker too),
+    after importing the run's ``modules`` (on a worker: from its runtime_env's py_modules)."""
+    return resolve(spec.protocol, modules)
+
+
 def run_local(spec: RunSpec, bounds: np.ndarray, log_dir: Path | None) -> dict[str, Any]:
     """Run every shard in this process (the reference backend)."""
     n = len(bounds) - 1
-    shards = [Shard(spec, i, bounds, _part(log_dir, f"{i:05d}")) for i in range(n)]
+    proto, schedule = resolve_protocol(spec), lifecycle_schedule(spec)
+    shards = [
+        Shard(spec, i, bounds, _part(log_dir, f"{i:05d}"), protocol=proto, schedule=schedule)
+        for i in range(n)
+    ]
 
     def submit(end: int, inbox: list[list[Any]]) -> tuple[list[list[Any]], list[StepInfo]]:
         results = [s.step(end, inbox[i]) for i, s in enumerate(shards)]
@@ -155,12 +167,14 @@ class _ShardWorker:
         bounds: np.ndarray,
         log: str | None,
         route: bool,
+        schedule: Schedule,
         modules: Sequence[str] = (),
     ) -> None:
-        # The user's modules first (from the runtime_env's py_modules), so that the
-        # protocol's name or module:Class reference resolves here as in the driver.
-        resolve(spec.protocol, modules)
-        self.shard = Shard(spec, index, bounds, Path(log) if log else None, route_here=route)
+        path = Path(log) if log else None
+        # The user's modules first, so that the protocol's name or module:Class reference
+        # resolves here as in the driver.
+        proto = resolve_protocol(spec, modules)
+        self.shard = Shard(spec, index, bounds, path, route, protocol=proto, schedule=schedule)
         self.n = len(bounds) - 1
         gc.disable()  # the actor's process does nothing but this run; see engine.paused_gc
 
@@ -262,10 +276,13 @@ def run_ray(
     if env is not None:
         shard_cls = shard_cls.options(runtime_env=env)
     in_shard = router == "shard"
+    # NOTE: the lifecycle schedule is computed once per run and put in the object store
+    # once; every shard actor gets the same (zero-copy) arrays.
+    schedule = ray.put(lifecycle_schedule(spec))
     actors: list[Any] = [
         shard_cls.remote(
             spec, i, bounds, str(_part(log_dir, f"{i:05d}")) if log_dir else None, in_shard,
-            tuple(modules),
+            schedule, tuple(modules),
         )
         for i in range(n)
     ]
