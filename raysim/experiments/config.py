@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from raysim.api.protocol import ProtocolSpec
 from raysim.errors import ConfigError
+from raysim.network.byzantine import check as check_byzantine
 from raysim.network.faults import ConstantDelay, Delay, Faults
 from raysim.network.lifecycle import read_trace
 from raysim.protocols import resolve
@@ -284,6 +285,21 @@ def validate(
             ) from None
         except ValueError as e:
             raise ConfigError(f"{where}: faults.churn.trace: {e}") from None
+    byz = cfg.faults.byzantine
+    try:
+        check_byzantine(byz, cfg.network.nodes)
+    except ValueError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    if byz.behaviour is not None and byz.behaviour not in spec.cls.adversaries:
+        allowed = ", ".join(sorted(spec.cls.adversaries)) or "none (the protocol declares none)"
+        raise ConfigError(
+            f"{where}: faults.byzantine.behaviour: unknown behaviour {byz.behaviour!r} of "
+            f"{cfg.experiment.protocol!r}; allowed: {allowed}"
+        )
+    if byz.behaviour is not None and not byz.active:
+        raise ConfigError(
+            f"{where}: faults.byzantine.behaviour: name the nodes (nodes or fraction)"
+        )
     for i, c in enumerate(cfg.faults.crashes):
         if c.node is not None and c.node >= cfg.network.nodes:
             raise ConfigError(f"{where}: faults.crashes.{i}.node: must be below network.nodes")
