@@ -34,6 +34,7 @@ look at a signature, which raysim does not model.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -83,6 +84,28 @@ def _other(key: int, mid: np.ndarray, copy: np.ndarray, avoid: np.ndarray, n: in
     return r + (r >= avoid)
 
 
+def _concat(parts: list[Any]) -> Any:
+    """One message batch of several (same type table), column by column.
+
+    NOTE: written over the dataclass's fields rather than with ``router.concat`` because the
+    router imports this module (``raysim.network`` allows no import cycles).
+    """
+    if len(parts) == 1:
+        return parts[0]
+    cols: dict[str, Any] = {}
+    for f in dataclasses.fields(parts[0]):
+        vals = [getattr(p, f.name) for p in parts]
+        if isinstance(vals[0], np.ndarray):
+            cols[f.name] = np.concatenate(vals)
+        elif f.name == "payload":
+            cols[f.name] = [x for v in vals for x in v]
+        elif f.name == "fields":
+            cols[f.name] = tuple(np.concatenate(c) for c in zip(*vals, strict=True))
+        else:  # the shared type table
+            cols[f.name] = vals[0]
+    return type(parts[0])(**cols)
+
+
 class ByzantineFilter:
     """Applies the generic behaviours of a :class:`Byzantine` section to routed copies."""
 
@@ -102,8 +125,6 @@ class ByzantineFilter:
         ``out`` is the raw send batch (for send times and ``seq``), ``deliv`` the copies the
         honest network would deliver (both :class:`raysim.network.router.Messages`).
         """
-        from raysim.network.router import concat  # (the router imports this module)
-
         b = self.b
         if not b.generic or not self.mask.any() or len(deliv) == 0:
             return deliv
@@ -174,5 +195,5 @@ class ByzantineFilter:
             extra.dst = where[keep][mi]
             extra.copy = (res.copy[mi] + MISDIRECT_COPY).astype(np.int8)
             parts.append(extra)
-        return concat(parts)
+        return _concat(parts)
 
