@@ -22,6 +22,10 @@ import plotly.graph_objects as go
 
 from raysim.analysis import section
 from raysim.analysis.load import Where, load_runs, observations
+
+__all__ = ["averaging", "averaging_error", "averaging_summary", "bracha", "bracha_runs",
+           "bracha_summary", "fig_averaging_error", "fig_bracha", "fig_bracha_messages",
+           "load_runs"]
 from raysim.analysis.section import Part
 from raysim.analysis.stats import band_of
 
