@@ -37,7 +37,7 @@ import pyarrow.dataset as ds
 from raysim.analysis.load import Where, load_events, load_runs, varying_params
 from raysim.analysis.stats import band_of
 from raysim.protocols.chord.messages import MAINTENANCE
-from raysim.protocols.chord.ring import format_finger_tables, node_ids
+from raysim.protocols.chord.ring import check_ids, format_finger_tables, placement_ids
 from raysim.values.ring import HashRing, key_moves, load_stats
 
 UP_KINDS = {"start": True, "join": True, "recover": True, "crash": False, "leave": False}
@@ -159,6 +159,17 @@ def _m_of(runs: pd.DataFrame, rid: str) -> int:
     return int(row["protocol.m"].iloc[0]) if "protocol.m" in row else 48
 
 
+def run_ids(runs: pd.DataFrame, rid: str) -> np.ndarray:
+    """Node identifiers of run ``rid`` (int64, indexed by node), as its protocol placed them:
+    from the run's resolved configuration (``placement``, ``ids``, ``m``) and seed."""
+    row = runs.loc[runs["run_id"] == rid].iloc[0]
+    proto = json.loads(row["config"]).get("protocol", {}) if "config" in row else {}
+    n = int(row["network.nodes"])
+    m = int(proto.get("m", _m_of(runs, rid)))
+    ids = placement_ids(n, m, proto.get("placement", "index"), int(row["seed"]), proto.get("ids"))
+    return np.asarray(ids, dtype=np.int64)
+
+
 def lookups(
     where: Where,
     runs: pd.DataFrame | None = None,
@@ -194,8 +205,7 @@ def lookups(
     joined = (_joined(where, runs) if members == "joined" and len(look)
               else pd.DataFrame(columns=["run_id"]))
     for rid, idx in look.groupby("run_id").groups.items():
-        n = int(runs.loc[runs["run_id"] == rid, "network.nodes"].iloc[0])
-        ids = np.asarray(node_ids(n, _m_of(runs, str(rid))), dtype=np.int64)
+        ids = run_ids(runs, str(rid))
         lf = life[life["run_id"] == rid]
         if members == "joined":
             lf = _delay_joins(lf, joined[joined["run_id"] == rid])
@@ -363,8 +373,7 @@ def ring_correctness(where: Where, runs: pd.DataFrame | None = None) -> pd.DataF
     snap = load_events(where, ["run_id", "time", "node", "peer"], flt, runs=runs)
     rows = []
     for (rid, t), g in snap.groupby(["run_id", "time"], sort=True):
-        n = int(runs.loc[runs["run_id"] == rid, "network.nodes"].iloc[0])
-        ids = np.asarray(node_ids(n, _m_of(runs, str(rid))), dtype=np.int64)
+        ids = run_ids(runs, str(rid))
         nodes = g["node"].to_numpy()
         order = nodes[np.argsort(ids[nodes])]
         true_succ = dict(zip(order.tolist(), np.roll(order, -1).tolist(), strict=True))
@@ -420,19 +429,35 @@ def keys_moved_on_join(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m raysim.analysis.chord load|moves|fingers [--nodes N] [--keys K] [--bits M]``:
-    the experiments that need no simulation, as tables: keys per node against virtual nodes,
-    keys moved on a join (ring toolkit), the finger tables of a small ring."""
+    """``python -m raysim.analysis.chord load|moves|fingers [--nodes N] [--keys K] [--bits M]
+    [--ids 0,1,3] [--key-ids 1,2,6]``: the experiments that need no simulation, as tables:
+    keys per node against virtual nodes, keys moved on a join (ring toolkit), the finger
+    tables of a small ring (index-hashed, or at the listed identifiers) and which node holds
+    each listed key."""
     import argparse
+    import sys
 
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("what", choices=["load", "moves", "fingers"])
     ap.add_argument("--nodes", type=int, default=None, help="default 1024 (fingers: 8)")
     ap.add_argument("--keys", type=int, default=100, help="keys per node")
     ap.add_argument("--bits", type=int, default=6, help="fingers: identifier bits m")
+    ap.add_argument("--ids", default=None, help="fingers: node identifiers, e.g. 0,1,3")
+    ap.add_argument("--key-ids", default=None, help="fingers: key identifiers, e.g. 1,2,6")
     args = ap.parse_args(argv)
     if args.what == "fingers":
-        print(format_finger_tables(args.nodes or 8, args.bits))
+        try:
+            ids = _int_list(args.ids, "--ids")
+            keys = _int_list(args.key_ids, "--key-ids")
+            n = len(ids) if ids is not None else (args.nodes or 8)
+            if not 1 <= args.bits <= 62:
+                raise ValueError(f"--bits {args.bits}: allowed 1..62")
+            if ids is not None:
+                check_ids(ids, args.bits, n)
+            print(format_finger_tables(n, args.bits, ids, keys))
+        except ValueError as e:
+            print(f"error: fingers: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
         return
     args.nodes = args.nodes or 1024
     with pd.option_context("display.width", 120, "display.max_columns", 20):
@@ -447,6 +472,16 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"{args.nodes} nodes, {args.keys * args.nodes} keys; one node joins "
                   f"(10 separate joins); expected share 1/(N+1) = {1 / (args.nodes + 1):.5f}:")
             print(table.to_string(index=False))
+
+
+def _int_list(text: str | None, flag: str) -> list[int] | None:
+    """``"0,1,3"`` → ``[0, 1, 3]``; ValueError naming ``flag`` if it is not such a list."""
+    if text is None:
+        return None
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"{flag} {text!r}: give comma-separated integers, e.g. 0,1,3") from None
 
 
 from raysim.analysis.chord_figures import (  # noqa: E402  (figures re-exported here)
@@ -481,6 +516,7 @@ __all__ = [
     "maintenance_summary",
     "node_seconds",
     "ring_correctness",
+    "run_ids",
     "true_owners",
 ]
 

@@ -26,13 +26,15 @@ from raysim.values.rng import NodeRng
 class Context(TypingProtocol):
     """What a handler may do. The engine passes one; tests may pass a fake.
 
-    Attributes ``node`` (this node's id), ``now`` (virtual time in ticks) and ``n_nodes``
-    (size of the system) are read-only for the protocol.
+    Attributes ``node`` (this node's id), ``now`` (virtual time in ticks), ``n_nodes``
+    (size of the system) and ``seed`` (the run's seed, the same at every node: for what all
+    nodes of a run must agree on, such as Chord's identifiers) are read-only for the protocol.
     """
 
     node: int
     now: int
     n_nodes: int
+    seed: int
 
     def send(self, dst: int, msg: object) -> None:
         """Send ``msg`` to node ``dst`` through the (faulty) network."""
@@ -188,10 +190,11 @@ class BatchContext(TypingProtocol):
 
     Every method takes a batch's own columns (``ev.node``, ``ev.time`` or subsets of them
     selected with the same mask). Each node's random stream is the one a per-node protocol
-    would see through :class:`Context`, draw for draw.
+    would see through :class:`Context`, draw for draw. ``seed`` is the run's seed.
     """
 
     n_nodes: int
+    seed: int
 
     def send(self, src: Any, time: Any, dst: Any, mtype: int | Any, **fields: Any) -> None:
         """Send one message per element (src node, send time, destination, type, fields)."""

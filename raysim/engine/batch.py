@@ -67,6 +67,7 @@ class BatchShardContext:
     def __init__(self, shard: Shard, rng_keys: list[int]) -> None:
         self.shard = shard
         self.n_nodes = shard.spec.n_nodes
+        self.seed = shard.spec.seed
         self.lo = shard.lo
         n_local = shard.hi - shard.lo
         self.send_seq = np.zeros(n_local, dtype=np.int64)

@@ -76,11 +76,13 @@ class ShardContext:
         "n_nodes",
         "node",
         "now",
+        "seed",
     )
 
     def __init__(self, shard: Shard) -> None:
         self._shard = shard
         self.n_nodes = shard.spec.n_nodes
+        self.seed = shard.spec.seed
         self.node = -1
         self.now = 0
         self._li = -1
