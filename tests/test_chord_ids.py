@@ -164,3 +164,28 @@ def test_paper_fig3_experiment_builds_the_papers_tables(tmp_path: Path, monkeypa
     # node 6 leaves (its key 6 goes to node 0), then joins and takes key 6 back from node 0
     assert [(int(r.node), int(r.peer), int(r.value)) for r in moved.itertuples()] == [
         (3, 0, 1), (0, 3, 1)]
+
+
+def test_lookups_under_churn_take_few_hops_and_do_not_wander(tmp_path: Path) -> None:
+    """Issue 13: under graceful churn a lookup whose next hop was dead (or still joining)
+    fell back on farther candidates and wandered (35 hops to succeed, 6–86 before giving
+    up, at N = 256); routed around the dead node via its proposer, every successful lookup
+    stays within 2·log₂N hops and none gives up."""
+    cfg = validate(
+        {
+            "experiment": {"name": "churn", "protocol": "chord", "seed": 1, "duration": 90_000},
+            "protocol": {"keys_per_node": 10, "lookup_rate": 0.2},
+            "network": {"nodes": 256, "delay": {"dist": "uniform", "low": 20, "high": 100}},
+            "faults": {"churn": {"model": "poisson", "rate": 1.0, "start": 5000, "end": 80_000,
+                                 "departure": "leave"}},
+            "log": {"level": "observations"},
+        },
+        "test",
+    )
+    res = run(cfg, tmp_path)
+    assert res.status == "ok", res.error
+    look = rc.lookups(tmp_path / "churn")
+    assert len(look) > 3000
+    ok = look[~look["gave_up"]]
+    assert ok["hops"].max() <= 2 * 8, ok["hops"].max()
+    assert look["gave_up"].sum() == 0
