@@ -170,18 +170,68 @@ def run_ids(runs: pd.DataFrame, rid: str) -> np.ndarray:
     return np.asarray(ids, dtype=np.int64)
 
 
+def up_at(life: pd.DataFrame, nodes: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Whether each ``nodes[i]`` is up at ``times[i]`` (after every change at times <= it),
+    from one run's lifecycle rows (``time``, ``node``, ``up``; in log order)."""
+    nodes, times = np.asarray(nodes, dtype=np.int64), np.asarray(times, dtype=np.int64)
+    out = np.zeros(len(nodes), dtype=bool)
+    life = life.sort_values("time", kind="stable")
+    for node, g in life.groupby("node", sort=True):
+        sel = np.flatnonzero(nodes == node)
+        if not len(sel):
+            continue
+        at = np.searchsorted(g["time"].to_numpy(), times[sel], side="right") - 1
+        ok = at >= 0
+        out[sel[ok]] = g["up"].to_numpy()[at[ok]]
+    return out
+
+
+def lost_keys(
+    look: pd.DataFrame, life: pd.DataFrame, runs: pd.DataFrame, replicas: int = 0
+) -> np.ndarray:
+    """Per lookup: whether its key's data is gone — the paper's failed lookup (Stoica et al.
+    2001, §6.3: "the key's node failed", so nothing is left to return).
+
+    A key is stored at time 0 on its owner among the nodes up then and, with ``replicas``
+    = r, on that owner's r successors (a replication factor the simulated protocol does not
+    implement: this asks what r replicas would have saved). It is lost when every holder is
+    down at the lookup's end. Keys moved by joins and graceful leaves are not followed, so
+    this is the metric of a simultaneous failure (``chord_failures``), not of churn.
+    """
+    out = np.zeros(len(look), dtype=bool)
+    for rid, idx in look.groupby("run_id").groups.items():
+        ids = run_ids(runs, str(rid))
+        lf = life[life["run_id"] == rid]
+        first = lf[lf["time"] == 0]
+        up0 = np.unique(first.loc[first["up"].astype(bool), "node"].to_numpy(dtype=np.int64))
+        if not len(up0):
+            continue
+        ring = up0[np.argsort(ids[up0], kind="stable")]
+        sub = look.loc[idx]
+        at = np.searchsorted(ids[ring], sub["key"].to_numpy(dtype=np.int64), side="left")
+        alive = np.zeros(len(sub), dtype=bool)
+        for j in range(min(replicas, len(ring) - 1) + 1):
+            holder = ring[(at + j) % len(ring)]
+            alive |= up_at(lf, holder, sub["time"].to_numpy())
+        out[look.index.get_indexer(idx)] = ~alive
+    return out
+
+
 def lookups(
     where: Where,
     runs: pd.DataFrame | None = None,
     params: Sequence[str] | None = None,
     members: Literal["up", "joined"] = "up",
+    replicas: int = 0,
 ) -> pd.DataFrame:
     """One row per finished lookup of the chord runs.
 
     Columns: ``run_id``, ``time`` (end), ``start``, ``origin``, ``key``, ``end`` (-1 if it
     gave up), ``hops``, ``latency``, ``timeouts``, ``owner`` (true owner), ``gave_up``,
-    ``wrong`` (ended at another node), ``failed`` (either), plus ``params`` (default:
-    ``network.nodes`` and the varying parameters, with ``fail_fraction`` and ``churn_rate``).
+    ``wrong`` (ended at another node), ``failed`` (either: a *routing* failure), ``lost``
+    (the key's data is gone, see :func:`lost_keys`; ``replicas`` = r successors also held
+    it), plus ``params`` (default: ``network.nodes`` and the varying parameters, with
+    ``fail_fraction`` and ``churn_rate``).
     """
     runs = chord_runs(where) if runs is None else runs
     params = list(dict.fromkeys(["network.nodes", *axes(runs)])) if params is None else list(
@@ -217,8 +267,9 @@ def lookups(
     look["gave_up"] = look["end"] < 0
     look["wrong"] = ~look["gave_up"] & (look["end"] != look["owner"])
     look["failed"] = look["gave_up"] | look["wrong"]
+    look["lost"] = lost_keys(look, life, runs, replicas) if len(look) else False
     cols = ["run_id", "time", "start", "origin", "key", "end", "owner", "hops", "latency",
-            "timeouts", "gave_up", "wrong", "failed"]
+            "timeouts", "gave_up", "wrong", "failed", "lost"]
     look = look[cols].sort_values(["run_id", "time", "origin"], kind="stable")
     extra = [p for p in params if p in runs.columns]
     if extra:
@@ -260,7 +311,8 @@ def lookup_summary(
 
     ``window = (t0, t1)`` keeps lookups *started* in ``[t0, t1)`` (e.g. after stabilization).
     Columns: ``*by, runs, lookups, hops_mean, hops_p1, hops_p50, hops_p99, timeouts_mean,
-    latency_mean, failed, failed_lo, failed_hi, wrong, gave_up``.
+    latency_mean, failed, failed_lo, failed_hi, wrong, gave_up, lost, lost_lo, lost_hi``
+    (``lost``: the share of lookups whose key's data is gone, NaN without a ``lost`` column).
     """
     by = [c for c in (axes_of(look) if by is None else by)]
     if window is not None:
@@ -269,8 +321,13 @@ def lookup_summary(
     groups = look.groupby(by, sort=True, dropna=False) if by else [((), look)]
     for key, g in groups:
         key = key if isinstance(key, tuple) else (key,)
-        per_run = g.groupby("run_id")[["failed", "wrong", "gave_up"]].mean()
+        cols_ = ["failed", "wrong", "gave_up", *(["lost"] if "lost" in g else [])]
+        per_run = g.groupby("run_id")[cols_].mean()
         mean, lo, hi, n = band_of(per_run["failed"].to_numpy(dtype=float))
+        lmean, llo, lhi = math.nan, math.nan, math.nan
+        if "lost" in per_run:
+            lm, ll, lh, _ = band_of(per_run["lost"].to_numpy(dtype=float))
+            lmean, llo, lhi = float(lm), float(ll), float(lh)
         ok = g[~g["gave_up"]]["hops"].to_numpy(dtype=float)
         p1, p50, p99 = np.percentile(ok, [1, 50, 99]) if len(ok) else (math.nan,) * 3
         rows.append({
@@ -281,17 +338,18 @@ def lookup_summary(
             "latency_mean": float(g["latency"].mean()),
             "failed": float(mean), "failed_lo": float(np.maximum(0.0, lo)), "failed_hi": float(hi),
             "wrong": float(per_run["wrong"].mean()), "gave_up": float(per_run["gave_up"].mean()),
+            "lost": float(lmean), "lost_lo": float(np.maximum(0.0, llo)), "lost_hi": float(lhi),
         })
     cols = [*by, "runs", "lookups", "hops_mean", "hops_p1", "hops_p50", "hops_p99",
             "timeouts_mean", "latency_mean", "failed", "failed_lo", "failed_hi", "wrong",
-            "gave_up"]
+            "gave_up", "lost", "lost_lo", "lost_hi"]
     return pd.DataFrame(rows, columns=cols)
 
 
 def axes_of(look: pd.DataFrame) -> list[str]:
     """The parameter columns of a lookups table that take more than one value."""
     known = {"run_id", "time", "start", "origin", "key", "end", "owner", "hops", "latency",
-             "timeouts", "gave_up", "wrong", "failed"}
+             "timeouts", "gave_up", "wrong", "failed", "lost"}
     return [c for c in look.columns if c not in known and look[c].nunique(dropna=False) > 1]
 
 
@@ -490,6 +548,7 @@ from raysim.analysis.chord_figures import (  # noqa: E402  (figures re-exported 
     fig_hops_vs,
     fig_hops_vs_n,
     fig_key_load,
+    fig_key_loss,
     fig_maintenance,
 )
 
@@ -504,6 +563,7 @@ __all__ = [
     "fig_hops_vs",
     "fig_hops_vs_n",
     "fig_key_load",
+    "fig_key_loss",
     "fig_maintenance",
     "half_log2",
     "hop_distribution",
@@ -512,12 +572,14 @@ __all__ = [
     "lifecycle",
     "lookup_summary",
     "lookups",
+    "lost_keys",
     "maintenance",
     "maintenance_summary",
     "node_seconds",
     "ring_correctness",
     "run_ids",
     "true_owners",
+    "up_at",
 ]
 
 if __name__ == "__main__":
