@@ -189,3 +189,20 @@ def test_lookups_under_churn_take_few_hops_and_do_not_wander(tmp_path: Path) -> 
     ok = look[~look["gave_up"]]
     assert ok["hops"].max() <= 2 * 8, ok["hops"].max()
     assert look["gave_up"].sum() == 0
+
+
+def test_safety_check_finds_wrong_endpoints_only_on_a_stable_ring(tmp_path: Path) -> None:
+    from raysim.protocols.chord.safety import stable_lookup_owner
+
+    runs, look = _chord(tmp_path, 4)
+    ids = rc.run_ids(runs, runs["run_id"].iloc[0])
+    changes = [(0, n, True) for n in range(64)]
+    rows = [(int(r.time), int(r.origin), int(r.key), int(r.end), int(r.latency))
+            for r in look.itertuples()]
+    assert stable_lookup_owner(ids, changes, rows, settle=0) == []
+    wrong = [(t, o, k, (e + 1) % 64, lat) for t, o, k, e, lat in rows[:5]]
+    found = stable_lookup_owner(ids, changes, wrong, settle=0)
+    assert [v.time for v in found] == [r[0] for r in wrong]
+    # a membership change just before the lookups: not a stable ring, nothing to check
+    late = [*changes, (rows[0][0] - 1, 7, False)]
+    assert stable_lookup_owner(ids, late, wrong[:1], settle=10_000) == []
