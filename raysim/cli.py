@@ -53,6 +53,7 @@ def run(
     from raysim.experiments import config, runner
 
     try:
+        _ray_only_options(backend, shards=shards, shard_size=shard_size, address=address)
         cfg = config.load(experiment, set_ or [], seed)
         if backend == "ray" and shards is None and shard_size is None:
             shards = 2
@@ -75,6 +76,22 @@ def run(
     for k, v in result.metrics.items():
         typer.echo(f"  {k.replace('_', ' ')}: {v:.3f}")
     typer.echo(f"  results: {Path(out) / cfg.experiment.name}")
+
+
+def _ray_only_options(backend: str, **given: object) -> None:
+    """Options that only the Ray backend reads are refused with another backend.
+
+    NOTE: refused rather than ignored: ``--shards 4`` on the local backend would otherwise
+    run one shard and record ``shards = 1`` while the user believes they tested four.
+    """
+    if backend != "ray":
+        for name, value in given.items():
+            if value is not None:
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(
+                    f"{flag} {value}: only the Ray backend uses it; add --backend ray "
+                    f"(or drop {flag} for a local run)"
+                )
 
 
 @app.command()

@@ -342,6 +342,20 @@ def _wait_for_rows(proc: subprocess.Popen[str], runs: Path, at_least: int) -> in
     pytest.fail("no rows appeared")
 
 
+def _wait_until_no_live_staging(events: Path) -> None:
+    """Poll until no staging folder under ``events`` has a live owner (twice in a row)."""
+    from raysim.runtime.staging import STAGING, owner_gone
+
+    deadline = time.monotonic() + 120
+    quiet = 0
+    while quiet < 2:
+        live = [p for p in events.glob(".staging-*") if STAGING.match(p.name) and not owner_gone(p)]
+        quiet = 0 if live else quiet + 1
+        if time.monotonic() > deadline:
+            pytest.fail(f"staging folders still owned by live tasks: {live}")
+        time.sleep(0.1)
+
+
 def _check_complete(results: Path) -> pd.DataFrame:
     """Every visible events directory is a complete, readable run; rows are unique."""
     table = pd.read_parquet(results / "runs.parquet")
@@ -365,9 +379,9 @@ def test_kill_9_mid_sweep_then_rerun_equals_an_uninterrupted_sweep(
     proc.wait()
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)  # anything the killed driver left in its group
-    # NOTE: Ray kills a dead driver's tasks asynchronously; give them a moment to go, so
-    # no straggler renames a run into place while the checks below look.
-    time.sleep(1.0)
+    # NOTE: Ray kills a dead driver's tasks asynchronously; wait until none of them holds a
+    # staging folder any more, so no straggler renames a run into place while we look.
+    _wait_until_no_live_staging(out / "tiny" / "events")
     done = _check_complete(out / "tiny")
     assert 2 <= len(done) < 8, "the sweep should have been killed half-way"
     resumed = run_sweep(plan, out, progress=False)

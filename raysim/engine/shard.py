@@ -150,8 +150,8 @@ class Shard:
         if spec.stop_when:
             self.milestone_names |= {spec.stop_when}
         self.milestones: dict[str, tuple[set[int], int]] = {
-            m: (set(), -1) for m in self.milestone_names
-        }
+            m: (set(), -1) for m in sorted(self.milestone_names)
+        }  # NOTE: sorted, so the run row's milestone columns do not depend on PYTHONHASHSEED
         self.missing = n_local  # live local nodes that have not emitted stop_when yet
         self.counts = {
             "delivered": 0,
@@ -167,8 +167,8 @@ class Shard:
         # The columnar path (BatchProtocol): state and counters as numpy arrays.
         self.alive_np = np.zeros(n_local, dtype=bool)
         self.epoch_np = np.zeros(n_local, dtype=np.int64)
-        self.seen_np = {m: np.zeros(n_local, dtype=bool) for m in self.milestone_names}
-        self.seen_last = dict.fromkeys(self.milestone_names, -1)
+        self.seen_np = {m: np.zeros(n_local, dtype=bool) for m in sorted(self.milestone_names)}
+        self.seen_last = dict.fromkeys(sorted(self.milestone_names), -1)
         self._life_chunks: list[tuple[np.ndarray, int, np.ndarray, np.ndarray]] = []
         self._mtype_log: np.ndarray | None = None
         if self.batch:
