@@ -204,12 +204,20 @@ def test_sweep_writes_rows_and_resumes_only_what_is_missing(
     before = events(res, gone_row)
     shutil.rmtree(res / "events" / f"run_id={gone_events}")
     table[table["run_id"] != gone_row].to_parquet(res / "runs.parquet", index=False)
+    # Leftovers of killed writers: a torn runs-table temporary, and staging folders of
+    # attempts whose process died (one for a run to redo, one for a run Ray retried fine).
+    (res / ".runs-0123456789abcdef.parquet").write_bytes(b"PAR1 torn")
+    for rid in (gone_events, plan.runs[3].run_id):
+        dead = res / "events" / f".staging-{rid}-0badcafe"
+        dead.mkdir()
+        (dead / "part-00000.parquet").write_bytes(b"half")
     capsys.readouterr()
     third = run_sweep(plan, tmp_path, progress=True)
     assert (third.ok, third.skipped) == (2, 2)
     bar = capsys.readouterr().err
     assert "4/4" in bar and "ok=2" in bar and "run/s" in bar  # counts and rate (for the ETA)
     assert len(pd.read_parquet(res / "runs.parquet")) == 4
+    assert not list(res.glob(".runs-*")) and not list((res / "events").glob(".staging-*"))
     pd.testing.assert_frame_equal(events(res, gone_row), before)
 
 

@@ -157,14 +157,16 @@ def _replicates(value: Any, where: str) -> tuple[int, ...]:
         raise ConfigError(f"{where}: sweep.seeds: expected a count or a list of replicate indices")
     if isinstance(value, int):
         if not 1 <= value <= MAX_RUNS:
-            raise ConfigError(f"{where}: sweep.seeds: must be 1..{MAX_RUNS} (got {value})")
+            raise ConfigError(
+                f"{where}: sweep.seeds: must be at least 1 and at most {MAX_RUNS} (got {value})"
+            )
         return tuple(range(value))
     if isinstance(value, list) and value:
         if not all(
             isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63 for v in value
         ):
             raise ConfigError(
-                f"{where}: sweep.seeds: list entries must be integers in 0..{2**63 - 1}"
+                f"{where}: sweep.seeds: list entries must be non-negative integers below 2**63"
             )
         if len(set(value)) != len(value):
             raise ConfigError(f"{where}: sweep.seeds: replicate indices must be distinct")
