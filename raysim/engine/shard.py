@@ -90,6 +90,7 @@ class StepInfo:
     out_min_time: list[int]  # per destination shard, the earliest delivery sent there
     done: bool  # every live local node has emitted the stop observation
     stopped: bool = False  # the stop rule held after the previous window: nothing was done
+    events: int = 0  # deliveries and timers handled so far (for progress display only)
 
 
 # What a shard hands to a destination shard after a window: whether the sender had met the
@@ -317,7 +318,8 @@ class Shard:
             done = bool(stop) and not (self.alive_np & ~self.seen_np[stop]).any() if stop else False
         else:
             done = self.missing <= 0
-        return StepInfo(self.next_time(), out_min, done)
+        c = self.counts
+        return StepInfo(self.next_time(), out_min, done, events=c["delivered"] + c["timers"])
 
     def next_time(self) -> int:
         """The earliest pending local event."""

@@ -33,8 +33,14 @@ from raysim.experiments.config import ExperimentConfig
 from raysim.experiments.results import _locked, append_run_row
 from raysim.network.lifecycle import read_trace
 from raysim.network.router import RouteStats
-from raysim.protocols import lookup
-from raysim.runtime.backends import ROUTER_PLACEMENTS, run_local, run_ray, shard_bounds
+from raysim.protocols import available, lookup
+from raysim.runtime.backends import (
+    ROUTER_PLACEMENTS,
+    Progress,
+    run_local,
+    run_ray,
+    shard_bounds,
+)
 
 BACKENDS = ("local", "ray")
 
@@ -109,6 +115,30 @@ def prepare_results_dir(out: Path, experiment: str) -> Path:
     return target
 
 
+def effective_protocol(cfg: ExperimentConfig) -> str:
+    """The registered name that describes what the run really runs.
+
+    A name implies parameter presets (``gossip.push_pull`` is ``mode = "push_pull"``); a
+    ``--set protocol.mode=push`` overrides them, and the run is then ``gossip.push``. Among
+    the names registered for the same class whose presets all hold for the run's effective
+    parameters, the one with the most presets wins (ties: the name as written, then the
+    alphabetically first); with no match, the name as written.
+    """
+    given = lookup(cfg.experiment.protocol)
+    params = given.make_params(cfg.protocol).model_dump(mode="json")
+    candidates = [
+        spec
+        for spec in available()
+        if spec.cls is given.cls
+        and all(params.get(k) == v for k, v in spec.presets.items())
+    ]
+    if not candidates:
+        return given.name
+    best = max(len(s.presets) for s in candidates)
+    names = [s.name for s in candidates if len(s.presets) == best]
+    return given.name if given.name in names else names[0]
+
+
 def make_spec(cfg: ExperimentConfig, run_id: str) -> RunSpec:
     """The shard-level description of a validated configuration."""
     e, n = cfg.experiment, cfg.network
@@ -161,6 +191,12 @@ def summarize(spec: RunSpec, raw: dict[str, Any]) -> dict[str, Any]:
         "corrupted": route.corrupted,
         **counts,
     }
+    # Every copy the network carried (sent + duplicated) was delivered, lost, cut by a
+    # partition, dropped at a crashed node, failed its checksum, or is still on its way.
+    accounted = sum(
+        stats.get(k, 0) for k in ("delivered", "lost", "partitioned", "dropped_crashed", "corrupt")
+    )
+    stats["in_flight"] = route.sent + route.duplicated - accounted
     for name, (count, last) in milestones.items():
         stats[f"{name}_nodes"] = count
         stats[f"{name}_time"] = last
@@ -176,11 +212,13 @@ def run(
     router: str = "shard",
     address: str | None = None,
     write_row: bool = True,
+    progress: Progress | None = None,
 ) -> RunResult:
     """Run one experiment; write its event log and its ``runs.parquet`` row.
 
     With ``write_row=False`` the row is only returned (``RunResult.row``) and the caller
     writes it: the sweep driver does, so that one process owns ``runs.parquet``.
+    ``progress(window end, events so far)`` is called after each window (``raysim run``'s bar).
     """
     if backend not in BACKENDS:
         raise ConfigError(f"--backend {backend!r}: allowed: {', '.join(BACKENDS)}")
@@ -204,7 +242,7 @@ def run(
     row: dict[str, Any] = {
         "run_id": run_id,
         "experiment": cfg.experiment.name,
-        "protocol": cfg.experiment.protocol,
+        "protocol": effective_protocol(cfg),
         "seed": cfg.experiment.seed,
         "backend": backend,
         "shards": len(bounds) - 1,
@@ -214,9 +252,11 @@ def run(
     t0 = time.perf_counter()
     try:
         if backend == "local":
-            raw = run_local(spec, bounds, log_dir)
+            raw = run_local(spec, bounds, log_dir, progress=progress)
         else:
-            raw = run_ray(spec, bounds, log_dir, router=router, address=address)
+            raw = run_ray(
+                spec, bounds, log_dir, router=router, address=address, progress=progress
+            )
     except ProtocolError as e:
         shutil.rmtree(staging, ignore_errors=True)
         row.update(status="failed", error=str(e).splitlines()[0], traceback=e.traceback)
