@@ -254,8 +254,11 @@ def run(
         if backend == "local":
             raw = run_local(spec, bounds, log_dir, progress=progress)
         else:
+            # NOTE: absolute, since Ray actors need not share this process's working
+            # directory (they do not when joining a running cluster).
+            ray_dir = log_dir.absolute() if log_dir is not None else None
             raw = run_ray(
-                spec, bounds, log_dir, router=router, address=address, progress=progress
+                spec, bounds, ray_dir, router=router, address=address, progress=progress
             )
     except ProtocolError as e:
         shutil.rmtree(staging, ignore_errors=True)
