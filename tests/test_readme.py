@@ -1,176 +1,26 @@
-"""The README cannot drift: its shell and Python blocks run as written, in order.
-
-How the README's fenced blocks are read:
-
-- ```` ```bash ```` blocks are commands. Each line (``\\`` continues it) runs in a fresh
-  ``bash`` from a scratch working directory laid out like the repository root (``.venv``,
-  ``experiments``, ``analysis``, ``pyproject.toml`` and ``Makefile`` are links into it), so
-  ``results/`` is the scratch directory's own. A line whose comment says ``exits N``
-  must end with exit code N; every other line must succeed. ``make TARGET`` lines are
-  checked with ``make -n TARGET`` in the repository (the targets themselves install, run
-  the whole suite or open JupyterLab).
-- ```` ```python ```` blocks run with this interpreter in the same directory, after the
-  commands above them (the toolkit section's blocks are ``tests/test_ring.py``'s).
-- ```` ```text ```` blocks (and plain ```` ``` ```` ones) are output samples or pictures,
-  never run. A ``text`` block right after a ``bash`` block is the output of that block's
-  first command: it must match what the command prints, line for line, but for wall-clock
-  seconds (``0.09 s``), which vary. A command with a sample is run exactly as written.
-- ```` ```toml ```` blocks are experiment-file excerpts (``tests/test_config.py``).
-
-Slow commands run at the sizes of :data:`FAST`: the extra ``--set`` options appended to
-each, keyed by the command as written (comments and environment assignments dropped). A
-key that no longer matches a README command fails the test, so the map follows the README.
-Every raysim command joins this test session's Ray (``RAY_ADDRESS``) instead of starting
-its own, which saves ~5 s a command.
-"""
+"""The README cannot drift: its shell and Python blocks run as written, in order, and the
+notebooks run on the results of its commands. How the blocks are read, and the map of
+quick sizes, are in ``tests/readme_support.py``."""
 
 from __future__ import annotations
 
-import os
-import re
-import shlex
-import subprocess
-import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
-LINKED = (".venv", "experiments", "analysis", "pyproject.toml", "Makefile", "raysim")
-
-_ONE_SEED = ["--set", "sweep.seeds=1"]
-# command as written (without comment) -> extra arguments that make it quick
-FAST: dict[str, list[str]] = {
-    ".venv/bin/raysim run experiments/gossip_convergence.toml --set network.nodes=10000 "
-    "--set faults.loss=0.1 --set protocol.mode=push --seed 7": ["--set", "network.nodes=500"],
-    ".venv/bin/raysim run experiments/gossip_convergence.toml --backend ray --shards 4": [
-        "--set", "network.nodes=200"],
-    ".venv/bin/raysim sweep experiments/gossip_quick.toml --out results": [
-        *_ONE_SEED, "--set", "sweep.network.nodes=[60]", "--set", "sweep.faults.loss=[0.0, 0.3]"],
-    ".venv/bin/raysim sweep experiments/chord_path_length.toml --out results": [
-        *_ONE_SEED, "--set", "sweep.zip=[]", "--set", "sweep.network.nodes=[16, 64]",
-        "--set", "experiment.duration=4000"],
-    ".venv/bin/raysim sweep experiments/chord_hops.toml --out results": [
-        *_ONE_SEED, "--set", "network.nodes=48", "--set", "experiment.duration=12000"],
-    ".venv/bin/raysim sweep experiments/chord_failures.toml --out results": [
-        *_ONE_SEED, "--set", "network.nodes=48", "--set", "experiment.duration=25000",
-        "--set", "sweep.faults.crashes=[[], [{fraction=0.25, at=8000}]]"],
-    ".venv/bin/raysim sweep experiments/chord_churn.toml --out results": [
-        *_ONE_SEED, "--set", "network.nodes=48", "--set", "experiment.duration=25000",
-        "--set", "sweep.faults.churn.rate=[2.0]"],
-    ".venv/bin/raysim sweep experiments/chord_churn.toml --out results "
-    "--set faults.churn.model=none --set faults.churn.rate=0.0": [
-        *_ONE_SEED, "--set", "network.nodes=48", "--set", "experiment.duration=25000"],
-    ".venv/bin/raysim run experiments/chord_keys.toml --out results": [
-        "--set", "network.nodes=32", "--set", "experiment.duration=20000",
-        "--set", "faults.churn.end=15000"],
-    ".venv/bin/python -m raysim.analysis.chord load --nodes 1024": ["--nodes", "64"],
-    ".venv/bin/python -m raysim.analysis.chord moves --nodes 1024": ["--nodes", "64"],
-}
-
-
-@dataclass
-class Block:
-    """One fenced block of the README."""
-
-    lang: str
-    text: str
-    line: int  # where it starts in README.md (1-based)
-
-
-def blocks(markdown: str) -> list[Block]:
-    """The fenced blocks in order, indented ones (inside lists) included."""
-    out, lines, i = [], markdown.splitlines(), 0
-    while i < len(lines):
-        m = re.match(r"^( *)```(\w*)\s*$", lines[i])
-        if not m:
-            i += 1
-            continue
-        indent, lang, start = len(m.group(1)), m.group(2), i
-        body = []
-        i += 1
-        while not re.match(r"^ *```\s*$", lines[i]):
-            body.append(lines[i][indent:])
-            i += 1
-        out.append(Block(lang or "text", "\n".join(body) + "\n", start + 1))
-        i += 1
-    return out
-
-
-@dataclass
-class Command:
-    """One shell command of a bash block."""
-
-    text: str  # as written, continuation lines joined, comment kept
-    words: list[str]  # shell words, comment and leading VAR=value assignments dropped
-    env: dict[str, str]
-    exit_code: int
-
-    @property
-    def key(self) -> str:
-        return " ".join(self.words)
-
-
-def commands(block: Block) -> list[Command]:
-    """The commands of a bash block (one per logical line)."""
-    out, pending = [], ""
-    for raw in block.text.splitlines():
-        if raw.rstrip().endswith("\\"):
-            pending += raw.rstrip()[:-1] + " "
-            continue
-        line, pending = pending + raw, ""
-        words = shlex.split(line, comments=True)
-        if not words:
-            continue
-        env = {}
-        while words and re.match(r"^[A-Z_][A-Z0-9_]*=", words[0]):
-            k, v = words.pop(0).split("=", 1)
-            env[k] = v
-        code = re.search(r"#.*\bexits (\d+)", line)
-        out.append(Command(line, words, env, int(code.group(1)) if code else 0))
-    return out
-
-
-def plan() -> list[tuple[Block, list[Command], Block | None]]:
-    """Runnable blocks in README order, each bash block with its output sample (if any)."""
-    text = README.read_text(encoding="utf-8")
-    toolkit = text.index("## The causality and replicated-data toolkit")
-    toolkit_end = text.index("\n## ", toolkit + 10)
-    first_line = (text[:toolkit].count("\n") + 1, text[:toolkit_end].count("\n") + 1)
-    bs = blocks(text)
-    out = []
-    for i, b in enumerate(bs):
-        if b.lang == "bash":
-            after = bs[i + 1] if i + 1 < len(bs) and bs[i + 1].lang == "text" else None
-            out.append((b, commands(b), after))
-        elif b.lang == "python" and not first_line[0] <= b.line <= first_line[1]:
-            out.append((b, [], None))
-    return out
-
-
-SECONDS = re.compile(r"\b\d+\.\d+ s\b")
-
-
-def _normalise(output: str) -> list[str]:
-    return [SECONDS.sub("<seconds> s", ln.rstrip()) for ln in output.strip().splitlines()]
-
-
-@pytest.fixture(scope="module")
-def workdir(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A scratch directory that looks like the repository root to the README's commands."""
-    d = tmp_path_factory.mktemp("readme")
-    for name in LINKED:
-        (d / name).symlink_to(ROOT / name)
-    return d
-
-
-def _env() -> dict[str, str]:
-    import ray
-
-    return {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+from tests.conftest import execute_notebook
+from tests.readme_support import (  # noqa: F401  (fixtures)
+    CHORD_EXAMPLES,
+    FAST,
+    FULL_LOGS,
+    GOSSIP_EXAMPLES,
+    ROOT,
+    SWEPT_P_OR_R,
+    plan,
+    readme_results,
+    workdir,
+)
 
 
 def test_the_readme_has_runnable_blocks_and_samples() -> None:
@@ -184,42 +34,33 @@ def test_the_readme_has_runnable_blocks_and_samples() -> None:
         assert c.words[0] in ("make", "source") or c.words[0].startswith(".venv/bin/"), c.text
 
 
-def test_every_readme_block_runs_as_written(workdir: Path) -> None:
-    env = _env()
-    took: list[tuple[float, str]] = []  # printed: pytest shows it with -rP or on a failure
-    for block, cmds, sample in plan():
-        t0 = time.perf_counter()
-        if block.lang == "python":
-            r = subprocess.run([sys.executable, "-c", block.text], cwd=workdir, env=env,
-                               capture_output=True, text=True, timeout=120)
-            assert r.returncode == 0, f"README.md:{block.line}: python block\n{r.stderr[-3000:]}"
-            took.append((time.perf_counter() - t0, f"README.md:{block.line}: python"))
-            continue
-        for i, c in enumerate(cmds):
-            if c.words[0] == "make":
-                r = subprocess.run(["make", "-n", *c.words[1:]], cwd=ROOT, capture_output=True,
-                                   text=True, timeout=60)
-                assert r.returncode == 0, f"README.md:{block.line}: {c.text}\n{r.stderr}"
-                continue
-            t0 = time.perf_counter()
-            extra = FAST.get(c.key, [])
-            if i == 0 and sample is not None:
-                assert not extra, f"README.md:{block.line}: a command with a sample runs as is"
-            argv = [*c.words, *extra]
-            r = subprocess.run(shlex.join(argv), shell=True, executable="/bin/bash",
-                               cwd=workdir, env={**env, **c.env}, capture_output=True,
-                               text=True, timeout=180)
-            where = f"README.md:{block.line}: {c.text}"
-            assert r.returncode == c.exit_code, f"{where}\nexit {r.returncode}\n{r.stderr[-3000:]}"
-            if i == 0 and sample is not None:
-                assert _normalise(r.stdout + r.stderr) == _normalise(sample.text), (
-                    f"{where}: the sample at README.md:{sample.line} differs from what it "
-                    f"prints:\n{r.stdout}{r.stderr}"
-                )
-            took.append((time.perf_counter() - t0, c.key[:90]))
-    for seconds, what in sorted(took, reverse=True)[:8]:
-        print(f"{seconds:6.1f} s  {what}")
+def test_every_readme_block_runs_as_written(readme_results: Path) -> None:  # noqa: F811
     # What the blocks left behind is what the README says they leave.
-    assert (workdir / "results" / "gossip_quick" / "report.html").is_file()
-    assert (workdir / "results" / "gossip_quick" / "convergence.html").is_file()
-    assert (workdir / "results" / "chord_failures" / "report.html").is_file()
+    assert (readme_results / "gossip_quick" / "report.html").is_file()
+    assert (readme_results / "gossip_quick" / "convergence.html").is_file()
+    assert (readme_results / "chord_failures" / "report.html").is_file()
+    assert {p.name for p in readme_results.iterdir()} >= {*GOSSIP_EXAMPLES, *CHORD_EXAMPLES}
+
+
+@pytest.mark.parametrize(
+    ("notebook", "experiment"),
+    [("gossip_convergence.ipynb", e) for e in GOSSIP_EXAMPLES]
+    + [("chord_lookups.ipynb", e) for e in CHORD_EXAMPLES],
+)
+def test_notebook_runs_on_every_example_it_supports(
+    readme_results: Path,  # noqa: F811
+    notebook: str, experiment: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = ROOT / "analysis" / notebook
+    assert experiment in path.read_text(encoding="utf-8")  # the notebook names it
+    text, figures = execute_notebook(path, readme_results / experiment, monkeypatch)
+    runs = pd.read_parquet(readme_results / experiment / "runs.parquet")
+    if notebook.startswith("gossip"):
+        assert f"{len(runs)} runs; swept:" in text and figures == 3
+        return
+    assert f"{len(runs)} chord runs" in text
+    said = "maintenance traffic: not in this log" in text
+    assert said == (experiment not in FULL_LOGS)  # said, not drawn as zeros
+    # hops vs N, hop distribution and key load always; failures and maintenance if they apply
+    expected = 3 + (experiment in SWEPT_P_OR_R) + (experiment in FULL_LOGS)
+    assert figures == expected, text

@@ -101,6 +101,9 @@ def _params_section(runs_all: pd.DataFrame, manifest: Any) -> str:
                      f"</code>, master seed {html.escape(str(manifest.get('master_seed')))}; "
                      "each run's seed is derived from it and the run's parameters.</p>")
         parts.append(_table(pd.DataFrame(rows)))
+    else:
+        parts.append('<p class="note">No sweep here (no <code>sweep.json</code>): these are '
+                     "single <code>raysim run</code>s. Below are the values they took.</p>")
     varying = ra.varying_params(runs_all)
     if varying:
         vals = [{"parameter": c, "values": ", ".join(map(str, _sorted(runs_all[c].dropna())))}
@@ -115,6 +118,19 @@ def _params_section(runs_all: pd.DataFrame, manifest: Any) -> str:
     return "\n".join(parts)
 
 
+def _against_n_missing(runs: pd.DataFrame) -> str | None:
+    """Why figures against N cannot be drawn from ``runs`` (None when they can)."""
+    ns = sorted(runs["network.nodes"].dropna().unique()) if "network.nodes" in runs else []
+    if len(ns) > 1:
+        return None
+    where = f"N = {ns[0]}" if ns else "one network size"
+    return (f'<p class="note">Not shown: rounds and messages against N need runs at several '
+            f"network sizes, and these runs all have {where} (a sweep over "
+            "<code>network.nodes</code>, or <code>raysim run … --set network.nodes=…</code> "
+            "into the same results directory, gives them). Their figures are in the summary "
+            "table below.</p>")
+
+
 def _gossip_section(loc: Location, runs: pd.DataFrame) -> str:
     times = ra.informed_times(loc, runs)
     if not any(len(t) for t in times.values()):
@@ -122,14 +138,8 @@ def _gossip_section(loc: Location, runs: pd.DataFrame) -> str:
     curves = ra.convergence_curves(loc, runs=runs, times=times)
     per_run = ra.milestones(loc, runs=runs, times=times)
     summary = ra.milestone_summary(per_run)
-    parts = [
-        "<h2>Convergence</h2>",
-        "<p>Fraction of nodes that know the update against rounds (time / "
-        "<code>protocol.period</code>): the line is the mean over seeds, the band its 95 % "
-        "confidence interval; dotted lines are the mean-field prediction for synchronous "
-        "rounds (Demers et al. 1987), which runs with <code>phase = \"random\"</code> beat "
-        "because news can travel several hops within one round.</p>",
-        _figure(ra.fig_convergence(curves, ra.theory_curves(curves, runs)), "fig-convergence"),
+    missing = _against_n_missing(runs)
+    against_n = [
         "<h2>Rounds to 50 %, 99 % and 100 %</h2>",
         "<p>Mean ± 95 % confidence interval over seeds against the number of nodes; thin "
         "lines: mean-field rounds; black dash-dot: Pittel's log₂N + ln N for push without "
@@ -139,6 +149,16 @@ def _gossip_section(loc: Location, runs: pd.DataFrame) -> str:
         "<h2>Messages per node</h2>",
         "<p>Messages sent until the run stopped, divided by the number of nodes.</p>",
         _figure(ra.fig_messages(summary), "fig-messages"),
+    ] if missing is None else ["<h2>Rounds and messages against N</h2>", missing]
+    parts = [
+        "<h2>Convergence</h2>",
+        "<p>Fraction of nodes that know the update against rounds (time / "
+        "<code>protocol.period</code>): the line is the mean over seeds, the band its 95 % "
+        "confidence interval; dotted lines are the mean-field prediction for synchronous "
+        "rounds (Demers et al. 1987), which runs with <code>phase = \"random\"</code> beat "
+        "because news can travel several hops within one round.</p>",
+        _figure(ra.fig_convergence(curves, ra.theory_curves(curves, runs)), "fig-convergence"),
+        *against_n,
         "<h2>Summary over seeds</h2>",
         _table(summary),
     ]
@@ -220,8 +240,10 @@ def build(where: str | Path | Location) -> str:
         if (runs["protocol"] == "chord").any():
             body.append(_chord_section(loc, runs))
     body.append(_runs_section(runs_all))
-    refs = "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in REFERENCES.items())
-    body.append(f"<h2>Theory references</h2><ul class=\"note\">{refs}</ul>")
+    refs = "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>"
+                   for k, v in _references(runs).items())
+    if refs:
+        body.append(f"<h2>Theory references</h2><ul class=\"note\">{refs}</ul>")
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>raysim report: {html.escape(name)}</title><style>{_CSS}</style>"
@@ -229,6 +251,23 @@ def build(where: str | Path | Location) -> str:
         + "\n".join(b for b in body if b)
         + "\n</body></html>\n"
     )
+
+
+CHORD_REFERENCE = ("½·log₂N hops per lookup; failures and churn (Stoica, Morris, Karger, "
+                   "Kaashoek & Balakrishnan 2001)")
+
+
+def _references(runs: pd.DataFrame) -> dict[str, str]:
+    """The theory references of the sections this report has (none for other protocols)."""
+    protocols = set(map(str, runs["protocol"].unique())) if len(runs) else set()
+    refs: dict[str, str] = {}
+    if any(p.startswith("gossip") and p != "gossip.average" for p in protocols):
+        refs.update({k: v for k, v in REFERENCES.items() if k != "averaging"})
+    if "gossip.average" in protocols:
+        refs["averaging"] = REFERENCES["averaging"]
+    if "chord" in protocols:
+        refs["chord"] = CHORD_REFERENCE
+    return refs
 
 
 def write(where: str | Path, out_name: str = REPORT) -> list[str]:
