@@ -49,7 +49,8 @@ FAST: dict[str, list[str]] = {
     ".venv/bin/raysim run experiments/gossip_convergence.toml --backend ray --shards 4": [
         "--set", "network.nodes=200"],
     ".venv/bin/raysim sweep experiments/gossip_quick.toml --out results": [
-        *_ONE_SEED, "--set", "sweep.network.nodes=[60]", "--set", "sweep.faults.loss=[0.0, 0.3]"],
+        *_ONE_SEED, "--set", "sweep.network.nodes=[40, 120]",
+        "--set", "sweep.faults.loss=[0.0, 0.3]"],
     ".venv/bin/raysim sweep experiments/chord_path_length.toml --out results": [
         *_ONE_SEED, "--set", "sweep.zip=[]", "--set", "sweep.network.nodes=[16, 64]",
         "--set", "experiment.duration=4000"],

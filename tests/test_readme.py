@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import execute_notebook
-from tests.readme_support import (  # noqa: F401  (fixtures)
+from tests.readme_support import (
     CHORD_EXAMPLES,
     FAST,
     FULL_LOGS,
@@ -18,8 +18,6 @@ from tests.readme_support import (  # noqa: F401  (fixtures)
     ROOT,
     SWEPT_P_OR_R,
     plan,
-    readme_results,
-    workdir,
 )
 
 
@@ -34,7 +32,7 @@ def test_the_readme_has_runnable_blocks_and_samples() -> None:
         assert c.words[0] in ("make", "source") or c.words[0].startswith(".venv/bin/"), c.text
 
 
-def test_every_readme_block_runs_as_written(readme_results: Path) -> None:  # noqa: F811
+def test_every_readme_block_runs_as_written(readme_results: Path) -> None:
     # What the blocks left behind is what the README says they leave.
     assert (readme_results / "gossip_quick" / "report.html").is_file()
     assert (readme_results / "gossip_quick" / "convergence.html").is_file()
@@ -48,7 +46,7 @@ def test_every_readme_block_runs_as_written(readme_results: Path) -> None:  # no
     + [("chord_lookups.ipynb", e) for e in CHORD_EXAMPLES],
 )
 def test_notebook_runs_on_every_example_it_supports(
-    readme_results: Path,  # noqa: F811
+    readme_results: Path,
     notebook: str, experiment: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = ROOT / "analysis" / notebook

@@ -64,8 +64,8 @@ def report_parts(where: Where, runs: pd.DataFrame) -> list[Part]:
     if look[n].nunique() <= 1:
         ns = look[n].unique().tolist() or runs[n].unique().tolist()
         parts.append(Part(
-            "Chord: lookup path length against N",
-            f"Not shown: it needs runs at several N, and these runs all have N = "
+            "Chord: hops against N (not drawn)",
+            f"Path length against N needs runs at several N, and these runs all have N = "
             f"{', '.join(map(str, ns))} (experiments/chord_path_length.toml sweeps N). "
             "The mean hops are in the lookup summary at the end."))
     else:

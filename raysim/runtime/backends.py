@@ -43,7 +43,19 @@ def shard_bounds(n_nodes: int, shards: int | None, shard_size: int | None) -> np
 
 
 def peak_rss_mib() -> float:
-    """Peak resident memory of this process, in MiB."""
+    """Peak resident memory of this process, in MiB.
+
+    NOTE: Linux's ``ru_maxrss`` survives ``exec`` (it keeps the peak of the process image
+    before it), so a process started from a big one would report the parent's size;
+    ``VmHWM`` in ``/proc/self/status`` is this image's own peak.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
