@@ -16,6 +16,10 @@ from raysim.log.schema import CANONICAL_SORT
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
+# The README run (tests/readme_support.py) is shared by the README, notebook and report
+# screenshot tests: registered here, once, so that it runs once per session.
+from tests.readme_support import readme_results, workdir  # noqa: F401
+
 
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[None]:

@@ -23,6 +23,7 @@ AFTER_FAILURE = 10_000  # "right after the failure": lookups started in the firs
 SETTLED = 30_000  # "after stabilization": lookups started 30 s or more after it
 CHURN_WARMUP = 10_000  # under churn, lookups started 10 s or more after churn began
 MAX_DISTRIBUTIONS = 4  # hop distributions shown at most (for evenly spaced N)
+PLACEMENTS = 3  # key-load figure: node placements averaged (as `raysim.analysis.chord load`)
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,14 @@ def report_parts(where: Where, runs: pd.DataFrame) -> list[Part]:
     axes = [a for a in rc.axes(runs) if a in look]
     parts: list[Part] = []
     n = "network.nodes"
-    if look[n].nunique() > 1:
+    if look[n].nunique() <= 1:
+        ns = look[n].unique().tolist() or runs[n].unique().tolist()
+        parts.append(Part(
+            "Chord: hops against N (not drawn)",
+            f"Path length against N needs runs at several N, and these runs all have N = "
+            f"{', '.join(map(str, ns))} (experiments/chord_path_length.toml sweeps N). "
+            "The mean hops are in the lookup summary at the end."))
+    else:
         by = [n, *_other_axes(look, n, axes)]
         parts.append(Part(
             "Chord: lookup path length against N",
@@ -147,8 +155,9 @@ def report_parts(where: Where, runs: pd.DataFrame) -> list[Part]:
     parts.append(Part(
         "Consistent hashing: keys per node against virtual nodes",
         f"{n_load} nodes, {100 * n_load} keys (the ring toolkit, no simulation): percentiles "
-        "of keys per physical node divided by the mean, averaged over 2 node placements.",
-        rc.fig_key_load(rc.key_load(n_load, 100, replicates=2))))
+        f"of keys per physical node divided by the mean, averaged over {PLACEMENTS} node "
+        "placements.",
+        rc.fig_key_load(rc.key_load(n_load, 100, replicates=PLACEMENTS))))
     moves = rc.keys_moved_on_join(n_load, 100, joins=10)
     parts.append(Part(
         "Consistent hashing: keys moved on a join",

@@ -33,8 +33,14 @@ from raysim.experiments.config import ExperimentConfig
 from raysim.experiments.results import append_run_row, check_runs_table, locate
 from raysim.network.lifecycle import read_trace
 from raysim.network.router import RouteStats
-from raysim.protocols import module_sources
-from raysim.runtime.backends import ROUTER_PLACEMENTS, run_local, run_ray, shard_bounds
+from raysim.protocols import available, lookup, module_sources
+from raysim.runtime.backends import (
+    ROUTER_PLACEMENTS,
+    Progress,
+    run_local,
+    run_ray,
+    shard_bounds,
+)
 from raysim.runtime.staging import Staging, remove_dead
 
 BACKENDS = ("local", "ray")
@@ -108,6 +114,30 @@ def prepare_results_dir(out: Path, experiment: str) -> Path:
     return target
 
 
+def effective_protocol(cfg: ExperimentConfig) -> str:
+    """The registered name that describes what the run really runs.
+
+    A name implies parameter presets (``gossip.push_pull`` is ``mode = "push_pull"``); a
+    ``--set protocol.mode=push`` overrides them, and the run is then ``gossip.push``. Among
+    the names registered for the same class whose presets all hold for the run's effective
+    parameters, the one with the most presets wins (ties: the name as written, then the
+    alphabetically first); with no match, the name as written.
+    """
+    given = lookup(cfg.experiment.protocol)
+    params = given.make_params(cfg.protocol).model_dump(mode="json")
+    candidates = [
+        spec
+        for spec in available()
+        if spec.cls is given.cls
+        and all(params.get(k) == v for k, v in spec.presets.items())
+    ]
+    if not candidates:
+        return given.name
+    best = max(len(s.presets) for s in candidates)
+    names = [s.name for s in candidates if len(s.presets) == best]
+    return given.name if given.name in names else names[0]
+
+
 def make_spec(cfg: ExperimentConfig, run_id: str) -> RunSpec:
     """The shard-level description of a validated configuration."""
     e, n = cfg.experiment, cfg.network
@@ -160,6 +190,12 @@ def summarize(spec: RunSpec, raw: dict[str, Any]) -> dict[str, Any]:
         "corrupted": route.corrupted,
         **counts,
     }
+    # Every copy the network carried (sent + duplicated) was delivered, lost, cut by a
+    # partition, dropped at a crashed node, failed its checksum, or is still on its way.
+    accounted = sum(
+        stats.get(k, 0) for k in ("delivered", "lost", "partitioned", "dropped_crashed", "corrupt")
+    )
+    stats["in_flight"] = route.sent + route.duplicated - accounted
     for name, (count, last) in sorted(milestones.items()):
         stats[f"{name}_nodes"] = count
         stats[f"{name}_time"] = last
@@ -176,6 +212,7 @@ def run(
     address: str | None = None,
     write_row: bool = True,
     strict: bool = False,
+    progress: Progress | None = None,
 ) -> RunResult:
     """Run one experiment; write its event log and its ``runs.parquet`` row.
 
@@ -183,6 +220,7 @@ def run(
     writes it: the sweep driver does, so that one process owns ``runs.parquet``. The
     protocol's safety checks run at the end (:mod:`raysim.experiments.checks`); with
     ``strict`` a run with violations is recorded as failed (its events are kept).
+    ``progress(window end, events so far)`` is called after each window (``raysim run``'s bar).
     """
     proto = _protocol(cfg, strict)
     if backend not in BACKENDS:
@@ -206,7 +244,7 @@ def run(
     row: dict[str, Any] = {
         "run_id": run_id,
         "experiment": cfg.experiment.name,
-        "protocol": cfg.experiment.protocol,
+        "protocol": effective_protocol(cfg),
         "seed": cfg.experiment.seed,
         "backend": backend,
         "shards": len(bounds) - 1,
@@ -216,11 +254,15 @@ def run(
     t0 = time.perf_counter()
     try:
         if backend == "local":
-            raw = run_local(spec, bounds, log_dir)
+            raw = run_local(spec, bounds, log_dir, progress=progress)
         else:
-            raw = run_ray(spec, bounds, log_dir, router=router, address=address,
+            # NOTE: absolute, since Ray actors need not share this process's working
+            # directory (they do not when joining a running cluster).
+            ray_dir = log_dir.absolute() if log_dir is not None else None
+            raw = run_ray(spec, bounds, ray_dir, router=router, address=address,
                           modules=cfg.experiment.modules,
-                          sources=module_sources(cfg.experiment.protocol, cfg.experiment.modules))
+                          sources=module_sources(cfg.experiment.protocol, cfg.experiment.modules),
+                          progress=progress)
     except (ProtocolError, RunFailed) as e:
         if staging is not None:
             staging.discard()

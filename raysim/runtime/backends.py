@@ -51,7 +51,19 @@ def shard_bounds(n_nodes: int, shards: int | None, shard_size: int | None) -> np
 
 
 def peak_rss_mib() -> float:
-    """Peak resident memory of this process, in MiB."""
+    """Peak resident memory of this process, in MiB.
+
+    NOTE: Linux's ``ru_maxrss`` survives ``exec`` (it keeps the peak of the process image
+    before it), so a process started from a big one would report the parent's size;
+    ``VmHWM`` in ``/proc/self/status`` is this image's own peak.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -59,10 +71,17 @@ def peak_rss_mib() -> float:
 # collect(handle) -> per-shard StepInfo
 Submit = Callable[[int, list[list[Any]]], tuple[list[list[Any]], Any]]
 Collect = Callable[[Any], list[StepInfo]]
+# progress(window end time, deliveries + timers handled so far): for a progress display only
+Progress = Callable[[int, int], None]
 
 
 def coordinate(
-    spec: RunSpec, n_shards: int, submit: Submit, collect: Collect, depth: int = 1
+    spec: RunSpec,
+    n_shards: int,
+    submit: Submit,
+    collect: Collect,
+    depth: int = 1,
+    progress: Progress | None = None,
 ) -> int:
     """Drive windows until the duration, the stop rule, or no pending event; returns end time.
 
@@ -71,6 +90,7 @@ def coordinate(
     their outputs, so with Ray the coordinator is not on the critical path); the infos of
     finished windows tell it when it may jump over empty windows and when the run is over.
     The set of windows with events, and so the log, does not depend on ``depth``.
+    ``progress``, if given, is called after each finished window (it sees, never steers).
     """
     lookahead, duration = spec.lookahead, spec.duration
     inbox: list[list[Any]] = [[] for _ in range(n_shards)]
@@ -91,6 +111,8 @@ def coordinate(
         if over or any(i.stopped for i in infos):
             over = True
             continue
+        if progress is not None:
+            progress(end, sum(i.events for i in infos))
         nxt = min(min(i.next_time for i in infos), min(min(i.out_min_time) for i in infos))
         if spec.stop_when and all(i.done for i in infos):
             over = True
@@ -117,7 +139,9 @@ def resolve_protocol(spec: RunSpec, modules: Sequence[str] = ()) -> ProtocolSpec
     return resolve(spec.protocol, modules)
 
 
-def run_local(spec: RunSpec, bounds: np.ndarray, log_dir: Path | None) -> dict[str, Any]:
+def run_local(
+    spec: RunSpec, bounds: np.ndarray, log_dir: Path | None, progress: Progress | None = None
+) -> dict[str, Any]:
     """Run every shard in this process (the reference backend)."""
     n = len(bounds) - 1
     proto, schedule = resolve_protocol(spec), lifecycle_schedule(spec)
@@ -131,7 +155,7 @@ def run_local(spec: RunSpec, bounds: np.ndarray, log_dir: Path | None) -> dict[s
         return _by_destination([r[0] for r in results]), [r[1] for r in results]
 
     with paused_gc():
-        end = coordinate(spec, n, submit, lambda infos: infos)
+        end = coordinate(spec, n, submit, lambda infos: infos, progress=progress)
     finals = [s.finish() for s in shards]
     return {"end_time": end, "shards": finals, "peak_rss_mib": peak_rss_mib()}
 
@@ -352,6 +376,7 @@ def run_ray(
     address: str | None = None,
     modules: Sequence[str] = (),
     sources: Sequence[str] = (),
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Run the shards as Ray actors, routing in each shard or in one router actor.
 
@@ -415,9 +440,13 @@ def run_ray(
     try:
         with _actor_deaths(spec.run_id, actors, router_actor):
             if in_shard:
-                end = coordinate(spec, n, submit_in_shard, collect_in_shard, depth=PIPELINE_DEPTH)
+                end = coordinate(
+                    spec, n, submit_in_shard, collect_in_shard, PIPELINE_DEPTH, progress
+                )
             else:
-                end = coordinate(spec, n, submit_router, collect_router, depth=PIPELINE_DEPTH)
+                end = coordinate(
+                    spec, n, submit_router, collect_router, PIPELINE_DEPTH, progress
+                )
             finals: list[dict[str, Any]] = ray.get([a.finish.remote() for a in actors])
             if router_actor is not None:
                 r = ray.get(router_actor.finish.remote())
