@@ -100,7 +100,7 @@ def test_no_byzantine_section_changes_nothing(tmp_path: Path) -> None:
     ("byz", "expected"),
     [
         ({"nodes": "0-99"}, "faults.byzantine.nodes: range '0-99' is outside 0..15"),
-        ({"nodes": [3, 16]}, "faults.byzantine.nodes: node ids must be in 0..15"),
+        ({"nodes": [3, 16]}, "faults.byzantine.nodes: node id 16 is outside 0..15"),
         ({"nodes": "x"}, "faults.byzantine.nodes: cannot read node range"),
         ({"nodes": "0", "to": "20"}, "faults.byzantine.to"),
         ({"nodes": "0", "fraction": 0.1}, "nodes or fraction, not both"),

@@ -54,7 +54,7 @@ class ColumnarDriver:
             self.proto.byzantine = byzantine_mask(byz, spec.n_nodes, spec.seed)[lo:hi]
         self.ctx = BatchShardContext(
             spec.n_nodes, lo, hi, topology, tuple(getattr(cls, "fields", ())), self.epoch,
-            node_keys(rng_key, lo, hi),
+            node_keys(rng_key, lo, hi), seed=spec.seed,
         )
         self._life: list[tuple[np.ndarray, int, np.ndarray, np.ndarray, np.ndarray]] = []
 

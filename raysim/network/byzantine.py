@@ -70,13 +70,6 @@ def byzantine_mask(b: Byzantine, n_nodes: int, seed: int) -> np.ndarray:
     return mask
 
 
-def check(b: Byzantine, n_nodes: int) -> None:
-    """Config-time validation of the node sets against the network size (ValueError)."""
-    byzantine_mask(b, n_nodes, 0)
-    if b.to is not None:
-        parse_node_set(b.to, n_nodes, "faults.byzantine.to")
-
-
 def _other(key: int, mid: np.ndarray, copy: np.ndarray, avoid: np.ndarray, n: int) -> np.ndarray:
     """A seeded node id in 0..n-1 other than ``avoid``, per message copy."""
     u = uniform_array(key, mid, copy)
