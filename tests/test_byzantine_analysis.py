@@ -57,3 +57,18 @@ def test_notebook_is_stored_clean_and_runs(results: Path, monkeypatch: pytest.Mo
     assert "3 averaging runs" in text
     assert "2 runs at k <= f: 0 violated; 2 runs at k = n/3: 2 violated" in text
     assert figures == 3
+
+
+def test_malicious_chord_nodes_make_lookups_fail(tmp_path: Path) -> None:
+    for beh, share in (("wrong", 0.1), ("drop", 0.1), ("wrong", 0.3)):
+        cfg = load(ROOT / "experiments" / "chord_byzantine.toml",
+                   ["network.nodes=64", "experiment.duration=15000",
+                    f"faults.byzantine.behaviour={beh}", f"faults.byzantine.fraction={share}"])
+        assert run(cfg, tmp_path).status == "ok"
+    s = rb.chord_summary(tmp_path / "chord_byzantine").set_index(["behaviour", "share"])
+    assert s.loc[("wrong", 0.1), "wrong"] > 0.2  # lookups end at the liar that claims the key
+    assert s.loc[("wrong", 0.3), "wrong"] > s.loc[("wrong", 0.1), "wrong"]
+    assert s.loc[("drop", 0.1), "wrong"] < s.loc[("wrong", 0.1), "wrong"]  # routed around
+    assert s.loc[("drop", 0.1), "failed"] > 0
+    parts = rb.chord(tmp_path / "chord_byzantine", rb.load_runs(tmp_path / "chord_byzantine"))
+    assert "fig-byzantine-chord" in [p.figure_id for p in parts]

@@ -24,7 +24,8 @@ from raysim.analysis import section
 from raysim.analysis.load import Where, load_runs, observations
 
 __all__ = ["averaging", "averaging_error", "averaging_summary", "bracha", "bracha_runs",
-           "bracha_summary", "fig_averaging_error", "fig_bracha", "fig_bracha_messages",
+           "bracha_summary", "chord", "chord_summary", "fig_averaging_error", "fig_bracha",
+           "fig_bracha_messages", "fig_chord",
            "load_runs"]
 from raysim.analysis.section import Part
 from raysim.analysis.stats import band_of
@@ -205,3 +206,54 @@ def bracha(where: Where, runs: pd.DataFrame) -> list[Part]:
              fig_bracha_messages(summary), figure_id="fig-bracha-messages"),
         Part("Bracha's reliable broadcast: summary", table=summary),
     ]
+
+
+# --- Chord -----------------------------------------------------------------------------------
+
+FRACTION = "faults.byzantine.fraction"
+
+
+def chord_summary(where: Where, runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per (behaviour, routing mode, malicious share): lookups, share wrong, share gave up."""
+    from raysim.analysis import chord as rc
+
+    runs = rc.chord_runs(where) if runs is None else runs
+    cols = ["behaviour", "mode", "share", "lookups", "wrong", "gave_up", "failed"]
+    if BEHAVIOUR not in runs or not runs[BEHAVIOUR].notna().any():
+        return pd.DataFrame(columns=cols)
+    look = rc.lookups(where, runs=runs, params=[])
+    look = look.merge(runs[["run_id", BEHAVIOUR, FRACTION, "protocol.mode"]], on="run_id")
+    g = look.groupby([BEHAVIOUR, "protocol.mode", FRACTION], sort=True, dropna=False)
+    out = g.agg(lookups=("key", "size"), wrong=("wrong", "mean"), gave_up=("gave_up", "mean"),
+                failed=("failed", "mean")).reset_index()
+    return out.rename(columns={BEHAVIOUR: "behaviour", "protocol.mode": "mode",
+                               FRACTION: "share"})[cols]
+
+
+def fig_chord(summary: pd.DataFrame) -> go.Figure:
+    """Failed lookups (wrong or given up) against the malicious share, per behaviour/mode."""
+    fig = go.Figure()
+    fig.update_layout(title="Chord lookups with malicious nodes", template="plotly_white",
+                      height=400, xaxis_title="share of malicious nodes",
+                      yaxis_title="share of lookups failed (wrong or given up)")
+    for (beh, mode), d in summary.groupby(["behaviour", "mode"], sort=True):
+        d = d.sort_values("share")
+        fig.add_trace(go.Scatter(x=d["share"], y=d["failed"], mode="lines+markers",
+                                 name=f"{beh}, {mode}"))
+    return fig
+
+
+def chord(where: Where, runs: pd.DataFrame) -> list[Part]:
+    """The Chord section, plus failed lookups against the malicious share when runs had some."""
+    parts = section.chord(where, runs)
+    summary = chord_summary(where, runs)
+    if not len(summary):
+        return parts
+    return [*parts, Part(
+        "Chord with malicious nodes",
+        "Share of lookups that ended at the wrong node or gave up, against the share of "
+        "malicious nodes (OverSim's attacks): 'wrong' nodes claim every key they are asked "
+        "about, 'drop' nodes silently drop the lookups they should route (the previous hop "
+        "times out and routes around them).",
+        fig_chord(summary), figure_id="fig-byzantine-chord"),
+        Part("Chord with malicious nodes: summary", table=summary)]
