@@ -313,7 +313,8 @@ class Byzantine(_Spec):
     random other node as the sender: impersonation) and ``misdirect`` (a copy also goes to
     a random node the protocol did not address). ``behaviour`` names a protocol-aware
     adversary variant the protocol declares (:attr:`raysim.api.protocol.Contract.adversaries`);
-    the Byzantine nodes then run that class instead of the honest one.
+    the Byzantine nodes then run that class instead of the honest one, for the whole run
+    (``start`` and ``end`` bound the generic behaviours only).
     """
 
     nodes: NodeSet | None = None
