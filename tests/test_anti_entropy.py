@@ -25,7 +25,7 @@ def test_push_pull_answers_with_the_merged_state() -> None:
     a._write(ca)
     b._write(cb)
     a.on_timer(ca, "exchange")
-    dst, msg = ca.sent[-1]
+    _, msg = ca.sent[-1]
     b.on_message(cb, 0, msg)
     a.on_message(ca, 1, cb.sent[-1][1])
     assert a.state == b.state and a.vv == b.vv == VersionVector({0: 1, 1: 1})

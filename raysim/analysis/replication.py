@@ -108,7 +108,8 @@ def policy(frame: pd.DataFrame) -> pd.Series:
     """A label per row for the timeout policy: ``fixed``, ``backoff``, ``backoff+jitter``…"""
     t = frame["protocol.timeout"].astype(str) if "protocol.timeout" in frame else "adaptive"
     j = frame.get("protocol.jitter", 0.0)
-    return t + np.where(np.asarray(j, dtype=float) > 0, "+jitter", "")
+    return pd.Series(t + np.where(np.asarray(j, dtype=float) > 0, "+jitter", ""),
+                     index=frame.index)
 
 
 def band(fig: go.Figure, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, color: str,

@@ -40,7 +40,7 @@ class Obs(NamedTuple):
     value: np.ndarray
 
 
-def _col(events: Events, name: str, n: int, fill: float | int) -> np.ndarray:
+def _col(events: Events, name: str, n: int, fill: float | str) -> np.ndarray:
     if name in events:
         return np.asarray(events[name])
     return np.full(n, fill)

@@ -131,7 +131,7 @@ def size_of(state: Any) -> int:
 def value_hash(value: object) -> int:
     """A stable 53-bit hash of a CRDT value (an int, None, or a set of ints)."""
     if isinstance(value, frozenset | set):
-        text = "s" + ",".join(str(v) for v in sorted(value))  # type: ignore[type-var]
+        text = "s" + ",".join(str(v) for v in sorted(value))
     else:
         text = "v" + repr(value)
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") >> 11
