@@ -43,6 +43,10 @@ spread fast and anti-entropy drives the residue to 0 (the paper's §1.5 combinat
 The residue s of push with feedback and counter (k) is near the root of
 s = exp(-(k+1)(1-s)) (the paper's §1.4 analysis).
 
+Registered names: ``gossip.rumor`` (push, feedback, counter by default), and as presets
+``gossip.rumor.blind_coin``, ``gossip.rumor.pull``, ``gossip.rumor.push_pull`` and
+``gossip.rumor.backstop`` (anti-entropy every 4 cycles), so a sweep can name variants.
+
 Observations: ``inject`` (value = rumor id) at the origin, ``learn`` (value = rumor id,
 ref = 1 when learned by anti-entropy) at a site's first hearing, ``copies`` (value =
 rumor copies in an update message, ref = 1 for anti-entropy). Per-rumor metrics come from
@@ -107,6 +111,10 @@ CYCLE, INJECT = "cycle", "inject"
 
 
 @register("gossip.rumor")
+@register("gossip.rumor.blind_coin", presets={"feedback": False, "interest": "coin"})
+@register("gossip.rumor.pull", presets={"mode": "pull"})
+@register("gossip.rumor.push_pull", presets={"mode": "push_pull"})
+@register("gossip.rumor.backstop", presets={"anti_entropy": 4})
 class Rumor(Protocol):
     """Rumor mongering (Demers et al. 1987): push/pull, feedback/blind, counter/coin, k."""
 
