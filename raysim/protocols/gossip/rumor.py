@@ -120,6 +120,7 @@ class Rumor(Protocol):
 
     Params: ClassVar[type[RumorParams]] = RumorParams
     checks: ClassVar[tuple[str, ...]] = ()
+    report: ClassVar[str | None] = "raysim.analysis.replication:rumor_parts"
 
     def __init__(self, params: RumorParams, node: int) -> None:
         super().__init__(params, node)

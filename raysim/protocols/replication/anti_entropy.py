@@ -110,6 +110,7 @@ class AntiEntropy(Protocol):
 
     Params: ClassVar[type[AntiEntropyParams]] = AntiEntropyParams
     checks: ClassVar[tuple[str, ...]] = ("diverged_after_quiescence", "wrong_value")
+    report: ClassVar[str | None] = "raysim.analysis.replication:anti_entropy_parts"
 
     def __init__(self, params: AntiEntropyParams, node: int) -> None:
         super().__init__(params, node)

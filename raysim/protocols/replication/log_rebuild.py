@@ -121,6 +121,7 @@ class LogRebuild(Protocol):
 
     Params: ClassVar[type[LogParams]] = LogParams
     checks: ClassVar[tuple[str, ...]] = ("prefix_agreement",)
+    report: ClassVar[str | None] = "raysim.analysis.replication:log_rebuild_parts"
 
     def __init__(self, params: LogParams, node: int) -> None:
         super().__init__(params, node)

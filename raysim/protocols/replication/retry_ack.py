@@ -170,6 +170,7 @@ class RetryAck(Protocol):
     Params: ClassVar[type[RetryAckParams]] = RetryAckParams
     milestones: ClassVar[tuple[str, ...]] = ("done",)
     checks: ClassVar[tuple[str, ...]] = ("applied_twice", "out_of_order_apply")
+    report: ClassVar[str | None] = "raysim.analysis.replication:retry_ack_parts"
 
     def __init__(self, params: RetryAckParams, node: int) -> None:
         super().__init__(params, node)
