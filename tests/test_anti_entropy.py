@@ -83,7 +83,7 @@ def test_checks_on_hand_made_columns() -> None:
                  name=["write", "known", "state", "known", "state", "state"],
                  value=[3.0, 1.0, float(h3), 1.0, float(h3), float(wl.value_hash(4))])
     found = ae.AntiEntropy.safety(p, ev)
-    assert [(v.check, v.node) for v in found] == [("diverged_after_quiescence", 1),
+    assert [(v.check, v.nodes[0]) for v in found] == [("diverged_after_quiescence", 1),
                                                   ("wrong_value", 1)]
     ok = {k: v[:5] for k, v in ev.items()}
     assert ae.AntiEntropy.safety(p, ok) == []

@@ -45,7 +45,7 @@ def test_prefix_check_on_hand_made_columns() -> None:
     ev = columns(time=[1, 1, 2, 2], kind=["obs"] * 4, node=[1, 2, 1, 2],
                  name=["append"] * 4, msg_id=[1, 1, 2, 2], value=[10.0, 10.0, 11.0, 12.0])
     found = lr.LogRebuild.safety(lr.LogParams(), ev)
-    assert [(v.check, v.node) for v in found] == [("prefix_agreement", 2)]
+    assert [(v.check, v.nodes[0]) for v in found] == [("prefix_agreement", 2)]
 
 
 def test_illegal_phase_transition_is_named() -> None:

@@ -113,7 +113,7 @@ def test_checks_find_double_and_out_of_order_applies() -> None:
                  name=["apply"] * 4, peer=[0, 0, 0, 0], value=[0.0, 2.0, 2.0, 1.0])
     p = ra.RetryAckParams(in_order=True)
     found = ra.RetryAck.safety(p, ev)
-    assert [(v.check, v.time, v.node) for v in found] == [("applied_twice", 3, 1)]
+    assert [(v.check, v.time, v.nodes[0]) for v in found] == [("applied_twice", 3, 1)]
     ev2 = columns(time=[1, 2], kind=["obs", "obs"], node=[1, 1], name=["apply", "apply"],
                   peer=[0, 0], value=[2.0, 1.0])
     assert [v.check for v in ra.RetryAck.safety(p, ev2)] == ["out_of_order_apply"]

@@ -88,7 +88,7 @@ def log_metrics(where: Where, runs: pd.DataFrame | None = None,
 
 def violations(where: Where, runs: pd.DataFrame | None = None, first: int = 5,
                kinds: Sequence[str] = ("obs",)) -> pd.DataFrame:
-    """The first ``first`` violations of each run: run_id, check, time, node, peer, detail."""
+    """The first ``first`` violations of each run: run_id, check, time, nodes, detail."""
     runs = load_runs(where) if runs is None else runs
     logs = run_events(where, runs, kinds)
     rows = []
@@ -97,9 +97,10 @@ def violations(where: Where, runs: pd.DataFrame | None = None, first: int = 5,
         rid = runs.iloc[i]["run_id"]
         if rid not in logs:
             continue
-        viol = sorted(cls.safety(params, logs[rid]), key=lambda v: (v.time, v.node))[:first]
-        rows += [{"run_id": rid, **v._asdict()} for v in viol]
-    return pd.DataFrame(rows, columns=["run_id", "check", "time", "node", "detail", "peer"])
+        viol = sorted(cls.safety(params, logs[rid]), key=lambda v: (v.time, v.nodes))[:first]
+        rows += [{"run_id": rid, "check": v.check, "time": v.time,
+                  "nodes": ", ".join(map(str, v.nodes)), "detail": v.detail} for v in viol]
+    return pd.DataFrame(rows, columns=["run_id", "check", "time", "nodes", "detail"])
 
 
 # --- retry-with-ack ------------------------------------------------------------------------
@@ -372,7 +373,7 @@ def fig_log(summary: pd.DataFrame, metric: str, title: str, ytitle: str) -> go.F
 
 
 def _parts(blocks: list[tuple[str, str, go.Figure | None, pd.DataFrame | None]]) -> list[Any]:
-    from raysim.analysis.chord_report import Part
+    from raysim.analysis.section import Part
 
     return [Part(t, n, f, tb) for t, n, f, tb in blocks]
 

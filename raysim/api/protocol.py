@@ -13,7 +13,7 @@ engine, Ray or pyarrow.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 from typing import Protocol as TypingProtocol
@@ -26,16 +26,25 @@ from raysim.values.rng import NodeRng
 class Context(TypingProtocol):
     """What a handler may do. The engine passes one; tests may pass a fake.
 
-    Attributes ``node`` (this node's id), ``now`` (virtual time in ticks) and ``n_nodes``
-    (size of the system) are read-only for the protocol.
+    Attributes ``node`` (this node's id), ``now`` (virtual time in ticks), ``n_nodes``
+    (size of the system) and ``cause`` are read-only for the protocol. ``cause`` is the id
+    of what the running handler handles: the message's ``msg_id`` in ``on_message`` (what
+    its sender's ``send`` returned), the timer's id in ``on_timer`` (what ``set_timer``
+    returned), -1 in the lifecycle handlers (start, crash, recover, join, leave).
     """
 
     node: int
     now: int
     n_nodes: int
+    cause: int
 
-    def send(self, dst: int, msg: object) -> None:
-        """Send ``msg`` to node ``dst`` through the (faulty) network."""
+    def send(self, dst: int, msg: object) -> int:
+        """Send ``msg`` to node ``dst`` through the (faulty) network; returns its message id.
+
+        The id is ``node << 32 | k`` for this node's k-th send (the ``msg_id`` of its log
+        rows, and the receiver's ``ctx.cause``).
+        """
+        ...
 
     def set_timer(self, delay: int, tag: Hashable = None) -> int:
         """Call ``on_timer(ctx, tag)`` after ``delay`` ticks (>= 0); returns a timer id."""
@@ -44,11 +53,19 @@ class Context(TypingProtocol):
     def cancel_timer(self, timer_id: int) -> None:
         """Cancel a pending timer; cancelling a fired or unknown timer does nothing."""
 
-    def emit(self, name: str, value: float = 1.0, peer: int = -1, ref: int = -1) -> None:
+    def emit(
+        self, name: str, value: int | float | bool | str | Sequence[int] = 1.0, peer: int = -1,
+        ref: int = -1,
+    ) -> None:
         """Record an observation (a row of kind ``obs``) at this node and time.
 
-        ``peer`` and ``ref`` (optional) go to the row's ``peer`` and ``msg_id`` columns, e.g.
-        the node a lookup ended at and the key it looked up.
+        ``value`` is an int (int64), a float (not NaN), a bool, a str (at most 256
+        characters) or a sequence of ints (a vector, e.g. a vector clock); the log keeps its
+        type (columns ``value``, ``value_type``, ``value_int``, ``value_str``,
+        ``value_vec``). ``peer`` and ``ref`` (optional ints) go to the row's ``peer`` and
+        ``msg_id`` columns, e.g. the node a lookup ended at and the key it looked up, or
+        ``ref=ctx.cause`` to point at the message being handled. A bad argument raises here,
+        inside the handler (the run fails with the node, time and event).
         """
 
     @property
@@ -83,15 +100,87 @@ class Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Protocol:
+@dataclass(frozen=True)
+class Violation:
+    """One breach of a safety property, found in a run's event log by ``safety``.
+
+    ``check`` is one of the protocol's declared :attr:`Contract.checks`; ``time`` the
+    virtual time (ticks) at which it shows; ``nodes`` the nodes involved; ``detail`` one
+    line a reader can act on.
+    """
+
+    check: str
+    time: int
+    nodes: tuple[int, ...]
+    detail: str
+
+
+class Contract:
+    """What the engine, runner and report read from a protocol class, with their defaults.
+
+    :class:`Protocol` and :class:`BatchProtocol` both derive from it; override what your
+    protocol needs. Every member is optional and looked up directly (no ``getattr``).
+    """
+
+    Params: ClassVar[type[BaseModel]] = NoParams
+
+    milestones: ClassVar[tuple[str, ...]] = ()
+    """Observation names whose *first* emission per node the engine counts; the run row
+    gets ``<name>_nodes`` (how many nodes emitted it) and ``<name>_time`` (when the last of
+    them first did)."""
+
+    checks: ClassVar[tuple[str, ...]] = ()
+    """Names of the safety properties :meth:`safety` checks; each becomes a column
+    ``metric.violations.<check>`` of ``runs.parquet`` (0 when it held)."""
+
+    report: ClassVar[str | None] = None
+    """``"module:function"`` of this protocol's section of ``raysim report``, or None (the
+    report then shows only its generic parts for these runs). The function takes
+    ``(where, runs)`` (a results location and the ok runs of protocols sharing the
+    section, a pandas DataFrame) and returns a list of
+    :class:`raysim.analysis.section.Part`; it is imported only when a report is built."""
+
+    @classmethod
+    def check(cls, params: Any, n_nodes: int) -> None:
+        """Check the parameters against the network size when the experiment is loaded.
+
+        Raise ``ValueError`` with a clear message (it becomes the one-line config error,
+        exit code 2, before anything runs). The default accepts everything.
+        """
+
+    @classmethod
+    def metrics(cls, params: Any, stats: dict[str, Any]) -> dict[str, float]:
+        """Derived numbers for the run row, from the run's totals.
+
+        ``stats`` holds ``nodes``, ``end_time``, ``sent``, ``delivered``, ``lost``, … and
+        ``<milestone>_nodes`` / ``<milestone>_time``; each returned ``name`` becomes the
+        column ``metric.<name>``. The default returns none.
+        """
+        return {}
+
+    @classmethod
+    def safety(cls, params: Any, events: Mapping[str, Any]) -> Iterable[Violation]:
+        """Check safety properties over the run's whole event log; yield each breach.
+
+        ``events`` maps every column of the log (``time``, ``kind``, ``node``, ``peer``,
+        ``msg_id``, ``msg_type``, ``name``, ``value``, … whatever the schema has) to a
+        numpy array, rows in canonical order (time, node, then the node's event sequence
+        where the log has one); string columns are object arrays (None where null). It is
+        called once, after the run, only when :attr:`checks` is not empty and the run was
+        logged with ``log.level = "all"``. Each :class:`Violation` must name one of
+        :attr:`checks`. The default finds nothing.
+        """
+        return ()
+
+
+class Protocol(Contract):
     """Base class of a node's state machine. Override the handlers you need.
 
     ``Params`` names the pydantic model of the protocol's parameters (validated from the
     experiment file's ``[protocol]`` table); an instance is built per node as
-    ``cls(params, node)``.
+    ``cls(params, node)``. The rest of the contract (milestones, checks, metrics, safety,
+    report) is documented on :class:`Contract`.
     """
-
-    Params: ClassVar[type[BaseModel]] = NoParams
 
     def __init__(self, params: Any, node: int) -> None:
         self.params = params
@@ -134,6 +223,11 @@ class ProtocolSpec:
     presets: dict[str, Any] = field(default_factory=dict)
     summary: str = ""
 
+    @property
+    def reference(self) -> str:
+        """Where the class lives, ``"module:QualName"`` (recorded in the run row)."""
+        return f"{self.cls.__module__}:{self.cls.__qualname__}"
+
     def make_params(self, values: dict[str, Any]) -> BaseModel:
         """Validate ``values`` (merged over the presets) into the protocol's Params model."""
         return self.cls.Params.model_validate({**self.presets, **values})
@@ -169,14 +263,16 @@ class BatchEvents(TypingProtocol):
     """A batch of events handed to a :class:`BatchProtocol` handler; all at distinct nodes.
 
     Columns (numpy arrays of equal length): ``node`` (ids), ``li`` (indexes into the
-    protocol's state columns: ``node - lo``), ``time``; for messages also ``src``,
-    ``mtype`` (index into ``message_types``) and ``fields`` (one float64 array per name in
-    ``fields``); for timers ``tags`` (a list).
+    protocol's state columns: ``node - lo``), ``time``, ``cause`` (the twin of
+    :attr:`Context.cause`: each message's ``msg_id``, each timer's id, -1 for lifecycle
+    events); for messages also ``src``, ``mtype`` (index into ``message_types``) and
+    ``fields`` (one float64 array per name in ``fields``); for timers ``tags`` (a list).
     """
 
     node: Any
     li: Any
     time: Any
+    cause: Any
     src: Any
     mtype: Any
     fields: dict[str, Any]
@@ -193,8 +289,11 @@ class BatchContext(TypingProtocol):
 
     n_nodes: int
 
-    def send(self, src: Any, time: Any, dst: Any, mtype: int | Any, **fields: Any) -> None:
-        """Send one message per element (src node, send time, destination, type, fields)."""
+    def send(self, src: Any, time: Any, dst: Any, mtype: int | Any, **fields: Any) -> Any:
+        """Send one message per element (src node, send time, destination, type, fields).
+
+        Returns the message ids (an int64 array), as :meth:`Context.send` would, in order.
+        """
 
     def set_timer(self, node: Any, when: Any, tag: str) -> None:
         """Fire ``on_timer`` for each node at absolute time ``when`` (>= its event's time)."""
@@ -202,7 +301,12 @@ class BatchContext(TypingProtocol):
     def emit(
         self, node: Any, time: Any, name: str, value: Any, peer: Any = -1, ref: Any = -1
     ) -> None:
-        """Record one observation per element (``peer``/``ref`` as in :meth:`Context.emit`)."""
+        """Record one observation per element (``peer``/``ref`` as in :meth:`Context.emit`).
+
+        ``value``: a scalar of any :meth:`Context.emit` type (the same for every element), a
+        1-D array of float, int or bool dtype (one number each), a list of strs, or vectors:
+        a 2-D integer array (one row each) or a list of int sequences.
+        """
 
     def random(self, node: Any) -> Any:
         """One float in [0, 1) from each node's stream (nodes distinct)."""
@@ -214,7 +318,7 @@ class BatchContext(TypingProtocol):
         """One uniformly random neighbour of each node (nodes distinct)."""
 
 
-class BatchProtocol:
+class BatchProtocol(Contract):
     """A protocol written over columns: state is numpy arrays over a shard's nodes.
 
     The engine calls each handler with a batch of events at *distinct* nodes, in the same
@@ -224,12 +328,11 @@ class BatchProtocol:
     express with numpy, where the per-event Python call would dominate the run.
 
     ``message_types`` names the messages; every message carries the float64 ``fields``.
+    The rest of the contract is documented on :class:`Contract`.
     """
 
-    Params: ClassVar[type[BaseModel]] = NoParams
     message_types: ClassVar[tuple[str, ...]] = ()
     fields: ClassVar[tuple[str, ...]] = ()
-    milestones: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: Any, lo: int, hi: int) -> None:
         self.params = params

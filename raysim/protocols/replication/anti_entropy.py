@@ -58,9 +58,9 @@ from typing import Any, ClassVar, Literal, NamedTuple
 
 from pydantic import Field
 
-from raysim.api.protocol import Context, Params, Protocol, register
+from raysim.api.protocol import Context, Params, Protocol, Violation, register
 from raysim.protocols.replication import workload as wl
-from raysim.protocols.replication.checks import Events, Violation, obs, rows_of_kind
+from raysim.protocols.replication.checks import Events, obs, rows_of_kind, violation
 from raysim.values.versions import VersionVector
 
 
@@ -305,11 +305,11 @@ def quiescence_checks(params: AntiEntropyParams, events: Events) -> list[Violati
     for n in full:
         t, h = state[n]
         if h != ref:
-            out.append(Violation("diverged_after_quiescence", t, n,
+            out.append(violation("diverged_after_quiescence", t, n,
                                  f"knows all {total} writes, value differs from node {ref_node}",
                                  ref_node))
         if want is not None and int(h) != want:
-            out.append(Violation("wrong_value", t, n,
+            out.append(violation("wrong_value", t, n,
                                  "converged value is not the specified one"))
     return out
 

@@ -17,17 +17,15 @@ from typing import NamedTuple
 
 import numpy as np
 
+from raysim.api.protocol import Violation
+
 Events = Mapping[str, np.ndarray]
 
 
-class Violation(NamedTuple):
-    """One breach of a safety property: which check, when, where, and what was seen."""
-
-    check: str
-    time: int
-    node: int
-    detail: str
-    peer: int = -1
+def violation(check: str, time: int, node: int, detail: str, peer: int = -1) -> Violation:
+    """A :class:`~raysim.api.protocol.Violation` at ``node`` (and ``peer``, if any)."""
+    nodes = (int(node),) if peer < 0 else (int(node), int(peer))
+    return Violation(check, int(time), nodes, detail)
 
 
 class Obs(NamedTuple):
@@ -85,5 +83,5 @@ def columns(**cols: list[object]) -> dict[str, np.ndarray]:
 
 
 def first_few(violations: list[Violation], k: int = 5) -> list[Violation]:
-    """The first ``k`` violations by time (then node), for a report."""
-    return sorted(violations, key=lambda v: (v.time, v.node))[:k]
+    """The first ``k`` violations by time (then nodes), for a report."""
+    return sorted(violations, key=lambda v: (v.time, v.nodes))[:k]

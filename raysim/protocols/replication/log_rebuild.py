@@ -49,8 +49,8 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 from pydantic import Field
 
-from raysim.api.protocol import Context, Params, Protocol, register
-from raysim.protocols.replication.checks import Events, Violation, obs, rows_of_kind
+from raysim.api.protocol import Context, Params, Protocol, Violation, register
+from raysim.protocols.replication.checks import Events, obs, rows_of_kind, violation
 
 
 class Append(NamedTuple):
@@ -313,7 +313,7 @@ def prefix_disagreements(events: Events) -> list[Violation]:
     for n in live:
         bad = [i for i, v in sorted(logs[n].items()) if logs[ref].get(i, v) != v]
         if bad:
-            out.append(Violation("prefix_agreement", 0, n,
+            out.append(violation("prefix_agreement", 0, n,
                                  f"entry {bad[0]} differs from node {ref}'s", ref))
     return out
 

@@ -74,8 +74,8 @@ from typing import Any, ClassVar, Literal, NamedTuple
 import numpy as np
 from pydantic import Field
 
-from raysim.api.protocol import Context, Params, Protocol, register
-from raysim.protocols.replication.checks import Events, Violation, obs
+from raysim.api.protocol import Context, Params, Protocol, Violation, register
+from raysim.protocols.replication.checks import Events, obs, violation
 
 
 class Data(NamedTuple):
@@ -356,7 +356,7 @@ def applied_twice(events: Events) -> list[Violation]:
                           strict=True):
         key = (n, s, int(v))
         if key in seen:
-            out.append(Violation("applied_twice", t, n, f"message {int(v)} from {s}", s))
+            out.append(violation("applied_twice", t, n, f"message {int(v)} from {s}", s))
         seen.add(key)
     return out
 
@@ -370,7 +370,7 @@ def out_of_order(events: Events) -> list[Violation]:
                           strict=True):
         seq, key = int(v), (n, s)
         if seq < top.get(key, -1):
-            out.append(Violation("out_of_order_apply", t, n,
+            out.append(violation("out_of_order_apply", t, n,
                                  f"message {seq} from {s} after {top[key]}", s))
         top[key] = max(top.get(key, -1), seq)
     return out
