@@ -1,66 +1,34 @@
-"""A small fake per-node context and a tiny in-test network for the replication family.
+"""A tiny in-test network over :class:`raysim.testing.FakeContext`, for the replication family.
 
-NOTE: stands in until ``raysim.testing.FakeContext`` lands; it records sends (returning
-message ids), timers (returning ids, honouring cancels) and observations with peer and ref.
-:class:`FakeNet` runs several protocol instances against each other with a seeded loss, so a
-unit test can watch retransmission and recovery without the engine.
+:class:`FakeNet` runs several protocol instances against each other with a seeded delay and
+loss, so a unit test can watch retransmission, convergence and recovery without the engine.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable
 from typing import Any
 
 import numpy as np
 
-from raysim.values.rng import NodeRng
+from raysim.testing import FakeContext as BaseFakeContext
 
 
-class FakeContext:
-    """Records what a handler does; ``now`` is set by the test (or by :class:`FakeNet`)."""
-
-    def __init__(self, node: int, n_nodes: int = 4, now: int = 0) -> None:
-        self.node, self.n_nodes, self.now = node, n_nodes, now
-        self.sent: list[tuple[int, object]] = []
-        self.timers: dict[int, tuple[int, Hashable]] = {}  # id -> (absolute time, tag)
-        self.cancelled: set[int] = set()
-        self.emitted: list[tuple[str, float, int, int]] = []
-        self.rng = NodeRng(node)
-        self.storage: dict[str, Any] = {}
-        self._ids = 0
-
-    def send(self, dst: int, msg: object) -> int:
-        self.sent.append((dst, msg))
-        return self.node << 32 | (len(self.sent) - 1)
-
-    def set_timer(self, delay: int, tag: Hashable = None) -> int:
-        assert delay >= 0
-        self._ids += 1
-        self.timers[self._ids] = (self.now + delay, tag)
-        return self._ids
-
-    def cancel_timer(self, timer_id: int) -> None:
-        self.cancelled.add(timer_id)
-
-    def emit(self, name: str, value: float = 1.0, peer: int = -1, ref: int = -1) -> None:
-        self.emitted.append((name, value, peer, ref))
+class FakeContext(BaseFakeContext):
+    """:class:`raysim.testing.FakeContext` with two read helpers for these tests."""
 
     def live_timers(self) -> list[tuple[int, int, Hashable]]:
         """Pending (time, id, tag), earliest first."""
-        return sorted((t, i, tag) for i, (t, tag) in self.timers.items()
-                      if i not in self.cancelled)
+        return [(t.when, t.id, t.tag) for t in self.pending()]
 
-    def names(self, name: str) -> list[tuple[float, int, int]]:
+    def names(self, name: str) -> list[tuple[Any, int, int]]:
         """(value, peer, ref) of every observation called ``name``."""
-        return [(v, p, r) for n, v, p, r in self.emitted if n == name]
+        return [(o.value, o.peer, o.ref) for o in self.observations if o.name == name]
 
-    @property
-    def peers(self) -> Sequence[int]:
-        return [p for p in range(self.n_nodes) if p != self.node]
-
-    def random_peer(self) -> int:
-        return self.rng.choice(self.peers)
+    def pairs(self) -> list[tuple[int, object]]:
+        """(destination, message) of every send."""
+        return [(m.dst, m.msg) for m in self.sent]
 
 
 class FakeNet:
@@ -74,7 +42,6 @@ class FakeNet:
         self.rng = np.random.default_rng(seed)
         self.queue: list[tuple[int, int, int, int, object]] = []  # time, order, dst, src, msg
         self.order = 0
-        self.fired: set[tuple[int, int]] = set()
         self.down: set[int] = set()
         self.rows: list[tuple[int, str, int, int, int, str, float]] = []
         self._seen = [0] * len(protos)
@@ -82,10 +49,10 @@ class FakeNet:
 
     def _collect(self, i: int) -> None:
         ctx = self.ctxs[i]
-        for name, v, p, r in ctx.emitted[self._seen[i]:]:
-            self.rows.append((ctx.now, "obs", i, p, r, name, float(v)))
-        self._seen[i] = len(ctx.emitted)
-        for dst, msg in ctx.sent[self._sent[i]:]:
+        for o in ctx.observations[self._seen[i]:]:
+            self.rows.append((ctx.now, "obs", i, o.peer, o.ref, o.name, float(o.value)))
+        self._seen[i] = len(ctx.observations)
+        for dst, msg in ctx.pairs()[self._sent[i]:]:
             if self.rng.random() >= self.loss:
                 t = ctx.now + int(self.rng.integers(self.low, self.high + 1))
                 self.order += 1
@@ -99,7 +66,8 @@ class FakeNet:
 
     def crash(self, i: int) -> None:
         self.down.add(i)
-        self.ctxs[i].cancelled |= set(self.ctxs[i].timers)
+        for t in self.ctxs[i].timers.values():
+            t.cancelled = True
         self.rows.append((self.ctxs[i].now, "crash", i, -1, -1, "", float("nan")))
 
     def recover(self, i: int, proto: Any) -> None:
@@ -114,16 +82,15 @@ class FakeNet:
         while True:
             nxt_msg = self.queue[0][0] if self.queue else None
             timers = [(t, i, tid, tag) for i, c in enumerate(self.ctxs) if i not in self.down
-                      for t, tid, tag in c.live_timers() if (i, tid) not in self.fired]
+                      for t, tid, tag in c.live_timers()]
             nxt_timer = min(timers) if timers else None
             cands = [x for x in (nxt_msg, nxt_timer[0] if nxt_timer else None) if x is not None]
             if not cands or min(cands) > until:
                 break
             if nxt_timer is not None and (nxt_msg is None or nxt_timer[0] <= nxt_msg):
                 t, i, tid, tag = nxt_timer
-                self.fired.add((i, tid))
-                self.ctxs[i].cancelled.add(tid)
-                self.ctxs[i].now = t
+                self.ctxs[i].timers[tid].fired = True
+                self.ctxs[i].now, self.ctxs[i].cause = t, tid
                 self.protos[i].on_timer(self.ctxs[i], tag)
                 self._collect(i)
             else:

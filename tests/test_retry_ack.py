@@ -25,10 +25,10 @@ def test_sender_releases_a_window_and_retransmits_on_timeout() -> None:
     s.on_start(ctx)
     for _ in range(5):
         s.on_timer(ctx, "produce")
-    assert [m for _, m in ctx.sent] == [ra.Data(0, 0), ra.Data(1, 0)]  # the window is full
+    assert [m for _, m in ctx.pairs()] == [ra.Data(0, 0), ra.Data(1, 0)]  # the window is full
     ctx.now = 100
     s.on_timer(ctx, ("rto", 1, 0))
-    assert ctx.sent[-1] == (1, ra.Data(0, 0))  # same message, same birth time
+    assert ctx.pairs()[-1] == (1, ra.Data(0, 0))  # same message, same birth time
     assert ctx.live_timers()[-1][0] == 200  # a fixed timeout does not grow
 
 
@@ -72,10 +72,10 @@ def test_adaptive_timeout_follows_rfc6298_and_karn() -> None:
 def test_receiver_discards_duplicates_and_holds_back_out_of_order() -> None:
     r, ctx = make(1, messages=3, in_order=True, ack="cumulative")
     r.on_message(ctx, 0, ra.Data(1, 0))
-    assert ctx.names("apply") == [] and ctx.sent[-1] == (0, ra.Ack(1, -1))
+    assert ctx.names("apply") == [] and ctx.pairs()[-1] == (0, ra.Ack(1, -1))
     r.on_message(ctx, 0, ra.Data(0, 0))
     assert [v for v, _, _ in ctx.names("apply")] == [0, 1]
-    assert ctx.sent[-1] == (0, ra.Ack(0, 1))  # everything below 2 arrived
+    assert ctx.pairs()[-1] == (0, ra.Ack(0, 1))  # everything below 2 arrived
     r.on_message(ctx, 0, ra.Data(1, 0))
     assert ctx.names("duplicate") == [(1, 0, -1)] and len(ctx.names("apply")) == 2
     u, cu = make(1, messages=3, in_order=False)
@@ -100,7 +100,7 @@ def test_give_up_after_max_retries() -> None:
         t, _, tag = ctx.live_timers()[-1]
         ctx.now = t
         s.on_timer(ctx, tag)
-    assert ctx.names("give_up") == [(3, 1, 0)] and len(ctx.sent) == 3
+    assert ctx.names("give_up") == [(3, 1, 0)] and len(ctx.pairs()) == 3
 
 
 def test_sender_rejects_an_illegal_transition() -> None:
