@@ -69,6 +69,7 @@ def run(
     from raysim.experiments import config, runner
 
     try:
+        _ray_only_options(backend, shards=shards, shard_size=shard_size, address=address)
         cfg = config.load(experiment, set_ or [], seed, imports=import_ or [])
         if backend == "ray" and shards is None and shard_size is None:
             shards = 2
@@ -109,6 +110,21 @@ def _echo_safety(row: dict[str, Any]) -> None:
                + ", ".join(f"{k} {v}" for k, v in per.items()) + ")")
     for v in json.loads(row.get("violations") or "[]")[:3]:
         typer.echo(f"    {v['check']} at time {v['time']}, nodes {v['nodes']}: {v['detail']}")
+def _ray_only_options(backend: str, **given: object) -> None:
+    """Options that only the Ray backend reads are refused with another backend.
+
+    NOTE: refused rather than ignored: ``--shards 4`` on the local backend would otherwise
+    run one shard and record ``shards = 1`` while the user believes they tested four.
+    """
+    if backend != "ray":
+        for name, value in given.items():
+            if value is not None:
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(
+                    f"{flag} {value}: only the Ray backend uses it; add --backend ray "
+                    f"(or drop {flag} for a local run)"
+                )
+
 
 
 @app.command()

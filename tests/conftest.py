@@ -22,13 +22,17 @@ def ray_session() -> Iterator[None]:
     """Start Ray once per test session: small object store, temp dir under /tmp."""
     import ray
 
+    from raysim.runtime.backends import LOOPBACK, bind_loopback
+
     if not ray.is_initialized():
+        bind_loopback()  # like every local Ray raysim starts (tests turn token auth off above)
         ray.init(
             num_cpus=2,
             include_dashboard=False,
             object_store_memory=150 * 1024**2,
             logging_level="ERROR",
             _temp_dir=os.environ.get("RAYSIM_TEST_RAY_TMP", "/tmp/raysim-test-ray"),
+            _node_ip_address=LOOPBACK,
         )
     yield
     ray.shutdown()

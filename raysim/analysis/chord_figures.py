@@ -16,7 +16,7 @@ from raysim.analysis.figures import PALETTE, label
 
 _SUMMARY_STATS = {"runs", "lookups", "hops_mean", "hops_p1", "hops_p50", "hops_p99",
                   "timeouts_mean", "latency_mean", "failed", "failed_lo", "failed_hi", "wrong",
-                  "gave_up"}
+                  "gave_up", "lost", "lost_lo", "lost_hi"}
 NAMES = {"network.nodes": "nodes N", "fail_fraction": "fraction p of nodes failed at once",
          "churn_rate": "churn rate R (joins and departures per second, each)"}
 
@@ -98,6 +98,36 @@ def fig_failures(summaries: dict[str, pd.DataFrame], x: str,
         fig.add_trace(go.Scatter(x=xs, y=xs, name="y = p (keys lost without replication)",
                                  mode="lines", line={"color": "gray", "dash": "dot",
                                                      "width": 1}))
+    return fig
+
+
+def fig_key_loss(summaries: dict[str, pd.DataFrame], x: str = "fail_fraction",
+                 title: str = "Routing failures and lost keys against p") -> go.Figure:
+    """Two metrics per named summary against ``x``: the share of lookups that failed to
+    route (gave up or ended at a wrong node; solid) and the share whose key's data is gone
+    (every holder failed; dashed) — the latter is the Chord paper's failed lookup (Fig. 11).
+    Each summary is a :func:`raysim.analysis.chord.lookup_summary` table; bars: 95 % interval
+    over runs. Gray dotted: y = p."""
+    fig = go.Figure()
+    fig.update_layout(title=title, template="plotly_white", height=440,
+                      xaxis_title=NAMES.get(x, x), yaxis_title="share of lookups")
+    k = 0
+    for which, summary in summaries.items():
+        for name, d in _lines(summary, x, _SUMMARY_STATS):
+            color = PALETTE[k % len(PALETTE)]
+            k += 1
+            tag = which if name == "all runs" else f"{which}, {name}"
+            for col, what, dash in (("failed", "routing failed", "solid"),
+                                    ("lost", "key lost", "dash")):
+                fig.add_trace(go.Scatter(
+                    x=d[x], y=d[col], name=f"{what} ({tag})", mode="lines+markers",
+                    line={"color": color, "dash": dash},
+                    error_y={"type": "data", "symmetric": False,
+                             "array": d[f"{col}_hi"] - d[col],
+                             "arrayminus": d[col] - d[f"{col}_lo"]}))
+    xs = sorted({v for s in summaries.values() if x in s for v in s[x]})
+    fig.add_trace(go.Scatter(x=xs, y=xs, name="y = p", mode="lines",
+                             line={"color": "gray", "dash": "dot", "width": 1}))
     return fig
 
 
