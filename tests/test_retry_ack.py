@@ -140,6 +140,9 @@ def test_engine_run_at_half_loss_is_exactly_once_and_near_theory(tmp_path: Path)
         cfg = load(EXPERIMENTS / "retry_ack.toml", [f"experiment.seed={seed}"])
         res = run(cfg, tmp_path)
         assert res.status == "ok"
+        # The runner computes the log metrics and checks on this observation-only log.
+        assert res.row["metric.delivered_ratio"] == 1.0
+        assert res.row["metric.violations"] == 0 == res.row["metric.violations.applied_twice"]
         import pandas as pd
 
         frame = pd.read_parquet(res.events_dir)

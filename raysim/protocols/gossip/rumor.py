@@ -118,6 +118,8 @@ CYCLE, INJECT = "cycle", "inject"
 class Rumor(Protocol):
     """Rumor mongering (Demers et al. 1987): push/pull, feedback/blind, counter/coin, k."""
 
+    log_needs: ClassVar[str] = "observations"  # its checks and log metrics read obs rows
+
     Params: ClassVar[type[RumorParams]] = RumorParams
     checks: ClassVar[tuple[str, ...]] = ()
     report: ClassVar[str | None] = "raysim.analysis.replication:rumor_parts"

@@ -108,6 +108,8 @@ EXCHANGE, WRITE = "exchange", "write"
 class AntiEntropy(Protocol):
     """Periodic anti-entropy (Algorithm 2) over a state-based CRDT: full state or digests."""
 
+    log_needs: ClassVar[str] = "observations"  # its checks and log metrics read obs rows
+
     Params: ClassVar[type[AntiEntropyParams]] = AntiEntropyParams
     checks: ClassVar[tuple[str, ...]] = ("diverged_after_quiescence", "wrong_value")
     report: ClassVar[str | None] = "raysim.analysis.replication:anti_entropy_parts"

@@ -119,6 +119,8 @@ def step(phase: str, event: str) -> str:
 class LogRebuild(Protocol):
     """Crash-recovery log rebuild (Algorithm 4): flush policy, hello, fetch with retry."""
 
+    log_needs: ClassVar[str] = "observations"  # its checks and log metrics read obs rows
+
     Params: ClassVar[type[LogParams]] = LogParams
     checks: ClassVar[tuple[str, ...]] = ("prefix_agreement",)
     report: ClassVar[str | None] = "raysim.analysis.replication:log_rebuild_parts"

@@ -167,6 +167,8 @@ PRODUCE, RTO = "produce", "rto"
 class RetryAck(Protocol):
     """Retry-with-ack (Algorithm 1): numbered streams, acks, fixed/backoff/adaptive timeouts."""
 
+    log_needs: ClassVar[str] = "observations"  # its checks and log metrics read obs rows
+
     Params: ClassVar[type[RetryAckParams]] = RetryAckParams
     milestones: ClassVar[tuple[str, ...]] = ("done",)
     checks: ClassVar[tuple[str, ...]] = ("applied_twice", "out_of_order_apply")
