@@ -1,5 +1,9 @@
-"""Consensus: Raft, a naive leader election (the counter-example), a quorum register, checkers."""
+"""Consensus: Raft, a naive leader election (the counter-example), a quorum register, checkers.
 
-from raysim.protocols.consensus import checks
+Importing the package registers ``consensus.raft`` and ``consensus.naive_leader``; the
+checkers are :mod:`raysim.protocols.consensus.checks`.
+"""
 
-__all__ = ["checks"]
+from raysim.protocols.consensus import checks, naive, raft
+
+__all__ = ["checks", "naive", "raft"]
