@@ -88,6 +88,9 @@ class RaftParams(Params):
     first_leader: int = Field(
         -1, ge=-1, description="this server's first timeout is 1 tick (-1: none)"
     )
+    first_timeout: int = Field(
+        1, ge=1, description="first_leader's first timeout is uniform in [1, first_timeout]"
+    )
     client_start: int = Field(500, ge=0, description="clients start after this time")
     client_interval: int = Field(100, ge=1, description="mean think time between operations")
     read_fraction: float = Field(0.5, ge=0.0, le=1.0)
@@ -232,7 +235,10 @@ class Raft(Protocol):
         self.heard = self._local(ctx)  # as if just heard from a leader (lease rule)
         self.election_timer = -1
         if p.first_leader == self.node and ctx.now == 0:
-            self.election_timer = ctx.set_timer(1, ELECTION)
+            # NOTE: a spread first timeout puts a crash at a fixed time at a uniformly random
+            # point of the leader's heartbeat interval (the Raft paper's Figure 16 setup).
+            first = 1 + ctx.rng.randrange(p.first_timeout) if p.first_timeout > 1 else 1
+            self.election_timer = ctx.set_timer(first, ELECTION)
         else:
             self._reset_election(ctx)
 
