@@ -8,7 +8,7 @@ read the registry of :mod:`raysim.api.protocol`, which user modules fill with
 from collections.abc import Iterable
 
 from raysim.api.protocol import ProtocolSpec, registered
-from raysim.protocols import chord, consensus, gossip
+from raysim.protocols import chord, consensus, detection, gossip
 
 
 def lookup(name: str) -> ProtocolSpec:
@@ -26,4 +26,4 @@ def available() -> Iterable[ProtocolSpec]:
     return [reg[k] for k in sorted(reg)]
 
 
-__all__ = ["available", "chord", "consensus", "gossip", "lookup"]
+__all__ = ["available", "chord", "consensus", "detection", "gossip", "lookup"]
