@@ -292,7 +292,8 @@ def test_the_checkers_catch_a_raft_that_votes_twice(tmp_path: Path) -> None:
             network={"delay": {"dist": "uniform", "low": 10, "high": 60}},
         )
         res = run(cfg, tmp_path)
-        assert res.events_dir is not None and Raft.safety(RaftParams(), columns(res.events_dir)) == []
+        assert res.events_dir is not None
+        assert Raft.safety(RaftParams(), columns(res.events_dir)) == []
 
 
 def test_naive_election_elects_two_leaders_under_a_partition(tmp_path: Path) -> None:
