@@ -13,8 +13,10 @@ measures, with the run's parameters:
 * ``unavailable_max`` — the longest stretch without any completed operation (clients
   started), ``leaderless`` — total ticks in which no node was leader;
 * the liveness summary: ``healed_at`` (when the last partition ended or crashed node
-  recovered; NaN for a fault that lasts all run, e.g. loss), ``progress_after_heal`` and
-  ``recovery_time`` (ticks from the heal to the first completed operation after it);
+  recovered; NaN for a fault that lasts all run, e.g. loss), ``progress_after_heal``
+  (whether a new log index was committed after it) and ``recovery_time`` (ticks from the
+  heal to that commit), ``client_recovery_time`` (to the first operation a client saw
+  complete after the heal; clients back off, so this can be much later);
 * ``violations.<check>`` for each safety check of the protocol (and ``single_leader``,
   which Raft does not promise), recomputed from the log with
   :mod:`raysim.protocols.consensus.checks`.
@@ -50,6 +52,26 @@ RAFT_CHECKS = (
     "state_machine_safety",
     "linearizability",
     "single_leader",
+)
+
+# parameters every per-run frame carries (when the runs have them), varying or not
+CONTEXT = (
+    "network.nodes",
+    "network.delay.dist",
+    "faults.loss",
+    "faults.crashes",
+    "faults.partitions",
+    "protocol.clients",
+    "protocol.election_min",
+    "protocol.election_max",
+    "protocol.timeout",
+    "protocol.threshold",
+    "protocol.period",
+    "protocol.k",
+    "protocol.w",
+    "protocol.r",
+    "protocol.fanout",
+    "protocol.read_repair",
 )
 
 # (timeouts, statistic, ms): the numbers the paper's text states for Figure 16 (§9.3).
@@ -163,10 +185,20 @@ def raft_measures(cols: dict[str, np.ndarray], row: pd.Series) -> dict[str, floa
         covered[max(0, s) : max(0, min(e, int(end)))] = True
     out["leaderless"] = float((~covered[: int(end)]).sum())
     out["healed_at"] = healed
-    rets = np.array(sorted(o.ret for o in done))
-    after = rets[rets >= healed] if np.isfinite(healed) else np.array([])
+    commits = ck.rows_of(cols, "commit")
+    seen: set[int] = set()
+    new_index_times = []
+    for t, idx in zip(commits.time.tolist(), commits.value.astype(int).tolist(), strict=True):
+        if idx not in seen:
+            seen.add(idx)
+            new_index_times.append(t)
+    firsts = np.array(new_index_times, dtype=float)
+    after = firsts[firsts >= healed] if np.isfinite(healed) else np.array([])
     out["progress_after_heal"] = float(len(after) > 0) if np.isfinite(healed) else np.nan
     out["recovery_time"] = float(after[0] - healed) if len(after) else np.nan
+    rets = np.array(sorted(o.ret for o in done))
+    oks = rets[rets >= healed] if np.isfinite(healed) else np.array([])
+    out["client_recovery_time"] = float(oks[0] - healed) if len(oks) else np.nan
     return out
 
 
@@ -188,7 +220,7 @@ def raft_runs(
         m["first_violation"] = found[0].detail if found else ""  # type: ignore[assignment]
         rows.append({"run_id": run_id, **m})
     frame = pd.DataFrame(rows)
-    keep = ["run_id", "protocol", "seed", *varying_params(runs)]
+    keep = ["run_id", "protocol", "seed", *CONTEXT, *varying_params(runs)]
     return runs[[c for c in dict.fromkeys(keep) if c in runs]].merge(frame, on="run_id")
 
 
@@ -257,6 +289,8 @@ def fig_bars(frame: pd.DataFrame, x: str, y: str, color: str | None = None,
              title: str = "", ytitle: str = "") -> go.Figure:
     """Mean of ``y`` over seeds with 95 % confidence bars, against ``x``, one line per colour."""
     fig = go.Figure()
+    if color is not None and color not in frame:
+        color = None
     groups = frame.groupby(color, sort=True) if color else [("all", frame)]
     for i, (key, g) in enumerate(groups):
         s = summary(g, [x], [y]).sort_values(x)
@@ -377,16 +411,18 @@ def raft_section(where: Where, runs: pd.DataFrame) -> str:
         runs=("run_id", "size"),
         progress_after_heal=("progress_after_heal", "mean"),
         recovery_time=("recovery_time", "mean"),
+        client_recovery_time=("client_recovery_time", "mean"),
         unavailable_max=("unavailable_max", "mean"),
         split_votes=("split_votes", "mean"),
         terms_per_minute=("terms_per_minute", "mean"),
         leaderless=("leaderless", "mean"),
     ).reset_index()
     out += ["<h2>Raft: liveness and availability</h2>",
-            f"<p>Per scenario (means over seeds): share of runs that completed an operation "
-            f"after the last fault healed ({len(healed)} runs have a heal time) and how long "
-            "that took, the longest stretch without a completed operation, split votes, terms "
-            "per minute, and time with no leader at all.</p>",
+            f"<p>Per scenario (means over seeds): share of runs that committed a new log "
+            f"index after the last fault healed ({len(healed)} runs have a heal time), how "
+            "long that took and how long until a client saw an operation complete, the longest "
+            "stretch without a completed operation, split votes, terms per minute, and time "
+            "with no leader at all.</p>",
             _table(live.round(3))]
     return "\n".join(out)
 

@@ -30,7 +30,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pyarrow.dataset as ds
 
-from raysim.analysis.consensus import summary
+from raysim.analysis.consensus import CONTEXT, summary
 from raysim.analysis.figures import PALETTE, short
 from raysim.analysis.load import Where, load_events, load_runs, varying_params
 
@@ -137,7 +137,7 @@ def detector_runs(where: Where, runs: pd.DataFrame | None = None) -> pd.DataFram
         for _, r in runs.iterrows()
     ]
     runs = runs.assign(knob=knob)
-    keep = ["run_id", "protocol", "seed", "knob", *varying_params(runs)]
+    keep = ["run_id", "protocol", "seed", "knob", *CONTEXT, *varying_params(runs)]
     return runs[[c for c in dict.fromkeys(keep) if c in runs]].merge(pd.DataFrame(rows),
                                                                      on="run_id")
 

@@ -15,7 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pyarrow.dataset as ds
 
-from raysim.analysis.consensus import LOG_COLUMNS, fig_bars, summary
+from raysim.analysis.consensus import CONTEXT, LOG_COLUMNS, fig_bars, summary
 from raysim.analysis.figures import PALETTE, short
 from raysim.analysis.load import Where, load_events, load_runs, varying_params
 from raysim.protocols.consensus import checks as ck
@@ -51,7 +51,7 @@ def quorum_runs(where: Where, runs: pd.DataFrame | None = None) -> pd.DataFrame:
             "write_latency": (float(np.mean([o.ret - o.call for o in writes]))
                               if writes else np.nan),
         })
-    keep = ["run_id", "protocol", "seed", *varying_params(runs)]
+    keep = ["run_id", "protocol", "seed", *CONTEXT, *varying_params(runs)]
     frame = runs[[c for c in dict.fromkeys(keep) if c in runs]].merge(pd.DataFrame(rows),
                                                                      on="run_id")
     replicas = runs["network.nodes"] - runs["protocol.clients"]
