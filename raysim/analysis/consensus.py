@@ -134,10 +134,13 @@ def fault_times(row: pd.Series) -> tuple[list[tuple[int, np.ndarray]], float]:
 
 
 def _leader_at(intervals: Sequence[tuple[int, int, int, int]], t: int) -> tuple[int, int]:
-    """(node, term) of the highest-term leadership covering time t, or (-1, -1)."""
+    """(node, term) of the highest-term leadership covering time t, or (-1, -1).
+
+    A leadership that a crash at t itself ends (end == t) counts: it was the leader then.
+    """
     best = (-1, -1)
     for nd, term, s, e in intervals:
-        if s <= t < e and term > best[1]:
+        if s <= t <= e and term > best[1]:
             best = (nd, term)
     return best
 
@@ -147,7 +150,10 @@ def raft_measures(cols: dict[str, np.ndarray], row: pd.Series) -> dict[str, floa
     end = float(row.get("end_time", row.get("experiment.duration", 0)))
     minutes = max(end, 1.0) / 60_000.0
     out: dict[str, float] = {}
-    intervals = ck.leader_intervals(cols)
+    log_end = int(np.max(cols["time"])) + 1 if len(cols["time"]) else 0
+    # a leadership still open when the log ends lasts until the run ends
+    intervals = [(nd, term, s, int(end) if e >= log_end else e)
+                 for nd, term, s, e in ck.leader_intervals(cols)]
     leaders = ck.rows_of(cols, "leader")
     hits, healed = fault_times(row)
     out["election_time"] = np.nan
