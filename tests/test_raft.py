@@ -181,9 +181,19 @@ def test_client_retries_with_a_doubling_timeout() -> None:
 
 def test_leases_refuse_votes_and_serve_reads_locally() -> None:
     r, ctx = server(0, n=4, clients=1, lease=True, election_min=150, election_max=300)
+    r.on_message(ctx, 1, AppendEntries(0, 0, 0, (), 0, 1))  # a leader of term 0 at time 0
+    ctx.take()
     ctx.now = 100
     r.on_message(ctx, 1, RequestVote(1, 0, 0))
-    assert ctx.take() == [] and ctx.storage["term"] == 0  # heard "a leader" at start
+    assert ctx.take() == [] and ctx.storage["term"] == 0  # heard a leader 100 ticks ago
+    fresh, fctx = server(2, n=4, clients=1, lease=True)
+    fresh.on_message(fctx, 1, RequestVote(1, 0, 0))
+    assert fctx.take() == [(1, VoteReply(1, True))]  # at time 0 nobody holds a lease
+    rec = Raft(RaftParams(clients=1, lease=True), 3 - 1)
+    rctx = Ctx(2, 4, now=5000)
+    rec.on_start(rctx)  # a recovery: refuses votes for election_min
+    rec.on_message(rctx, 1, RequestVote(1, 0, 0))
+    assert rctx.take() == []
     ctx.now = 200
     elect(r, ctx, [1])
     assert r.role == LEADER

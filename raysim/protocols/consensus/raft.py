@@ -35,7 +35,8 @@ unless leases are on.
 
 *Leases* (``lease = true``). A server that heard from a current leader less than
 ``election_min`` ago (its own clock) neither grants a vote nor adopts a higher term from a
-RequestVote (thesis §4.2.3); a recovering server starts as if it had just heard from one.
+RequestVote (thesis §4.2.3); a recovering server starts as if it had just heard from one
+(at time 0 no lease can exist, so servers starting then vote at once).
 When a majority has acknowledged the heartbeat round the leader sent at its local time s, it
 holds a lease until local time ``s + election_min·(1-ρ)/(1+ρ)``, ρ = ``drift_bound``: no
 majority can vote for anyone else before then, whatever the clocks do within the bound. While
@@ -232,7 +233,9 @@ class Raft(Protocol):
         self.acked: dict[int, int] = {}
         self.lease_until = -math.inf
         self.term_start = 0
-        self.heard = self._local(ctx)  # as if just heard from a leader (lease rule)
+        # A recovering server acts as if it had just heard from a leader (the lease rule);
+        # at time 0 nobody can hold a lease yet.
+        self.heard = self._local(ctx) if ctx.now > 0 else -math.inf
         self.election_timer = -1
         if p.first_leader == self.node and ctx.now == 0:
             # NOTE: a spread first timeout puts a crash at a fixed time at a uniformly random
