@@ -44,6 +44,7 @@ def test_raft_measures_time_the_election_after_the_leaders_crash() -> None:
     assert m["split_votes"] == 1 and m["terms_per_minute"] == 3 / (3000 / 60_000)
     assert m["ops"] == 1 and m["latency_mean"] == 50
     assert m["progress_after_heal"] == 1.0 and m["recovery_time"] == 100
+    assert m["leader_after_heal"] == 1.0
     assert m["leaderless"] == 20 + 450 and np.isnan(m["client_recovery_time"])
 
 

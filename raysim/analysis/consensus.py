@@ -15,7 +15,8 @@ measures, with the run's parameters:
 * the liveness summary: ``healed_at`` (when the last partition ended or crashed node
   recovered; NaN for a fault that lasts all run, e.g. loss), ``progress_after_heal``
   (whether a new log index was committed after it) and ``recovery_time`` (ticks from the
-  heal to that commit), ``client_recovery_time`` (to the first operation a client saw
+  heal to that commit), ``leader_after_heal`` (whether some node led after it: an idle
+  cluster commits nothing new), ``client_recovery_time`` (to the first operation a client saw
   complete after the heal; clients back off, so this can be much later);
 * ``violations.<check>`` for each safety check of the protocol (and ``single_leader``,
   which Raft does not promise), recomputed from the log with
@@ -201,6 +202,9 @@ def raft_measures(cols: dict[str, np.ndarray], row: pd.Series) -> dict[str, floa
     firsts = np.array(new_index_times, dtype=float)
     after = firsts[firsts >= healed] if np.isfinite(healed) else np.array([])
     out["progress_after_heal"] = float(len(after) > 0) if np.isfinite(healed) else np.nan
+    out["leader_after_heal"] = (
+        float(any(e > healed for _nd, _t, s, e in intervals)) if np.isfinite(healed) else np.nan
+    )
     out["recovery_time"] = float(after[0] - healed) if len(after) else np.nan
     rets = np.array(sorted(o.ret for o in done))
     oks = rets[rets >= healed] if np.isfinite(healed) else np.array([])
@@ -416,6 +420,7 @@ def raft_section(where: Where, runs: pd.DataFrame) -> str:
     live = frame.groupby(cols).agg(
         runs=("run_id", "size"),
         progress_after_heal=("progress_after_heal", "mean"),
+        leader_after_heal=("leader_after_heal", "mean"),
         recovery_time=("recovery_time", "mean"),
         client_recovery_time=("client_recovery_time", "mean"),
         unavailable_max=("unavailable_max", "mean"),
