@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
+import pandas as pd
 import pytest
 
 from raysim.api.protocol import Context, register
@@ -319,3 +320,35 @@ def test_naive_election_elects_two_leaders_under_a_partition(tmp_path: Path) -> 
     found = NaiveLeader.safety(NaiveParams(), columns(res.events_dir))
     assert found and found[0].check == "single_leader" and 0 in found[0].nodes
     assert 1000 <= found[0].time < 2000
+
+
+@pytest.mark.parametrize(
+    ("name", "nodes", "proto"),
+    [
+        ("consensus.raft", 7, {"clients": 2, "lease": True, "clock_drift": 0.2}),
+        ("consensus.naive_leader", 5, {}),
+        ("consensus.quorum_register", 7, {"clients": 2, "read_repair": True}),
+        ("detection.swim", 8, {"period": 200, "ack_timeout": 80}),
+        ("detection.phi", 6, {}),
+    ],
+)
+def test_same_log_on_local_and_on_ray_with_two_shards(
+    tmp_path: Path, ray_session: None, name: str, nodes: int, proto: dict
+) -> None:
+    from tests.conftest import canonical
+
+    cfg = validate({
+        "experiment": {"name": "det", "protocol": name, "seed": 9, "duration": 3000},
+        "protocol": proto,
+        "network": {"nodes": nodes, "delay": {"dist": "uniform", "low": 10, "high": 40}},
+        "faults": {"loss": 0.1, "duplicate": 0.05,
+                   "crashes": [{"node": 1, "at": 800, "recover_at": 1600}],
+                   "partitions": [{"a": "0", "start": 1200, "end": 2000}]},
+    }, "test")
+    logs = []
+    for layout in ({"backend": "local"}, {"backend": "ray", "shards": 2}):
+        res = run(cfg, tmp_path / layout["backend"], **layout)  # type: ignore[arg-type]
+        assert res.status == "ok" and res.events_dir is not None
+        logs.append(canonical(res.events_dir))
+    assert len(logs[0]) > 100
+    pd.testing.assert_frame_equal(logs[0], logs[1])
