@@ -352,3 +352,17 @@ def test_same_log_on_local_and_on_ray_with_two_shards(
         logs.append(canonical(res.events_dir))
     assert len(logs[0]) > 100
     pd.testing.assert_frame_equal(logs[0], logs[1])
+
+
+def test_a_recovered_client_never_reuses_an_operation_id() -> None:
+    c, cc = server(3, n=4, clients=1)
+    cc.now = cc.pending("op")[0]
+    c.on_timer(cc, "op")
+    first = c.op
+    again = Raft(RaftParams(clients=1), 3)
+    rctx = Ctx(3, 4, now=cc.now + 1000)
+    rctx.storage = cc.storage  # what survives the crash
+    again.on_start(rctx)
+    rctx.now = rctx.pending("op")[0]
+    again.on_timer(rctx, "op")
+    assert again.op == first + 1

@@ -141,7 +141,8 @@ class QuorumRegister(Protocol):
             self.value = 0.0
             return
         self.phase = IDLE
-        self.seq = 0
+        self.st = ctx.storage  # the operation counter survives a crash: ids stay unique
+        self.st.setdefault("seq", 0)
         self.op = -1
         self.acks: set[int] = set()
         self.replies: list[tuple[int, Version, float]] = []
@@ -163,8 +164,8 @@ class QuorumRegister(Protocol):
     def on_timer(self, ctx: Context, tag: Any) -> None:
         if tag == "op":
             self._go("invoke")
-            self.seq += 1
-            self.op = (self.node << 32) | self.seq
+            self.st["seq"] += 1
+            self.op = (self.node << 32) | self.st["seq"]
             self.acks, self.replies = set(), []
             if ctx.rng.random() < self.p.read_fraction:
                 self.reading = True

@@ -512,7 +512,8 @@ class Raft(Protocol):
     # --- clients ---------------------------------------------------------------------------
 
     def _client_start(self, ctx: Context) -> None:
-        self.seq = 0
+        self.st = ctx.storage  # the operation counter survives a crash: ids stay unique
+        self.st.setdefault("seq", 0)
         self.op = -1
         self.op_kind = READ
         self.op_value = 0.0
@@ -523,8 +524,8 @@ class Raft(Protocol):
 
     def _client_timer(self, ctx: Context, tag: Any) -> None:
         if tag == OP:
-            self.seq += 1
-            self.op = (self.node << 32) | self.seq
+            self.st["seq"] += 1
+            self.op = (self.node << 32) | self.st["seq"]
             self.tries = 0
             if ctx.rng.random() < self.p.read_fraction:
                 self.op_kind, self.op_value = READ, -1.0
