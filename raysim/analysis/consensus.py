@@ -395,6 +395,8 @@ def raft_section(where: Where, runs: pd.DataFrame) -> str:
                 _fig_html(fig_election_cdf(elect), "fig-raft-election-cdf")]
         stats = elect.groupby("timeouts")["election_time"].describe(
             percentiles=[0.5, 0.99])[["count", "mean", "50%", "99%", "max"]].reset_index()
+        stats = stats.rename(columns={"count": "new leader elected", "50%": "median",
+                                      "99%": "99th pct"})
         stats.insert(1, "runs", elect.groupby("timeouts").size().to_numpy())
         out += [_table(stats.round(1))]
         paper = pd.DataFrame(FIG16_PAPER, columns=["timeouts", "paper statistic", "paper ms"])
@@ -415,8 +417,7 @@ def raft_section(where: Where, runs: pd.DataFrame) -> str:
                                    "Completed operations per second", "ops/s"),
                           "fig-raft-throughput")]
     healed = frame[frame["healed_at"].notna()]
-    cols = ["scenario", "network.nodes", "timeouts"]
-    cols = [c for c in cols if c in frame]
+    cols = ["scenario"]
     live = frame.groupby(cols).agg(
         runs=("run_id", "size"),
         progress_after_heal=("progress_after_heal", "mean"),
@@ -429,7 +430,7 @@ def raft_section(where: Where, runs: pd.DataFrame) -> str:
         leaderless=("leaderless", "mean"),
     ).reset_index()
     out += ["<h2>Raft: liveness and availability</h2>",
-            f"<p>Per scenario (means over seeds): share of runs that committed a new log "
+            f"<p>Per scenario (means over seeds, cluster sizes and timeouts): share of runs that committed a new log "
             f"index after the last fault healed ({len(healed)} runs have a heal time), how "
             "long that took and how long until a client saw an operation complete, the longest "
             "stretch without a completed operation, split votes, terms per minute, and time "
