@@ -431,10 +431,10 @@ def raft_section(where: Where, runs: pd.DataFrame) -> str:
     ).reset_index()
     out += ["<h2>Raft: liveness and availability</h2>",
             "<p>Per scenario (means over seeds, cluster sizes and timeouts): share of runs "
-            f"that committed a new log index after the last fault healed ({len(healed)} runs have a heal time), how "
-            "long that took and how long until a client saw an operation complete, the longest "
-            "stretch without a completed operation, split votes, terms per minute, and time "
-            "with no leader at all.</p>",
+            f"that committed a new log index after the last fault healed ({len(healed)} runs "
+            "have a heal time), how long that took, how long until a client saw an "
+            "operation complete, the longest stretch without a completed operation, split "
+            "votes, terms per minute, and time with no leader at all.</p>",
             _table(live.round(3))]
     return "\n".join(out)
 
