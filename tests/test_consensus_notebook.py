@@ -54,3 +54,25 @@ def test_notebook_runs_on_small_results(small_results: Path,
     assert "raft_fig16: no results" in text
     assert "with_two_leaders" in text
     assert figures == 4
+
+
+def test_report_sections_render(small_results: Path) -> None:
+    from raysim.analysis import consensus as rc
+    from raysim.analysis import detection as rd
+    from raysim.analysis import quorum as rq
+    from raysim.analysis.load import load_runs
+
+    raft = rc.raft_section(small_results / "raft_election",
+                           load_runs(small_results / "raft_election"))
+    assert "Raft: safety on every run" in raft and "fig-raft-election-cdf" in raft
+    naive = rc.naive_section(small_results / "naive_leader",
+                             load_runs(small_results / "naive_leader"))
+    assert "two leaders at once" in naive and "First violations" in naive
+    swim = rd.section(small_results / "failure_detectors_swim",
+                      load_runs(small_results / "failure_detectors_swim"))
+    assert "fig-detect-tradeoff" in swim
+    quorum = rq.section(small_results / "quorum_register",
+                        load_runs(small_results / "quorum_register"))
+    assert "fig-quorum-stale" in quorum and "fig-quorum-latency" in quorum
+    assert rc.raft_section(small_results / "naive_leader",
+                           load_runs(small_results / "naive_leader")) == ""
