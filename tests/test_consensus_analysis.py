@@ -59,3 +59,20 @@ def test_detector_measures_first_all_and_false() -> None:
     assert m["detect_first"] == 100 and m["detect_all"] == 500
     live_seconds = (2000 * 3 + 1000) / 1000
     assert m["false_suspicions"] == 1 / live_seconds
+
+
+def test_a_suspicion_held_since_before_the_crash_counts_at_the_crash() -> None:
+    g = pd.DataFrame([
+        (800, "obs", 0, 2, "suspect", 0.0),  # by luck, before the crash, never lifted
+        (1000, "crash", 2, -1, None, 0.0),
+        (1300, "obs", 1, 2, "suspect", 0.0), (1400, "obs", 3, 2, "suspect", 0.0),
+        (600, "obs", 3, 2, "suspect", 0.0), (700, "obs", 3, 2, "trust", 0.0),  # lifted
+    ], columns=["time", "kind", "node", "peer", "name", "value"]).sort_values("time")
+    m = rd.detector_measures(g, n=4, end=2000.0)
+    assert m["detect_first"] == 0 and m["detect_all"] == 400
+    swim = rd.detector_measures(pd.concat([g, pd.DataFrame(
+        [(900, "obs", 1, 3, "suspect", 4.0), (905, "obs", 0, 3, "suspect", 4.0)],
+        columns=g.columns)]).sort_values("time"), n=4, end=2000.0, swim=True)
+    live_seconds = (2000 * 3 + 1000) / 1000
+    assert swim["false_suspicions"] == 4 / live_seconds
+    assert swim["false_episodes"] == 2 / live_seconds  # (2, incarnation 0) and (3, 4)

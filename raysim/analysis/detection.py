@@ -3,7 +3,8 @@
 :func:`detector_runs` gives one row per run (with its parameters):
 
 * ``detect_first`` — ticks from the first crash to the first ``suspect`` of the crashed node
-  by anyone; ``detect_all`` — until every node up at the crash (and still up) suspected it;
+  by anyone (0 if someone already suspected it, by luck, when it crashed); ``detect_all`` —
+  until every node up at the crash (and still up) suspected it;
   ``know_all`` — until every such node had it as suspect or ``dead`` (SWIM's "every member
   knows"); ``dead_all`` — until all had confirmed it dead (SWIM);
 * ``false_suspicions`` — ``suspect`` rows about a node that was up at that time, per live
@@ -63,7 +64,9 @@ def _up_at(crash: np.ndarray, recover: np.ndarray, t: float) -> bool:
     return not last_crash > last_rec
 
 
-def detector_measures(g: pd.DataFrame, n: int, end: float) -> dict[str, float]:
+def detector_measures(
+    g: pd.DataFrame, n: int, end: float, swim: bool = False
+) -> dict[str, float]:
     """The measures of one run's observation and lifecycle rows ``g`` (see the docstring)."""
     kind = g["kind"].astype(str).to_numpy()
     name = g["name"].astype(str).to_numpy()
@@ -84,9 +87,20 @@ def detector_measures(g: pd.DataFrame, n: int, end: float) -> dict[str, float]:
         watchers = [i for i in range(n) if i != c and _up_at(crashes[i], recovers[i], tc)
                     and not ((crashes[i] > tc) & (crashes[i] < end)).any()]
 
+        trust = (kind == "obs") & (name == "trust")
+
         def firsts(mask: np.ndarray) -> dict[int, float]:
-            m = mask & (peer == c) & (time >= tc) & (time < until)
+            """Per watcher, when it first held ``c`` suspect (or dead) from the crash on; a
+            watcher whose suspicion began before the crash and still held counts at tc."""
             got: dict[int, float] = {}
+            before = (mask | trust) & (peer == c) & (time < tc)
+            for nd, is_trust in zip(node[before].tolist(), trust[before].tolist(),
+                                    strict=True):
+                if is_trust:
+                    got.pop(int(nd), None)
+                else:
+                    got[int(nd)] = tc
+            m = mask & (peer == c) & (time >= tc) & (time < until)
             for t, nd in zip(time[m].tolist(), node[m].tolist(), strict=True):
                 got.setdefault(int(nd), t)
             return got
@@ -107,7 +121,6 @@ def detector_measures(g: pd.DataFrame, n: int, end: float) -> dict[str, float]:
     false = [j for j in np.flatnonzero(sus).tolist()
              if _up_at(crashes[int(peer[j])], recovers[int(peer[j])], time[j])]
     out["false_suspicions"] = len(false) / live_s if live_s else np.nan
-    swim = ((kind == "obs") & (name == "dead")).any() or (name == "trust").any()
     episodes = {(int(peer[j]), float(value[j])) for j in false} if swim else set(false)
     out["false_episodes"] = len(episodes) / live_s if live_s else np.nan
     return out
@@ -129,7 +142,8 @@ def detector_runs(where: Where, runs: pd.DataFrame | None = None) -> pd.DataFram
         r: pd.Series = by_id.loc[run_id]  # type: ignore[assignment]
         end = float(r["end_time"])
         g = g.sort_values(["time", "node"], kind="stable")
-        m = detector_measures(g, int(r["network.nodes"]), end)
+        m = detector_measures(g, int(r["network.nodes"]), end,
+                              swim=str(r["protocol"]) == "detection.swim")
         m["messages_per_node_s"] = float(r["sent"]) / float(r["network.nodes"]) / (end / 1000.0)
         rows.append({"run_id": run_id, **m})
     knob = [
