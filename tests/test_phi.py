@@ -58,3 +58,11 @@ def test_importing_phi_loads_no_heavy_module() -> None:
             "print(any(m in sys.modules for m in ('ray', 'pandas', 'pyarrow', 'raysim.engine')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_scalar_and_array_paths_agree() -> None:
+    xs = np.linspace(-30, 60, 181)
+    arr = raysim.phi(xs, 5.0, 7.0)
+    one = [raysim.phi(float(x), 5.0, 7.0) for x in xs]
+    assert np.allclose(arr, one, rtol=1e-12, atol=1e-12)
+    assert raysim.phi(-1e6, 0.0, 1.0) == 0.0

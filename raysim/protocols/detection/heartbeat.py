@@ -118,6 +118,7 @@ class HeartbeatDetector(Protocol):
         self.since: dict[int, int] = {}
         self.timeout: dict[int, int] = {}
         self.gaps: dict[int, deque[int]] = {}
+        self.sums: dict[int, tuple[int, int]] = {}  # per peer: sum and sum of squares of gaps
         ctx.set_timer(1 + ctx.rng.randrange(self.p.period), BEAT)
         ctx.set_timer(self.p.check, CHECK)
 
@@ -140,8 +141,10 @@ class HeartbeatDetector(Protocol):
         gaps = self.gaps.get(peer)
         if gaps is None or len(gaps) < 2:
             return False
-        mean = sum(gaps) / len(gaps)
-        std = math.sqrt(sum((g - mean) ** 2 for g in gaps) / len(gaps))
+        # NOTE: integer running sums over the window (exact), not a pass over it per check.
+        n, total, squares = len(gaps), self.sums[peer][0], self.sums[peer][1]
+        mean = total / n
+        std = math.sqrt(max(squares / n - mean * mean, 0.0))
         return phi(float(elapsed), mean + p.acceptable_pause, max(std, p.min_std)) >= p.threshold
 
     def _check(self, ctx: Context) -> None:
@@ -160,8 +163,15 @@ class HeartbeatDetector(Protocol):
         prev = self.last.get(src)
         self.last[src] = ctx.now
         if prev is not None:
-            gaps = self.gaps.setdefault(src, deque(maxlen=self.p.window))
-            gaps.append(ctx.now - prev)
+            gaps = self.gaps.setdefault(src, deque())
+            total, squares = self.sums.get(src, (0, 0))
+            gap = ctx.now - prev
+            gaps.append(gap)
+            total, squares = total + gap, squares + gap * gap
+            if len(gaps) > self.p.window:
+                old = gaps.popleft()
+                total, squares = total - old, squares - old * old
+            self.sums[src] = (total, squares)
         if self.phase.get(src, TRUSTED) == SUSPECTED:
             self.phase[src] = step(SUSPECTED, "heard", self.node, src)
             ctx.emit("trust", ctx.now - self.since[src], peer=src)
