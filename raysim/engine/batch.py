@@ -1,7 +1,7 @@
-"""The columnar path of the engine: a window's events handed to a BatchProtocol in batches.
+"""The columnar context: what a BatchProtocol acts through, and the event batches it gets.
 
-Theory of operation
--------------------
+Theory of operation (the driver is :mod:`raysim.engine.columnar`)
+-----------------------------------------------------------------
 Inside a window no event at one node can affect another node (messages sent now arrive
 in a later window), so the only order that matters is each node's own. The window's events,
 already sorted by the engine's total order, are split by *rank*: the k-th event of every
@@ -17,14 +17,14 @@ a columnar protocol and its per-node twin write the same event log (tested).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from raysim.engine.observe import batch_values, check_name
+from raysim.log.eventlog import ObsValues
+from raysim.network.topology import Topology
 from raysim.values.rng import stream_words, words_to_range, words_to_unit
-
-if TYPE_CHECKING:
-    from raysim.engine.shard import Shard
 
 
 def occurrence(keys: np.ndarray) -> np.ndarray:
@@ -46,12 +46,13 @@ def occurrence(keys: np.ndarray) -> np.ndarray:
 class EventBatch:
     """A batch of events at distinct nodes (see :class:`raysim.api.protocol.BatchEvents`)."""
 
-    __slots__ = ("fields", "li", "mtype", "node", "src", "tags", "time")
+    __slots__ = ("cause", "fields", "li", "mtype", "node", "src", "tags", "time")
 
     def __init__(self, node: np.ndarray, li: np.ndarray, time: np.ndarray) -> None:
         self.node = node
         self.li = li
         self.time = time
+        self.cause = np.zeros(0, dtype=np.int64)
         self.src = np.zeros(0, dtype=np.int64)
         self.mtype = np.zeros(0, dtype=np.int64)
         self.fields: dict[str, np.ndarray] = {}
@@ -64,34 +65,75 @@ class EventBatch:
 class BatchShardContext:
     """The :class:`~raysim.api.protocol.BatchContext` of one shard: per-node counters as arrays."""
 
-    def __init__(self, shard: Shard, rng_keys: list[int]) -> None:
-        self.shard = shard
-        self.n_nodes = shard.spec.n_nodes
-        self.lo = shard.lo
-        n_local = shard.hi - shard.lo
+    def __init__(
+        self,
+        n_nodes: int,
+        lo: int,
+        hi: int,
+        topology: Topology,
+        field_names: tuple[str, ...],
+        epoch: np.ndarray,
+        rng_keys: list[int],
+    ) -> None:
+        self.n_nodes = n_nodes
+        self.lo = lo
+        n_local = hi - lo
+        self.epoch = epoch  # the driver's session epochs (timers carry them)
         self.send_seq = np.zeros(n_local, dtype=np.int64)
         self.timer_seq = np.zeros(n_local, dtype=np.int64)
+        self.event_seq = np.zeros(n_local, dtype=np.int64)  # each node's next ``seq``
+        self._scratch = np.zeros(n_local, dtype=np.int64)  # for :meth:`_occurrence`
+        self.handling = np.full(n_local, -1, dtype=np.int64)  # seq of the event being handled
         self.rng_keys = np.array(rng_keys, dtype=np.uint64)
         self.rng_ctr = np.zeros(n_local, dtype=np.int64)
-        self.adj = shard.topology.adj
-        self.deg = shard.topology.degree
-        self.field_names: tuple[str, ...] = tuple(getattr(shard.proto_cls, "fields", ()))
+        self.adj = topology.adj
+        self.deg = topology.degree
+        self.field_names = field_names
         self.window_end = 0
         self.sends: list[tuple[np.ndarray, ...]] = []
         self.timers: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[Any]]] = []
         self.late: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[Any]]] = []
-        self.obs: list[tuple[np.ndarray, np.ndarray, str, np.ndarray, np.ndarray, np.ndarray]] = []
+        self.obs: list[
+            tuple[np.ndarray, np.ndarray, str, ObsValues, np.ndarray, np.ndarray, np.ndarray]
+        ] = []
 
-    def send(self, src: Any, time: Any, dst: Any, mtype: Any, **fields: Any) -> None:
-        """One message per element of ``src`` (ids in send order per node)."""
+    def _occurrence(self, li: np.ndarray) -> np.ndarray | None:
+        """:func:`occurrence` of local indexes, or None when they are distinct.
+
+        NOTE: nearly every call has distinct nodes (one event per node per batch); a
+        scatter and a gather over a scratch array prove it without the sort.
+        """
+        n = len(li)
+        pos = np.arange(n, dtype=np.int64)
+        self._scratch[li] = pos
+        if (self._scratch[li] == pos).all():
+            return None
+        return occurrence(li)
+
+    @staticmethod
+    def _take(counter: np.ndarray, li: np.ndarray, occ: np.ndarray | None) -> np.ndarray:
+        """Each element's next number from ``counter`` (advanced by the elements)."""
+        q = counter[li]
+        if occ is None:
+            counter[li] = q + 1
+            return q
+        np.add.at(counter, li, 1)
+        return q + occ
+
+    def next_seq(self, li: np.ndarray, occ: np.ndarray | None = None) -> np.ndarray:
+        """Take the next ``seq`` of each node at ``li`` (``occ``: see :meth:`_occurrence`)."""
+        return self._take(self.event_seq, li, occ)
+
+    def send(self, src: Any, time: Any, dst: Any, mtype: Any, **fields: Any) -> np.ndarray:
+        """One message per element of ``src`` (ids in send order per node); returns the ids."""
         src = np.asarray(src, dtype=np.int64)
         n = len(src)
         if n == 0:
-            return
+            return np.zeros(0, dtype=np.int64)
         li = src - self.lo
-        occ = occurrence(li)
-        seq = self.send_seq[li] + occ
-        np.add.at(self.send_seq, li, 1)
+        occ = self._occurrence(li)
+        seq = self._take(self.send_seq, li, occ)
+        eseq = self.next_seq(li, occ)
         unknown = set(fields) - set(self.field_names)
         if unknown:
             raise ValueError(
@@ -108,9 +150,12 @@ class BatchShardContext:
                 np.broadcast_to(np.asarray(dst, dtype=np.int64), (n,)),
                 seq,
                 np.broadcast_to(np.asarray(mtype, dtype=np.int32), (n,)),
+                eseq,
+                self.handling[li],
                 *cols,
             )
         )
+        return (src << 32) | seq
 
     def set_timer(self, node: Any, when: Any, tag: str) -> None:
         """A timer per element at absolute time ``when``."""
@@ -120,9 +165,8 @@ class BatchShardContext:
             return
         when = np.broadcast_to(np.asarray(when, dtype=np.int64), (n,))
         li = node - self.lo
-        tid = self.timer_seq[li] + occurrence(li)
-        np.add.at(self.timer_seq, li, 1)
-        ep = self.shard.epoch_np[li]
+        tid = self._take(self.timer_seq, li, self._occurrence(li))
+        ep = self.epoch[li]
         late = when < self.window_end
         if late.any():
             m = late
@@ -136,22 +180,22 @@ class BatchShardContext:
     def emit(
         self, node: Any, time: Any, name: str, value: Any, peer: Any = -1, ref: Any = -1
     ) -> None:
-        """One observation per element (milestones are counted at the window's end)."""
+        """One observation per element (milestones are counted at the window's end).
+
+        Arguments are checked here (see :func:`raysim.engine.observe.batch_values`).
+        """
         node = np.asarray(node, dtype=np.int64)
         n = len(node)
         if n == 0:
             return
+        check_name(name)
+        values = batch_values(value, n)
         t = np.broadcast_to(np.asarray(time, dtype=np.int64), (n,))
-        self.obs.append(
-            (
-                t,
-                node,
-                name,
-                np.broadcast_to(np.asarray(value, dtype=np.float64), (n,)),
-                np.broadcast_to(np.asarray(peer, dtype=np.int64), (n,)),
-                np.broadcast_to(np.asarray(ref, dtype=np.int64), (n,)),
-            )
-        )
+        peer_a = np.broadcast_to(_ints(peer, "peer"), (n,))
+        ref_a = np.broadcast_to(_ints(ref, "ref"), (n,))
+        li = node - self.lo
+        seq = self.next_seq(li, self._occurrence(li))
+        self.obs.append((t, node, name, values, peer_a, ref_a, seq))
 
     def _words(self, node: np.ndarray) -> np.ndarray:
         li = np.asarray(node, dtype=np.int64) - self.lo
@@ -189,91 +233,8 @@ class BatchShardContext:
         )
 
 
-def process_window(
-    shard: Shard,
-    keys: list[np.ndarray],
-    order: np.ndarray,
-    offsets: tuple[int, int],
-    life_cols: tuple[np.ndarray, np.ndarray],
-    mcols: list[np.ndarray],
-    timers: list[Any],
-) -> tuple[list[int], list[int]]:
-    """Handle a window's sorted events batch by batch; returns (crashed msgs, skipped timers).
-
-    ``keys`` are the sort columns (time, prio, node, k1, k2) of every event, ``order`` the
-    sorted positions, ``offsets`` where messages and timers start among the positions.
-    ``timers`` is the list [time, node, id, epoch, tags] of due timers; in-window timers
-    are appended to it (and to ``keys``) as they are set.
-    """
-    from raysim.engine.context import P_MSG, P_NODE, P_TIMER
-
-    ctx, proto = shard.bctx, shard.bproto
-    m_off, t_off = offsets
-    crashed: list[np.ndarray] = []
-    skipped: list[np.ndarray] = []
-    remaining = order
-    lo = shard.lo
-    while len(remaining):
-        rank = occurrence(keys[2][remaining])
-        restart = False
-        for r in range(int(rank.max()) + 1):
-            g = remaining[rank == r]
-            p = keys[1][g]
-            lpos = g[p == P_NODE]  # lifecycle events sit first, so positions index their columns
-            if len(lpos):
-                kind, arg = life_cols[0][lpos], life_cols[1][lpos]
-                shard.lifecycle_batch(keys[0][lpos], keys[2][lpos], kind, arg)
-            msg = g[p == P_MSG] - m_off
-            if len(msg):
-                dst = mcols[2][msg]
-                dead = ~shard.alive_np[dst - lo]
-                if dead.any():
-                    crashed.append(msg[dead])
-                msg = msg[~dead & ~mcols[6][msg]]
-                if len(msg):
-                    node = mcols[2][msg]
-                    ev = EventBatch(node, node - lo, mcols[0][msg])
-                    ev.src = mcols[1][msg]
-                    ev.mtype = mcols[4][msg]
-                    ev.fields = {f: mcols[7 + i][msg] for i, f in enumerate(ctx.field_names)}
-                    shard.call_batch(proto.on_message, ev, "messages")
-            tim = g[p == P_TIMER] - t_off
-            if len(tim):
-                node = timers[1][tim]
-                li = node - lo
-                valid = timers[3][tim] == shard.epoch_np[li]
-                if not valid.all():
-                    skipped.append(tim[~valid])
-                    tim, node, li = tim[valid], node[valid], li[valid]
-                if len(tim):
-                    ev = EventBatch(node, li, timers[0][tim])
-                    tags = timers[4]
-                    ev.tags = [tags[i] for i in tim.tolist()]
-                    shard.call_batch(proto.on_timer, ev, "timers")
-            late = ctx.take_late()
-            if late is not None:
-                # Merge in-window timers into what is left and recompute the ranks.
-                start = len(keys[0])
-                n_new = len(late[0])
-                for i in range(4):
-                    timers[i] = np.concatenate([timers[i], late[i]])
-                timers[4] = timers[4] + late[4]
-                new_keys = (
-                    late[0],
-                    np.full(n_new, P_TIMER),
-                    late[1],
-                    late[2],
-                    np.zeros(n_new, np.int64),
-                )
-                for i in range(5):
-                    keys[i] = np.concatenate([keys[i], new_keys[i].astype(np.int64)])
-                rest = np.concatenate([remaining[rank > r], np.arange(start, start + n_new)])
-                sub = np.lexsort(tuple(k[rest] for k in reversed(keys)))
-                remaining = rest[sub]
-                restart = True
-                break
-        if not restart:
-            break
-    cr = np.concatenate(crashed).tolist() if crashed else []
-    sk = np.concatenate(skipped).tolist() if skipped else []
-    return cr, sk
+def _ints(x: Any, what: str) -> np.ndarray:
+    a = np.asarray(x)
+    if a.dtype.kind not in "iu" or a.ndim > 1:
+        raise TypeError(f"emit: {what} must be ints, got {a.dtype} of shape {a.shape}")
+    return a.astype(np.int64)
