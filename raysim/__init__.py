@@ -59,6 +59,7 @@ _EXPORTS: dict[str, str] = {
             "Context",
             "Params",
             "Protocol",
+            "Violation",
             "register",
         ),
         "raysim.api.protocol",
@@ -103,6 +104,7 @@ __all__ = [
     "TwoPSet",
     "VectorClock",
     "VersionVector",
+    "Violation",
     "__version__",
     "classify_history",
     "key_moves",
@@ -136,6 +138,7 @@ if TYPE_CHECKING:
         Context,
         Params,
         Protocol,
+        Violation,
         register,
     )
     from raysim.errors import ConfigError, ProtocolError
