@@ -18,7 +18,7 @@ def _run(out: Path, name: str, proto: str, nodes: int, duration: int, **sections
     data: dict[str, Any] = {
         "experiment": {"name": name, "protocol": proto, "seed": 1, "duration": duration},
         "network": {"nodes": nodes, "delay": {"dist": "uniform", "low": 10, "high": 30}},
-        "log": {"level": "observations"},
+        "log": {"level": "all"},
     }
     for k, v in sections.items():
         data.setdefault(k, {}).update(v)
@@ -62,17 +62,35 @@ def test_report_sections_render(small_results: Path) -> None:
     from raysim.analysis import quorum as rq
     from raysim.analysis.load import load_runs
 
+    def titles(parts: list) -> list[str]:
+        return [p.title for p in parts]
+
     raft = rc.raft_section(small_results / "raft_election",
                            load_runs(small_results / "raft_election"))
-    assert "Raft: safety on every run" in raft and "fig-raft-election-cdf" in raft
+    assert "Raft: safety on every run" in titles(raft)
+    assert "fig-raft-election-cdf" in [p.figure_id for p in raft]
+    safety = raft[0].table.set_index("check")
+    assert safety.loc["election_safety", "violations"] == 0
     naive = rc.naive_section(small_results / "naive_leader",
                              load_runs(small_results / "naive_leader"))
-    assert "two leaders at once" in naive and "First violations" in naive
+    assert titles(naive) == ["Naive leader election: two leaders at once",
+                             "Naive leader election: first violations"]
+    first = naive[1].table.iloc[0]
+    assert first["check"] == "single_leader" and 1000 <= first["time"] < 2000
     swim = rd.section(small_results / "failure_detectors_swim",
                       load_runs(small_results / "failure_detectors_swim"))
-    assert "fig-detect-tradeoff" in swim
+    assert swim[0].figure is not None and swim[0].figure_id == "fig-detect-tradeoff"
     quorum = rq.section(small_results / "quorum_register",
                         load_runs(small_results / "quorum_register"))
-    assert "fig-quorum-stale" in quorum and "fig-quorum-latency" in quorum
+    assert [p.figure_id for p in quorum] == ["fig-quorum-stale", "fig-quorum-latency"]
     assert rc.raft_section(small_results / "naive_leader",
-                           load_runs(small_results / "naive_leader")) == ""
+                           load_runs(small_results / "naive_leader")) == []
+
+
+def test_raysim_report_shows_the_protocol_sections(small_results: Path) -> None:
+    from raysim.analysis import report
+
+    page = report.build(small_results / "naive_leader")
+    assert "Naive leader election: two leaders at once" in page
+    page = report.build(small_results / "raft_election")
+    assert "Raft: safety on every run" in page and "Raft: time to elect a new leader" in page

@@ -28,7 +28,6 @@ The paper's Figure 16 numbers quoted in the text of Ongaro & Ousterhout (2014, Â
 
 from __future__ import annotations
 
-import html
 import json
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -40,6 +39,7 @@ import pyarrow.dataset as ds
 
 from raysim.analysis.figures import PALETTE, short
 from raysim.analysis.load import Where, load_events, load_runs, varying_params
+from raysim.analysis.section import Part
 from raysim.analysis.stats import band_of
 from raysim.network.faults import parse_node_set
 from raysim.protocols.consensus import checks as ck
@@ -348,15 +348,6 @@ def scenario(frame: pd.DataFrame) -> pd.Series:
 # --- report sections -------------------------------------------------------------------------
 
 
-def _fig_html(fig: go.Figure, div_id: str) -> str:
-    return str(fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
-                           config={"displaylogo": False, "responsive": True}))
-
-
-def _table(frame: pd.DataFrame) -> str:
-    return f"<div class=\"scroll\">{frame.to_html(index=False, border=0, na_rep='')}</div>"
-
-
 def _violations_table(frame: pd.DataFrame, checks: Sequence[str]) -> pd.DataFrame:
     cols = [f"violations.{c}" for c in checks if f"violations.{c}" in frame]
     out = pd.DataFrame({
@@ -376,59 +367,68 @@ def _first_violations(frame: pd.DataFrame, k: int = 5) -> pd.DataFrame:
                                     if c != "first_violation" else "detail")
 
 
-def raft_section(where: Where, runs: pd.DataFrame) -> str:
+def raft_section(where: Where, runs: pd.DataFrame) -> list[Part]:
     """The report's Raft section: safety over every run, elections, latency, liveness."""
     runs = runs[runs["protocol"] == "consensus.raft"]
     if not len(runs):
-        return ""
+        return []
     frame = raft_runs(where, runs)
     frame["timeouts"] = timeout_label(frame)
     frame["scenario"] = scenario(frame)
     faulty = frame[frame["scenario"] != "no faults"]
-    out = ["<h2>Raft: safety on every run</h2>",
-           f"<p>{len(frame)} runs ({len(faulty)} with faults). Each log was checked for "
-           "election safety, lease safety, log matching, leader completeness, state-machine "
-           "safety and linearizability of the clients' register history. "
-           "<code>single_leader</code> (two nodes believing they lead at once) is not a Raft "
-           "property: a deposed leader keeps believing until it hears a higher term, and "
-           "terms make that harmless.</p>",
-           _table(_violations_table(frame, RAFT_CHECKS))]
+    out = [Part(
+        "Raft: safety on every run",
+        f"{len(frame)} runs ({len(faulty)} with faults). Each log was checked for election "
+        "safety, lease safety, log matching, leader completeness, state-machine safety and "
+        "linearizability of the clients' register history (recomputed here from the "
+        "observations, whatever the log level). single_leader (two nodes believing they lead "
+        "at once) is not a Raft property: a deposed leader keeps believing until it hears a "
+        "higher term, and terms make that harmless.",
+        table=_violations_table(frame, RAFT_CHECKS))]
     firsts = _first_violations(frame)
     if len(firsts):
-        out += ["<p>First violations:</p>", _table(firsts)]
+        out.append(Part("Raft: first violations", table=firsts))
     elect = frame[frame["elected"].notna()]
     if len(elect):
-        out += ["<h2>Raft: time to elect a new leader</h2>",
-                "<p>From the first fault that hits the leader to the election of a leader of "
-                "a higher term; cumulative share of runs per election-timeout range. Markers: "
-                f"the numbers stated in the paper's text ({html.escape(FIG16_SOURCE)}).</p>",
-                _fig_html(fig_election_cdf(elect), "fig-raft-election-cdf")]
         stats = elect.groupby("timeouts")["election_time"].describe(
             percentiles=[0.5, 0.99])[["count", "mean", "50%", "99%", "max"]].reset_index()
         stats = stats.rename(columns={"count": "new leader elected", "50%": "median",
                                       "99%": "99th pct"})
         stats.insert(1, "runs", elect.groupby("timeouts").size().to_numpy())
-        out += [_table(stats.round(1))]
-        paper = pd.DataFrame(FIG16_PAPER, columns=["timeouts", "paper statistic", "paper ms"])
-        out += ["<p>The paper's stated values:</p>", _table(paper)]
+        out += [
+            Part("Raft: time to elect a new leader",
+                 "From the first fault that hits the leader to the election of a leader of a "
+                 "higher term; cumulative share of runs per election-timeout range. Markers: "
+                 f"the numbers stated in the paper's text ({FIG16_SOURCE}).",
+                 fig_election_cdf(elect), figure_id="fig-raft-election-cdf"),
+            Part("Raft: election time per timeout range (ticks = ms)", table=stats.round(1)),
+            Part("The Raft paper's stated values (Figure 16)",
+                 table=pd.DataFrame(FIG16_PAPER,
+                                    columns=["timeouts", "paper statistic", "paper ms"])),
+        ]
         if "network.nodes" in elect and elect["network.nodes"].nunique() > 1:
-            out += [_fig_html(fig_bars(elect, "network.nodes", "election_time", "timeouts",
-                                       "Election time against cluster size (nodes incl. 2 "
-                                       "clients)", "ticks (ms)"), "fig-raft-election-n")]
+            out.append(Part(
+                "Raft: election time against cluster size",
+                "Mean over runs with 95 % confidence bars; nodes include the clients.",
+                fig_bars(elect, "network.nodes", "election_time", "timeouts",
+                         "Election time against cluster size", "ticks (ms)"),
+                figure_id="fig-raft-election-n"))
     ops = frame[frame["ops"] > 0]
     if len(ops) and "network.nodes" in ops:
         color = "faults.loss" if "faults.loss" in ops and ops["faults.loss"].nunique() > 1 else None
-        out += ["<h2>Raft: commit latency and throughput</h2>",
-                "<p>Client operations from invocation to answer (reads and writes both go "
-                "through the log unless leases are on), mean over seeds with 95 % intervals.</p>",
-                _fig_html(fig_bars(ops, "network.nodes", "latency_mean", color,
-                                   "Mean operation latency", "ticks (ms)"), "fig-raft-latency"),
-                _fig_html(fig_bars(ops, "network.nodes", "throughput", color,
-                                   "Completed operations per second", "ops/s"),
-                          "fig-raft-throughput")]
+        note = ("Client operations from invocation to answer (reads and writes both go "
+                "through the log unless leases are on), mean over seeds with 95 % intervals.")
+        out += [
+            Part("Raft: commit latency", note,
+                 fig_bars(ops, "network.nodes", "latency_mean", color,
+                          "Mean operation latency", "ticks (ms)"), figure_id="fig-raft-latency"),
+            Part("Raft: throughput", "",
+                 fig_bars(ops, "network.nodes", "throughput", color,
+                          "Completed operations per second", "ops/s"),
+                 figure_id="fig-raft-throughput"),
+        ]
     healed = frame[frame["healed_at"].notna()]
-    cols = ["scenario"]
-    live = frame.groupby(cols).agg(
+    live = frame.groupby(["scenario"]).agg(
         runs=("run_id", "size"),
         progress_after_heal=("progress_after_heal", "mean"),
         leader_after_heal=("leader_after_heal", "mean"),
@@ -439,22 +439,23 @@ def raft_section(where: Where, runs: pd.DataFrame) -> str:
         terms_per_minute=("terms_per_minute", "mean"),
         leaderless=("leaderless", "mean"),
     ).reset_index()
-    out += ["<h2>Raft: liveness and availability</h2>",
-            "<p>Per scenario (means over seeds, cluster sizes and timeouts): share of runs "
-            f"that committed a new log index after the last fault healed ({len(healed)} runs "
-            "have a heal time), how long that took, how long until a client saw an "
-            "operation complete, the longest stretch without a completed operation, split "
-            "votes, terms per minute, and time with no leader at all.</p>",
-            _table(live.round(3))]
-    return "\n".join(out)
+    out.append(Part(
+        "Raft: liveness and availability",
+        "Per scenario (means over seeds, cluster sizes and timeouts): share of runs that "
+        f"committed a new log index after the last fault healed ({len(healed)} runs have a "
+        "heal time), whether some node led after it, how long the commit took, how long until "
+        "a client saw an operation complete, the longest stretch without a completed "
+        "operation, split votes, terms per minute, and time with no leader at all.",
+        table=live.round(3)))
+    return out
 
 
-def naive_section(where: Where, runs: pd.DataFrame) -> str:
+def naive_section(where: Where, runs: pd.DataFrame) -> list[Part]:
     """The report's naive-leader section: two leaders at once, found by the checker."""
     runs = runs[runs["protocol"] == "consensus.naive_leader"]
     if not len(runs):
-        return ""
-    frame = raft_runs(where, runs, checks=("single_leader", "election_safety"))
+        return []
+    frame = raft_runs(where, runs, checks=("single_leader",))
     frame["scenario"] = scenario(frame)
     by = [c for c in ("scenario", "protocol.timeout") if c in frame]
     table = frame.groupby(by).agg(
@@ -462,13 +463,14 @@ def naive_section(where: Where, runs: pd.DataFrame) -> str:
         runs_with_two_leaders=("violations.single_leader", lambda s: int((s > 0).sum())),
         violations=("violations.single_leader", "sum"),
     ).reset_index()
-    out = ["<h2>Naive leader election: two leaders at once</h2>",
-           "<p>The lowest id heard from within a timeout leads; nothing orders two beliefs. "
-           "<code>single_leader</code> counts the times a node became leader while another "
-           "still was. Runs without faults can show it too, right at start-up or under "
-           "heavy-tailed delays: any hello late by more than the timeout is enough.</p>",
-           _table(table)]
+    out = [Part(
+        "Naive leader election: two leaders at once",
+        "The lowest id heard from within a timeout leads; nothing orders two beliefs. "
+        "single_leader counts the times a node became leader while another still was. Runs "
+        "without faults can show it too under heavy-tailed delays: any hello late by more "
+        "than the timeout is enough.",
+        table=table)]
     firsts = _first_violations(frame)
     if len(firsts):
-        out += ["<p>First violations:</p>", _table(firsts)]
-    return "\n".join(out)
+        out.append(Part("Naive leader election: first violations", table=firsts))
+    return out

@@ -34,6 +34,7 @@ import pyarrow.dataset as ds
 from raysim.analysis.consensus import CONTEXT, summary
 from raysim.analysis.figures import PALETTE, short
 from raysim.analysis.load import Where, load_events, load_runs, varying_params
+from raysim.analysis.section import Part
 
 KNOBS = {
     "detection.heartbeat": "protocol.timeout",
@@ -219,33 +220,29 @@ def fig_tradeoff(frame: pd.DataFrame, x: str = "false_episodes", y: str = "detec
 # --- report ----------------------------------------------------------------------------------
 
 
-def _table(frame: pd.DataFrame) -> str:
-    return f"<div class=\"scroll\">{frame.to_html(index=False, border=0, na_rep='')}</div>"
-
-
-def section(where: Where, runs: pd.DataFrame) -> str:
+def section(where: Where, runs: pd.DataFrame) -> list[Part]:
     """The report's failure-detector section: the trade-off curve and a summary table."""
     frame = detector_runs(where, runs)
     if not len(frame):
-        return ""
-    fig = fig_tradeoff(frame)
-    by: Sequence[str] = [c for c in ("protocol", "knob", "faults.loss", "network.delay.dist")
-                         if c in frame]
+        return []
+    by: Sequence[str] = [
+        c for c in ("protocol", "knob", "faults.loss", "network.delay.dist") if c in frame
+    ]
     values = ["detect_first", "detect_all", "know_all", "false_suspicions", "false_episodes",
               "messages_per_node_s"]
     table = frame.groupby(list(by))[values].mean().reset_index().round(3)
-    return "\n".join([
-        "<h2>Failure detectors: detection time against false suspicions</h2>",
-        "<p>After the crash of one node: time to its first suspicion (by anyone); false "
-        "suspicions of live nodes per live node per second (an episode counted once). Each "
-        "point is one setting of the detector's knob (heartbeat and ◇P: timeout; φ: "
-        "threshold; SWIM: protocol period), mean over seeds with 95 % bars. Dotted: SWIM's "
-        "analysis (Das, Gupta &amp; Motivala 2002, §3.1), which ignores delays and counts a "
-        "detection at the probe rather than at the end of the probing period.</p>",
-        str(fig.to_html(full_html=False, include_plotlyjs=False, div_id="fig-detect-tradeoff",
-                        config={"displaylogo": False, "responsive": True})),
-        "<p>Means over seeds (ticks; rates per node per second). <code>detect_all</code>: "
-        "until every live node suspected it; <code>know_all</code>: until every live node "
-        "had it as suspect or dead (SWIM's dissemination).</p>",
-        _table(table),
-    ])
+    return [
+        Part("Failure detectors: detection time against false suspicions",
+             "After the crash of one node: time to its first suspicion (by anyone); false "
+             "suspicions of live nodes per live node per second (an episode counted once). "
+             "Each point is one setting of the detector's knob (heartbeat and ◇P: timeout; "
+             "φ: threshold; SWIM: protocol period), mean over seeds with 95 % bars. Dotted: "
+             "SWIM's analysis (Das, Gupta & Motivala 2002, §3.1), which ignores delays and "
+             "counts a detection at the probe rather than at the end of the probing period.",
+             fig_tradeoff(frame), figure_id="fig-detect-tradeoff"),
+        Part("Failure detectors: means over seeds",
+             "Ticks; rates per node per second. detect_all: until every live node suspected "
+             "the crashed one; know_all: until every live node had it as suspect or dead "
+             "(SWIM's dissemination).",
+             table=table),
+    ]

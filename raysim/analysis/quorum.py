@@ -8,8 +8,6 @@ reads), ``linearizable`` (1/0, NaN when the search was cut off), ``read_latency`
 
 from __future__ import annotations
 
-import html
-
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -18,6 +16,7 @@ import pyarrow.dataset as ds
 from raysim.analysis.consensus import CONTEXT, LOG_COLUMNS, fig_bars, summary
 from raysim.analysis.figures import PALETTE, short
 from raysim.analysis.load import Where, load_events, load_runs, varying_params
+from raysim.analysis.section import Part
 from raysim.protocols.consensus import checks as ck
 
 
@@ -89,15 +88,11 @@ def fig_latency(frame: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def _table(frame: pd.DataFrame) -> str:
-    return f"<div class=\"scroll\">{frame.to_html(index=False, border=0, na_rep='')}</div>"
-
-
-def section(where: Where, runs: pd.DataFrame) -> str:
+def section(where: Where, runs: pd.DataFrame) -> list[Part]:
     """The report's quorum-register section."""
     frame = quorum_runs(where, runs)
     if not len(frame):
-        return ""
+        return []
     color = next((c for c in ("protocol.fanout", "protocol.read_repair")
                   if c in frame and frame[c].nunique() > 1), None)
     by = [c for c in ("overlap", color) if c]
@@ -105,19 +100,16 @@ def section(where: Where, runs: pd.DataFrame) -> str:
         runs=("run_id", "size"), reads=("reads", "sum"), stale_reads=("stale_reads", "sum"),
         runs_not_linearizable=("linearizable", lambda s: int((s == 0).sum())),
     ).reset_index()
-    return "\n".join([
-        "<h2>Quorum register: stale reads against R + W</h2>",
-        "<p>A read is stale when it returns a value that a later write, completed before the "
-        "read began, had overwritten (<code>stale_reads</code>). With R + W &gt; N (right of "
-        f"the dotted line) there are none; with R + W ≤ N there are, the more so the smaller "
-        f"the quorums. Colour: {html.escape(short(color)) if color else 'all runs'}.</p>",
-        str(fig_stale(frame, color).to_html(full_html=False, include_plotlyjs=False,
-                                            div_id="fig-quorum-stale")),
-        _table(table),
-        "<h2>Quorum register: latency against quorum size</h2>",
-        "<p>Waiting for more answers means waiting for a slower one: under delay variance the "
-        "latency is an order statistic of the replicas' round trips.</p>",
-        str(fig_latency(frame).to_html(full_html=False, include_plotlyjs=False,
-                                       div_id="fig-quorum-latency")),
-    ])
-
+    return [
+        Part("Quorum register: stale reads against R + W",
+             "A read is stale when it returns a value that a later write, completed before "
+             "the read began, had overwritten (stale_reads). With R + W > N (right of the "
+             "dotted line) there are none; with R + W ≤ N there are, the more so the smaller "
+             f"the quorums. Colour: {short(color) if color else 'all runs'}; overlap = "
+             "R + W - N in the table.",
+             fig_stale(frame, color), table=table, figure_id="fig-quorum-stale"),
+        Part("Quorum register: latency against quorum size",
+             "Waiting for more answers means waiting for a slower one: under delay variance "
+             "the latency is an order statistic of the replicas' round trips.",
+             fig_latency(frame), figure_id="fig-quorum-latency"),
+    ]

@@ -3,7 +3,8 @@
 A small library for any protocol (the built-in Raft, naive leader and quorum register, or a
 user's own): each checker takes the run's event log as ``Mapping[str, numpy array]`` (the
 log's columns, as the engine hands them to ``Protocol.safety`` or as
-``raysim.analysis.load_events`` reads them) and returns a list of :class:`Violation`. It
+``raysim.analysis.load_events`` reads them) and returns a list of
+:class:`raysim.api.protocol.Violation` (check, time, nodes, detail). It
 reads only observation rows (``kind == "obs"``) and lifecycle rows (``crash``, ``recover``,
 ``leave``), which every log level except ``none`` keeps.
 
@@ -75,17 +76,9 @@ from typing import Any
 
 import numpy as np
 
+from raysim.api.protocol import Violation
+
 Columns = Mapping[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Violation:
-    """One breach of a safety property: which check, when, at which nodes, what happened."""
-
-    check: str
-    time: int
-    nodes: tuple[int, ...]
-    detail: str
 
 
 @dataclass(frozen=True, slots=True)
