@@ -55,6 +55,7 @@ class NaiveLeader(Protocol):
 
     Params: ClassVar[type[NaiveParams]] = NaiveParams
     milestones: ClassVar[tuple[str, ...]] = ("leader",)
+    log_needs: ClassVar[str] = "observations"  # the checks read obs and lifecycle rows
     checks: ClassVar[tuple[str, ...]] = ("single_leader",)
     report: ClassVar[str | None] = "raysim.analysis.consensus:naive_section"
 

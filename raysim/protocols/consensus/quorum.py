@@ -103,6 +103,7 @@ class QuorumRegister(Protocol):
 
     Params: ClassVar[type[QuorumParams]] = QuorumParams
     milestones: ClassVar[tuple[str, ...]] = ()
+    log_needs: ClassVar[str] = "observations"  # the checks read obs and lifecycle rows
     checks: ClassVar[tuple[str, ...]] = ("stale_reads", "linearizability")
     report: ClassVar[str | None] = "raysim.analysis.quorum:section"
 

@@ -153,6 +153,7 @@ class Raft(Protocol):
 
     Params: ClassVar[type[RaftParams]] = RaftParams
     milestones: ClassVar[tuple[str, ...]] = ("leader",)
+    log_needs: ClassVar[str] = "observations"  # the checks read obs and lifecycle rows
     checks: ClassVar[tuple[str, ...]] = (
         "election_safety",
         "lease_safety",
