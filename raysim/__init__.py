@@ -37,6 +37,7 @@ _EXPORTS: dict[str, str] = {
         "raysim.values.crdt",
     ),
     **dict.fromkeys(("HistoryClassification", "classify_history"), "raysim.values.history"),
+    "phi": "raysim.values.phi",
     **dict.fromkeys(
         (
             "EmptyRingError",
@@ -110,6 +111,7 @@ __all__ = [
     "keys_per_node",
     "load",
     "load_stats",
+    "phi",
     "register",
     "run",
 ]
@@ -162,6 +164,7 @@ if TYPE_CHECKING:
         TwoPSet,
     )
     from raysim.values.history import HistoryClassification, classify_history
+    from raysim.values.phi import phi
     from raysim.values.ring import (
         EmptyRingError,
         HashRing,

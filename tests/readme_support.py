@@ -76,6 +76,36 @@ FAST: dict[str, list[str]] = {
         "--set", "sweep.faults.byzantine.fraction=[0.1]"],
     ".venv/bin/python -m raysim.analysis.chord load --nodes 1024": ["--nodes", "64"],
     ".venv/bin/python -m raysim.analysis.chord moves --nodes 1024": ["--nodes", "64"],
+    ".venv/bin/raysim sweep experiments/raft_election.toml --out results": [
+        *_ONE_SEED, "--set", "sweep.network.nodes=[5]",
+        "--set", "sweep.protocol.election_max=[300]", "--set", "sweep.faults.loss=[0.0]",
+        "--set", "sweep.faults.partitions=[[]]",
+        "--set", 'sweep.network.delay=[{dist = "uniform", low = 10, high = 30}]'],
+    ".venv/bin/raysim sweep experiments/raft_fig16.toml --out results": [
+        *_ONE_SEED, "--set", "sweep.protocol.election_max=[300]"],
+    ".venv/bin/raysim sweep experiments/raft_fig16_scale.toml --out results": [
+        *_ONE_SEED, "--set", "sweep.zip=[]"],
+    ".venv/bin/raysim sweep experiments/raft_leases.toml --out results": [
+        *_ONE_SEED, "--set", "sweep.protocol.clock_drift=[0.9]",
+        "--set", "sweep.protocol.drift_bound=[0.0]"],
+    ".venv/bin/raysim sweep experiments/naive_leader.toml --out results": [
+        *_ONE_SEED, "--set", "sweep.protocol.timeout=[150]"],
+    ".venv/bin/raysim sweep experiments/quorum_register.toml --out results": [
+        *_ONE_SEED, "--set", "sweep.protocol.w=[1, 3]", "--set", "sweep.protocol.r=[1, 3]",
+        "--set", 'sweep.protocol.fanout=["quorum"]'],
+    ".venv/bin/raysim sweep experiments/failure_detectors.toml --out results": [
+        *_ONE_SEED, "--set", 'sweep.experiment.protocol=["detection.heartbeat"]',
+        "--set", "sweep.protocol.timeout=[250]", "--set", "sweep.faults.loss=[0.0]",
+        "--set", 'sweep.network.delay=[{dist = "uniform", low = 10, high = 30}]',
+        "--set", "experiment.duration=6000"],
+    ".venv/bin/raysim sweep experiments/failure_detectors_phi.toml --out results": [
+        *_ONE_SEED, "--set", "sweep.protocol.threshold=[8.0]", "--set", "sweep.faults.loss=[0.0]",
+        "--set", 'sweep.network.delay=[{dist = "uniform", low = 10, high = 30}]',
+        "--set", "experiment.duration=6000"],
+    ".venv/bin/raysim sweep experiments/failure_detectors_swim.toml --out results": [
+        *_ONE_SEED, "--set", "sweep.protocol.period=[400]", "--set", "sweep.faults.loss=[0.0]",
+        "--set", 'sweep.network.delay=[{dist = "uniform", low = 10, high = 30}]',
+        "--set", "experiment.duration=6000"],
 }
 
 

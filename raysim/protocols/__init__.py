@@ -29,7 +29,7 @@ from pathlib import Path
 
 from raysim.api.protocol import BatchProtocol, Protocol, ProtocolSpec, registered
 from raysim.errors import ConfigError
-from raysim.protocols import byzantine, chord, gossip
+from raysim.protocols import byzantine, chord, consensus, detection, gossip, replication
 
 
 def lookup(name: str) -> ProtocolSpec:
@@ -183,9 +183,12 @@ __all__ = [
     "available",
     "byzantine",
     "chord",
+    "consensus",
+    "detection",
     "gossip",
     "import_modules",
     "lookup",
     "module_sources",
+    "replication",
     "resolve",
 ]
