@@ -177,3 +177,17 @@ def test_every_layout_makes_the_same_byzantine_decisions(
     ref = local_logs[protocol]
     assert len(rows(ref, "byzantine")) > 10
     pd.testing.assert_frame_equal(log, ref)
+
+
+def test_one_forging_replica_breaks_the_quorum_register(tmp_path: Path) -> None:
+    from raysim.experiments.config import load
+
+    exp = Path(__file__).resolve().parents[1] / "experiments" / "byzantine_quorum.toml"
+    rows_ = []
+    for nodes in ("[]", "[0]"):
+        res = run(load(exp, [f"faults.byzantine.nodes={nodes}"]), tmp_path / nodes)
+        assert res.status == "ok", res.error
+        rows_.append(res.row)
+    assert rows_[0]["metric.violations"] == 0  # R + W > N and everyone honest: linearizable
+    assert rows_[1]["metric.violations.stale_reads"] > 0
+    assert "which no write wrote" in rows_[1]["violations"]
