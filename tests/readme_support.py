@@ -68,6 +68,12 @@ FAST: dict[str, list[str]] = {
     ".venv/bin/raysim run experiments/chord_keys.toml --out results": [
         "--set", "network.nodes=32", "--set", "experiment.duration=20000",
         "--set", "faults.churn.end=15000"],
+    ".venv/bin/raysim sweep experiments/byzantine_averaging.toml --out results": [
+        *_ONE_SEED, "--set", "network.nodes=20", "--set", "experiment.duration=4000"],
+    ".venv/bin/raysim sweep experiments/bracha.toml --out results": [*_ONE_SEED],
+    ".venv/bin/raysim sweep experiments/chord_byzantine.toml --out results": [
+        "--set", "network.nodes=32", "--set", "experiment.duration=8000",
+        "--set", "sweep.faults.byzantine.fraction=[0.1]"],
     ".venv/bin/python -m raysim.analysis.chord load --nodes 1024": ["--nodes", "64"],
     ".venv/bin/python -m raysim.analysis.chord moves --nodes 1024": ["--nodes", "64"],
     ".venv/bin/raysim sweep experiments/raft_election.toml --out results": [

@@ -148,6 +148,33 @@ class Contract:
     section, a pandas DataFrame) and returns a list of
     :class:`raysim.analysis.section.Part`; it is imported only when a report is built."""
 
+    adversaries: ClassVar[dict[str, str]] = {}
+    """Byzantine variants of this protocol: behaviour name -> ``"module:Class"`` of a
+    subclass that misbehaves. ``[faults.byzantine] behaviour = "name"`` makes the Byzantine
+    nodes run that class (the name is checked when the experiment is loaded). A per-node
+    protocol's adversary is built for those nodes only, as ``Adversary(params, node)``. A
+    columnar protocol has one object per shard, so its adversary replaces the whole shard's
+    object and gets the mask of the shard's Byzantine nodes (local indices) as the attribute
+    ``byzantine`` (a numpy bool array) before ``on_start``: it overrides what those rows do
+    and leaves the others honest. Resolve one with :meth:`adversary`."""
+
+    byzantine: Any = None
+    """On a columnar adversary: the bool mask of this shard's Byzantine nodes (see above)."""
+
+    @classmethod
+    def adversary(cls, name: str) -> type:
+        """The class of the adversary variant ``name`` (imported on first use)."""
+        import importlib
+
+        ref = cls.adversaries[name]
+        module, _, qual = ref.partition(":")
+        obj: Any = importlib.import_module(module)
+        for part in qual.split("."):
+            obj = getattr(obj, part)
+        if not (isinstance(obj, type) and issubclass(obj, cls)):
+            raise TypeError(f"adversary {name!r} of {cls.__qualname__}: {ref} is not a subclass")
+        return obj
+
     @classmethod
     def check(cls, params: Any, n_nodes: int) -> None:
         """Check the parameters against the network size when the experiment is loaded.

@@ -26,6 +26,7 @@ from raysim.engine.spec import RunSpec
 from raysim.errors import ProtocolError
 from raysim.log.eventlog import StringTable
 from raysim.log.schema import CRASH, JOIN, LEAVE, RECOVER, START
+from raysim.network.byzantine import byzantine_mask
 from raysim.network.router import SEQ_BITS, Messages
 from raysim.network.topology import Topology
 
@@ -45,7 +46,12 @@ class ColumnarDriver:
         self._log_codes = strings.codes(self.message_types)  # message type -> log code
         self.alive = np.zeros(n_local, dtype=bool)
         self.epoch = np.zeros(n_local, dtype=np.int64)
+        byz = spec.faults.byzantine
+        if byz.behaviour is not None:  # the adversary variant, told which rows are Byzantine
+            cls = cls.adversary(byz.behaviour)
         self.proto: Any = cls(protocol.make_params(spec.params), lo, hi)
+        if byz.behaviour is not None:
+            self.proto.byzantine = byzantine_mask(byz, spec.n_nodes, spec.seed)[lo:hi]
         self.ctx = BatchShardContext(
             spec.n_nodes, lo, hi, topology, tuple(getattr(cls, "fields", ())), self.epoch,
             node_keys(rng_key, lo, hi), seed=spec.seed,

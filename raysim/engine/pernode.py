@@ -26,6 +26,7 @@ from raysim.engine.spec import RunSpec
 from raysim.errors import ProtocolError
 from raysim.log.eventlog import StringTable
 from raysim.log.schema import CRASH, JOIN, LEAVE, RECOVER, START
+from raysim.network.byzantine import byzantine_mask
 from raysim.network.router import SEQ_BITS, Messages
 from raysim.network.topology import Topology
 from raysim.values.rng import NodeRng
@@ -66,6 +67,12 @@ class PerNodeDriver:
         self.lo, self.hi = lo, hi
         n_local = hi - lo
         self.proto_cls: Any = protocol.cls
+        # Byzantine nodes run the protocol's adversary variant, if the run names one.
+        self.byz_cls: Any = None
+        self.byz = np.zeros(n_local, dtype=bool)
+        if spec.faults.byzantine.behaviour is not None:
+            self.byz_cls = protocol.cls.adversary(spec.faults.byzantine.behaviour)
+            self.byz = byzantine_mask(spec.faults.byzantine, spec.n_nodes, spec.seed)[lo:hi]
         self.params = protocol.make_params(spec.params)
         self.protos: list[Protocol | None] = [None] * n_local
         self.alive = [False] * n_local
@@ -258,6 +265,12 @@ class PerNodeDriver:
                     self.spec.run_id, nd, when, f"timer {tag!r}", traceback.format_exc()
                 ) from None
 
+    def _make(self, li: int, nd: int) -> Protocol:
+        """A fresh protocol object for node ``nd`` (the adversary class if it is Byzantine)."""
+        cls = self.byz_cls if self.byz[li] else self.proto_cls
+        proto: Protocol = cls(self.params, nd)
+        return proto
+
     def _lifecycle(self, now: int, nd: int, kind: int, arg: int) -> None:
         ctx, li = self.ctx, nd - self.lo
         alive = self.alive[li]
@@ -268,7 +281,7 @@ class PerNodeDriver:
         ctx.now, ctx.node, ctx._li, ctx.cause, ctx._evseq = now, nd, li, -1, q
         if kind == START:
             self.alive[li] = True
-            proto: Protocol = self.proto_cls(self.params, nd)
+            proto: Protocol = self._make(li, nd)
             self.protos[li] = proto
             proto.on_start(ctx)
         elif kind in (CRASH, LEAVE):
@@ -287,14 +300,14 @@ class PerNodeDriver:
             self.protos[li] = None
         elif kind == RECOVER:
             self.alive[li] = True
-            fresh: Protocol = self.proto_cls(self.params, nd)
+            fresh: Protocol = self._make(li, nd)
             self.protos[li] = fresh
             fresh.on_recover(ctx)
         else:  # JOIN
             self.alive[li] = True
             self.epoch[li] += 1
             self.storage[li] = {}  # a new session: nothing survives from an earlier one
-            joiner: Protocol = self.proto_cls(self.params, nd)
+            joiner: Protocol = self._make(li, nd)
             self.protos[li] = joiner
             joiner.on_join(ctx, arg if arg >= 0 else None)
         self._life.append((now, kind, nd, arg, q))

@@ -359,6 +359,17 @@ def validate(
             f"{where}: network.degree: must be below network.nodes ({cfg.network.nodes})"
         )
     check_nodes(cfg, where)
+    byz = cfg.faults.byzantine
+    if byz.behaviour is not None and byz.behaviour not in spec.cls.adversaries:
+        allowed = ", ".join(sorted(spec.cls.adversaries)) or "none (the protocol declares none)"
+        raise ConfigError(
+            f"{where}: faults.byzantine.behaviour: unknown behaviour {byz.behaviour!r} of "
+            f"{cfg.experiment.protocol!r}; allowed: {allowed}"
+        )
+    if byz.behaviour is not None and not byz.active:
+        raise ConfigError(
+            f"{where}: faults.byzantine.behaviour: name the nodes (nodes or fraction)"
+        )
     _check_finite(params.model_dump(mode="python"), f"{where}: protocol")
     # Store the full parameter set, defaults included, and the class the protocol resolved
     # to, so the run is described completely (and its run_id changes if either does).

@@ -39,7 +39,11 @@ dropped it), ``timer`` (a timer fired), ``obs`` (an observation the protocol emi
 ``peer`` and ``msg_id`` carry the optional ``peer`` and ``ref`` of the emit), ``crash`` and
 ``recover`` (crash-recovery; a churn failure is a ``crash``), ``join`` (a node joined;
 ``peer`` = the bootstrap node it was given, -1 if none was up) and ``leave`` (graceful
-departure).
+departure), ``byzantine`` (a Byzantine node misbehaved with a message it sent, see
+:mod:`raysim.network.byzantine`: ``name`` = the behaviour, ``drop``, ``delay``,
+``replay``, ``forge`` or ``misdirect``; ``peer`` = the destination, the added one for
+``misdirect``; ``value`` = the extra ticks for ``delay`` and ``replay``, the forged sender
+id for ``forge``; at the Byzantine node, at the send time, with the send's ``seq``).
 
 Message rows live where the decision is made: ``send``, ``duplicate`` and network drops
 (``loss``, ``partition``) at the sender at send time; ``deliver``, ``corrupt`` and
@@ -86,12 +90,12 @@ KINDS: tuple[str, ...] = (
     "recover",
     "join",
     "leave",
+    "byzantine",
 )
 KIND_CODE: dict[str, int] = {k: i for i, k in enumerate(KINDS)}
 
-START, SEND, DELIVER, DROP, DUPLICATE, CORRUPT, TIMER, OBS, CRASH, RECOVER, JOIN, LEAVE = range(
-    len(KINDS)
-)
+(START, SEND, DELIVER, DROP, DUPLICATE, CORRUPT, TIMER, OBS, CRASH, RECOVER, JOIN, LEAVE,
+ BYZANTINE) = range(len(KINDS))
 
 DROP_REASONS: tuple[str, ...] = ("loss", "partition", "crashed")
 

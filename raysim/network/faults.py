@@ -298,8 +298,63 @@ class Churn(_Spec):
         return self
 
 
+class Byzantine(_Spec):
+    """Byzantine nodes: which nodes misbehave, from when, and what they do.
+
+    Name the nodes with ``nodes`` (ids or ranges, ``"0-9,20"``) or ``fraction`` (a seeded
+    random choice of that share of all nodes), not both; none of them means no Byzantine
+    node. They misbehave while ``start <= t < end``.
+
+    Generic behaviours (applied by :mod:`raysim.network.byzantine` to the messages a
+    Byzantine node sends, whatever the protocol): each is a probability per message copy,
+    restricted to the message ``types`` listed (all if empty) and the destinations ``to``
+    (all if absent): ``drop`` (never sent), ``delay`` (``delay_ticks`` later), ``replay``
+    (delivered once more, ``replay_after`` ticks later), ``forge`` (the receiver sees a
+    random other node as the sender: impersonation) and ``misdirect`` (a copy also goes to
+    a random node the protocol did not address). ``behaviour`` names a protocol-aware
+    adversary variant the protocol declares (:attr:`raysim.api.protocol.Contract.adversaries`);
+    the Byzantine nodes then run that class instead of the honest one, for the whole run
+    (``start`` and ``end`` bound the generic behaviours only).
+    """
+
+    nodes: NodeSet | None = None
+    fraction: float | None = Field(None, gt=0.0, le=1.0)
+    start: Ticks = 0
+    end: int | None = Field(
+        None, ge=1, le=MAX_TICKS, description="exclusive; none = until the run ends"
+    )
+    behaviour: str | None = None
+    types: list[str] = Field(default_factory=list)
+    to: NodeSet | None = None
+    drop: Probability = 0.0
+    delay: Probability = 0.0
+    delay_ticks: DelayTicks = 100
+    replay: Probability = 0.0
+    replay_after: DelayTicks = 1000
+    forge: Probability = 0.0
+    misdirect: Probability = 0.0
+
+    @model_validator(mode="after")
+    def _targets(self) -> Byzantine:
+        if self.nodes is not None and self.fraction is not None:
+            raise ValueError("give nodes or fraction, not both")
+        if self.end is not None and self.end <= self.start:
+            raise ValueError(f"end ({self.end}) must be after start ({self.start})")
+        return self
+
+    @property
+    def active(self) -> bool:
+        """Whether any node is named."""
+        return self.nodes is not None or self.fraction is not None
+
+    @property
+    def generic(self) -> bool:
+        """Whether any generic (network-level) behaviour has a non-zero probability."""
+        return any(p > 0 for p in (self.drop, self.delay, self.replay, self.forge, self.misdirect))
+
+
 class Faults(_Spec):
-    """Everything that goes wrong: per-message faults, partitions, crashes and churn."""
+    """Everything that goes wrong: message faults, partitions, crashes, churn, Byzantine nodes."""
 
     loss: Probability = 0.0
     duplicate: Probability = Field(0.0, description="probability the network adds one copy")
@@ -307,6 +362,7 @@ class Faults(_Spec):
     partitions: list[Partition] = Field(default_factory=list)
     crashes: list[Crash] = Field(default_factory=list)
     churn: Churn = Churn()
+    byzantine: Byzantine = Byzantine()
 
 
 def check_node_sets(faults: Faults, n_nodes: int) -> None:
@@ -322,3 +378,8 @@ def check_node_sets(faults: Faults, n_nodes: int) -> None:
             )
         if c.nodes is not None:
             parse_node_set(c.nodes, n_nodes, f"faults.crashes.{i}.nodes")
+    b = faults.byzantine
+    if b.nodes is not None:
+        parse_node_set(b.nodes, n_nodes, "faults.byzantine.nodes")
+    if b.to is not None:
+        parse_node_set(b.to, n_nodes, "faults.byzantine.to")

@@ -22,6 +22,7 @@ import numpy as np
 
 from raysim.log.eventlog import EventLog
 from raysim.log.schema import DROP, DUPLICATE, SEND
+from raysim.network.byzantine import ByzantineFilter
 from raysim.network.faults import Faults, LogNormalDelay, parse_node_set
 from raysim.values.rng import derive, uniform_array
 
@@ -115,6 +116,7 @@ class Router:
         self.log = log
         self.stats = RouteStats()
         self.keys = {s: derive(seed, s) for s in (_LOSS, _DUP, _DELAY, _DELAY2, _JITTER, _CORRUPT)}
+        self.byzantine = ByzantineFilter(faults.byzantine, seed, n_nodes, log)
         self.partitions = []
         for i, p in enumerate(faults.partitions):
             a = parse_node_set(p.a, n_nodes, f"faults.partitions.{i}.a")
@@ -197,7 +199,7 @@ class Router:
             self.stats.corrupted += int(deliv.corrupt.sum())
         else:
             deliv.corrupt = np.zeros(len(deliv), dtype=bool)
-        return deliv
+        return self.byzantine.apply(out, deliv)
 
     def split(self, deliv: Messages) -> list[Messages | None]:
         """Deliveries grouped by destination shard (None where a shard gets nothing)."""

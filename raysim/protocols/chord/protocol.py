@@ -170,8 +170,12 @@ class Chord(ChordRouting, Protocol):
     """Chord lookups with stabilization under churn (Stoica et al. 2001)."""
 
     Params: ClassVar[type[ChordParams]] = ChordParams
-    report: ClassVar[str | None] = "raysim.analysis.section:chord"
+    report: ClassVar[str | None] = "raysim.analysis.byzantine:chord"  # + malicious nodes
     checks: ClassVar[tuple[str, ...]] = (CHECK,)
+    adversaries: ClassVar[dict[str, str]] = {
+        "wrong": "raysim.protocols.chord.adversaries:WrongOwner",
+        "drop": "raysim.protocols.chord.adversaries:DropLookups",
+    }
     HANDLERS: ClassVar[dict[type, tuple[str, int, str]]] = _handlers()
 
     def __init__(self, params: ChordParams, node: int) -> None:

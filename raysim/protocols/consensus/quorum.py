@@ -106,6 +106,9 @@ class QuorumRegister(Protocol):
     log_needs: ClassVar[str] = "observations"  # the checks read obs and lifecycle rows
     checks: ClassVar[tuple[str, ...]] = ("stale_reads", "linearizability")
     report: ClassVar[str | None] = "raysim.analysis.quorum:section"
+    adversaries: ClassVar[dict[str, str]] = {
+        "forge": "raysim.protocols.consensus.adversaries:ForgingReplica",
+    }
 
     def __init__(self, params: QuorumParams, node: int) -> None:
         super().__init__(params, node)

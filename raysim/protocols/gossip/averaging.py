@@ -80,7 +80,11 @@ class Averaging(Protocol):
 
     Params: ClassVar[type[AveragingParams]] = AveragingParams
     checks: ClassVar[tuple[str, ...]] = ("value_in_hull",)
-    report: ClassVar[str | None] = "raysim.analysis.section:averaging"
+    report: ClassVar[str | None] = "raysim.analysis.byzantine:averaging"  # + liars
+    adversaries: ClassVar[dict[str, str]] = {
+        "liar": "raysim.protocols.gossip.adversaries:Liar",
+        "extreme": "raysim.protocols.gossip.adversaries:ExtremeLiar",
+    }
 
     def __init__(self, params: AveragingParams, node: int) -> None:
         super().__init__(params, node)
@@ -132,6 +136,10 @@ class AveragingColumns(BatchProtocol):
     Params: ClassVar[type[AveragingParams]] = AveragingParams
     message_types: ClassVar[tuple[str, ...]] = ("Push", "Reply")
     fields: ClassVar[tuple[str, ...]] = ("value",)
+    adversaries: ClassVar[dict[str, str]] = {
+        "liar": "raysim.protocols.gossip.adversaries:LiarColumns",
+        "extreme": "raysim.protocols.gossip.adversaries:ExtremeLiarColumns",
+    }
 
     def __init__(self, params: AveragingParams, lo: int, hi: int) -> None:
         super().__init__(params, lo, hi)
