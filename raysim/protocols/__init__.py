@@ -8,7 +8,7 @@ read the registry of :mod:`raysim.api.protocol`, which user modules fill with
 from collections.abc import Iterable
 
 from raysim.api.protocol import ProtocolSpec, registered
-from raysim.protocols import chord, gossip
+from raysim.protocols import causality, chord, gossip
 
 
 def lookup(name: str) -> ProtocolSpec:
@@ -26,4 +26,4 @@ def available() -> Iterable[ProtocolSpec]:
     return [reg[k] for k in sorted(reg)]
 
 
-__all__ = ["available", "chord", "gossip", "lookup"]
+__all__ = ["available", "causality", "chord", "gossip", "lookup"]
