@@ -141,6 +141,11 @@ def load_diagram(
     return DiagramData(rid, shown, events, incoming, n_nodes)
 
 
+def _num(v: Any) -> float:
+    """A float from a log value (0 where missing)."""
+    return 0.0 if v is None or pd.isna(v) else float(v)
+
+
 def _fmt_value(v: Any) -> str:
     if isinstance(v, (list, tuple, np.ndarray)):
         return "[" + ", ".join(str(int(x)) for x in v) + "]"
@@ -195,7 +200,8 @@ def _hover(hb: rcz.HappensBefore) -> list[str]:
     ev = hb.events
     clocks = _clock_texts(hb)
     texts = []
-    for i, r in enumerate(ev.itertuples(index=False)):
+    rows: list[Any] = list(ev.itertuples(index=False))
+    for i, r in enumerate(rows):
         t = f"<b>{r.kind}</b> at node {r.node}, t = {r.time}<br>event {hb.events['label'].iat[i]}"
         if r.msg_type is not None and r.kind in ("send", "deliver", "timer"):
             t += f"<br>{'tag' if r.kind == 'timer' else 'message'}: {html.escape(str(r.msg_type))}"
@@ -237,7 +243,10 @@ def build_figure(data: DiagramData, title: str = "") -> tuple[go.Figure, dict[st
     # Delivered messages between shown nodes (a duplicate's later copy is dotted).
     deliver_idx = np.flatnonzero((ev["kind"] == "deliver").to_numpy())
     seen_mid: set[int] = set()
-    dup_marks = []
+    dup_marks: list[int] = []
+    xl: list[float] = [float(v) for v in x]
+    yl: list[float] = [float(v) for v in y]
+    val: list[Any] = ev["value"].tolist()
     for e in deliver_idx.tolist():
         p = int(parent[e])
         dup = int(mid[e]) in seen_mid
@@ -245,40 +254,45 @@ def build_figure(data: DiagramData, title: str = "") -> tuple[go.Figure, dict[st
         if dup:
             dup_marks.append(e)
         if p >= 0:
-            segs["duplicate" if dup else "delivered"].append((x[p], y[p], x[e], y[e]))
+            segs["duplicate" if dup else "delivered"].append((xl[p], yl[p], xl[e], yl[e]))
     # Sends from shown nodes to nodes not shown, and arrivals from nodes not shown.
-    sends = ev[ev["kind"] == "send"]
-    send_at = {int(m): i for i, m in zip(sends.index, sends["msg_id"], strict=True)}
-    for i in sends.index[~sends["peer"].isin(data.nodes)].tolist():
-        delay = ev["value"].iat[i]
-        d = float(delay) if delay is not None and not pd.isna(delay) else 0.0
-        segs["others"].append((x[i], y[i], x[i] + d, other))
-    inc = data.incoming.set_index("msg_id")["time"] if len(data.incoming) else pd.Series()
+    is_send = (ev["kind"] == "send").to_numpy()
+    send_at = {int(m): int(i) for i, m in zip(np.flatnonzero(is_send), mid[is_send], strict=True)}
+    peer = ev["peer"].to_numpy()
+    outward = np.flatnonzero(is_send & ~np.isin(peer, data.nodes))
+    for i in outward.tolist():
+        segs["others"].append((xl[i], yl[i], xl[i] + _num(val[i]), other))
+    inc: dict[int, float] = dict(
+        zip(data.incoming["msg_id"].astype(int).tolist(),
+            data.incoming["time"].astype(float).tolist(), strict=True)
+    )
     for e in deliver_idx.tolist():
-        if parent[e] < 0 and int(mid[e]) in inc.index:
-            segs["others"].append((float(inc.loc[int(mid[e])]), other, x[e], y[e]))
+        if parent[e] < 0 and int(mid[e]) in inc:
+            segs["others"].append((inc[int(mid[e])], other, xl[e], yl[e]))
     # Messages that never arrived: network drops at the sender, crashed drops and corrupt
     # copies at the receiver.
     drops = data.events[data.events["kind"].isin(["drop", "corrupt"])]
     crosses: list[tuple[float, float, str]] = []
-    for r in drops.itertuples(index=False):
-        m = int(r.msg_id)
+    delays = [_num(val[i]) for i in np.flatnonzero(is_send).tolist() if _num(val[i]) > 0]
+    typical = float(np.median(delays)) if delays else max(tmax - tmin, 1.0) / 20
+    rows: list[Any] = list(drops.itertuples(index=False))
+    for r in rows:
+        m, node, t = int(r.msg_id), int(r.node), float(r.time)
+        s = send_at.get(m)
         if r.kind == "drop" and r.name in ("loss", "partition"):
-            if r.node not in lanes:
+            if node not in lanes:
                 continue
-            s = send_at.get(m)
-            x0 = x[s] if s is not None else float(r.time)
-            d = ev["value"].iat[s] if s is not None else 0.0
-            x1 = x0 + (float(d) if d is not None and not pd.isna(d) else 0.0)
-            y1 = lanes.get(int(r.peer), other)
-            segs["dropped"].append((x0, lanes[int(r.node)], x1, y1))
-            crosses.append((x1, y1, f"{r.name}: msg {m} from node {r.node}"))
-        elif r.node in lanes:
-            s = send_at.get(m)
-            x0, y0 = (x[s], y[s]) if s is not None else (float(r.time), other)
-            segs["dropped"].append((x0, y0, float(r.time), lanes[int(r.node)]))
+            # NOTE: a lost message has no delay; its arrow stops half-way, in transit.
+            x0, y0 = (xl[s] if s is not None else t), float(lanes[node])
+            x1 = x0 + typical / 2
+            y1 = (y0 + float(lanes.get(int(r.peer), other))) / 2
+            segs["dropped"].append((x0, y0, x1, y1))
+            crosses.append((x1, y1, f"{r.name}: msg {m} from node {node}"))
+        elif node in lanes:
+            x0, y0 = (xl[s], yl[s]) if s is not None else (t, float(other))
+            segs["dropped"].append((x0, y0, t, float(lanes[node])))
             why = r.name if r.kind == "drop" else "corrupt"
-            crosses.append((float(r.time), lanes[int(r.node)], f"{why}: msg {m} at node {r.node}"))
+            crosses.append((t, float(lanes[node]), f"{why}: msg {m} at node {node}"))
     n_arrows = sum(len(v) for v in segs.values())
     styles = {
         "delivered": ("#555555", "solid", "messages"),
@@ -352,7 +366,7 @@ def build_figure(data: DiagramData, title: str = "") -> tuple[go.Figure, dict[st
     return fig, graph
 
 
-_CLICK_JS = """
+_CLICK_JS = r"""
 (function() {
   var gd = document.getElementById('%(div)s');
   var g = %(graph)s;
@@ -469,7 +483,7 @@ def shiviz(data: DiagramData) -> str:
     lines = [SHIVIZ_REGEX, ""]
     order = np.lexsort((hb.events["pos"].to_numpy(), hb.events["node"].to_numpy(),
                         hb.events["time"].to_numpy()))
-    rows = list(hb.events.itertuples(index=False))
+    rows: list[Any] = list(hb.events.itertuples(index=False))
     for e in order.tolist():
         r = rows[e]
         past = hb.past[e]
