@@ -20,6 +20,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from raysim import analysis as ra
+from raysim.analysis import causality_report
 from raysim.analysis.chord_report import report_parts as chord_parts
 from raysim.analysis.theory import REFERENCES
 from raysim.errors import ConfigError
@@ -219,6 +220,8 @@ def build(where: str | Path | Location) -> str:
         body.append(_averaging_section(loc, runs))
         if (runs["protocol"] == "chord").any():
             body.append(_chord_section(loc, runs))
+        body.append(causality_report.diagram_section(loc, runs))
+        body.append(causality_report.section(loc, runs))
     body.append(_runs_section(runs_all))
     refs = "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in REFERENCES.items())
     body.append(f"<h2>Theory references</h2><ul class=\"note\">{refs}</ul>")
