@@ -10,6 +10,7 @@ from raysim.analysis import causality_report as cr
 from raysim.analysis import load_runs, report
 from raysim.experiments.config import load
 from raysim.experiments.runner import run
+from tests.conftest import check_notebook_stored_clean, execute_notebook
 
 EXPERIMENTS = Path(__file__).parent.parent / "experiments"
 
@@ -64,3 +65,18 @@ def test_lamport_three_report_shows_diagram_and_classified_pairs(tmp_path: Path)
     assert "<td>P0.6</td>" in page and "<td>P2.4</td>" in page and "<td>P2.5</td>" not in page
     n_pairs = 15 * 14 // 2
     assert page.count("<td>→</td>") + page.count("<td>←</td>") + page.count("<td>∥</td>") == n_pairs
+
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "analysis" / "causality.ipynb"
+
+
+def test_notebook_is_stored_without_outputs() -> None:
+    check_notebook_stored_clean(NOTEBOOK, "from raysim import analysis")
+
+
+def test_notebook_runs_on_the_broadcast_results(
+    broadcast: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text, figures = execute_notebook(NOTEBOOK, broadcast, monkeypatch)
+    assert "12 runs; swept: protocol.policy, network.jitter" in text
+    assert figures == 1
