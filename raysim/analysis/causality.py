@@ -280,17 +280,26 @@ class ClockViolation:
         )
 
 
-def stamped_events(hb: HappensBefore, name: str, values: str = "value") -> pd.DataFrame:
+def value_column(frame: pd.DataFrame, vector: bool = False) -> str:
+    """The column holding observation values: the typed ``value_vec`` (vectors) or
+    ``value_int`` (ints) where the log has them, else ``value``."""
+    typed = "value_vec" if vector else "value_int"
+    return typed if typed in frame else "value"
+
+
+def stamped_events(hb: HappensBefore, name: str, values: str | None = None) -> pd.DataFrame:
     """The events a protocol stamped with its own clock: observations named ``name``.
 
     An observation whose ``msg_id`` (the ``ref`` of the emit) names a message sent or
     delivered at the same node stamps that ``send`` or ``deliver`` row (the latest one
     before the observation, for a duplicated message); any other stamps itself (a local
     event). Returns columns ``event`` (the stamped event id), ``obs`` (the observation's
-    event id) and ``clock`` (the value, from column ``values``); the last stamp of an event
-    wins.
+    event id) and ``clock`` (the value, from column ``values``, by default
+    :func:`value_column`'s); the last stamp of an event wins.
     """
     ev = hb.events
+    if values is None:
+        values = value_column(ev, vector=name == "vclock")
     is_obs = ((ev["kind"] == "obs") & (ev["name"].astype(str) == name)).to_numpy()
     obs_ids = np.flatnonzero(is_obs)
     node = ev["node"].to_numpy()
@@ -324,17 +333,20 @@ def check_clock_condition(
     frame: pd.DataFrame | HappensBefore,
     name: str = "lamport",
     kind: Literal["lamport", "vector"] = "lamport",
-    values: str = "value",
+    values: str | None = None,
 ) -> ClockViolation | None:
     """Check a protocol's own clocks (observations ``name``) against the log's graph.
 
     ``kind="lamport"``: the clock condition, a → b ⇒ C(a) < C(b). ``kind="vector"``: also
     the strong condition, a → b ⇔ V(a) < V(b) (≤ everywhere, ≠). ``values`` names the
-    column holding the clocks (an int column; for vectors, one holding integer sequences).
+    column holding the clocks (default: the typed ``value_int`` or ``value_vec`` where the
+    log has it, else ``value``).
     Returns None if every pair of stamped events satisfies it, else the first violating
     pair: the one whose later event comes first (by time, node, program order).
     """
     hb = frame if isinstance(frame, HappensBefore) else happens_before(frame)
+    if values is None:
+        values = value_column(hb.events, vector=kind == "vector")
     st = stamped_events(hb, name, values)
     ids = st["event"].to_numpy()
     if not len(ids):

@@ -54,7 +54,8 @@ PAST, FUTURE, CHOSEN, DIM = "#1f4fd8", "#ff7f0e", "#d62728", "#d0d0d0"
 MAX_ANNOTATED = 400  # arrows drawn with arrowheads; beyond this, plain lines
 MAX_LABELLED = 300  # events labelled with their clock; beyond this, hover only
 COLUMNS = ("time", "kind", "node", "peer", "msg_id", "msg_type", "name", "value")
-OPTIONAL = ("seq", "cause", "lamport", "vclock")
+OPTIONAL = ("seq", "cause", "value_type", "value_int", "value_str", "value_vec", "lamport",
+            "vclock")
 
 
 def parse_nodes(spec: str) -> list[int]:
@@ -144,6 +145,13 @@ def _num(v: Any) -> float:
     return 0.0 if v is None or pd.isna(v) else float(v)
 
 
+def _obs_value(r: Any) -> Any:
+    """An observation row's value, from its typed column where the log has one."""
+    typed = {"vec": "value_vec", "str": "value_str", "int": "value_int", "bool": "value_int"}
+    col = typed.get(str(getattr(r, "value_type", None)))
+    return getattr(r, col) if col is not None and hasattr(r, col) else r.value
+
+
 def _fmt_value(v: Any) -> str:
     if isinstance(v, (list, tuple, np.ndarray)):
         return "[" + ", ".join(str(int(x)) for x in v) + "]"
@@ -206,7 +214,7 @@ def _hover(hb: rcz.HappensBefore) -> list[str]:
         if r.kind in ("send", "deliver") and r.peer >= 0:
             t += f"<br>{'to' if r.kind == 'send' else 'from'} node {r.peer}, msg {r.msg_id}"
         if r.kind == "obs":
-            t += f"<br>{html.escape(str(r.name))} = {html.escape(_fmt_value(r.value))}"
+            t += f"<br>{html.escape(str(r.name))} = {html.escape(_fmt_value(_obs_value(r)))}"
         texts.append(t + clocks[i])
     return texts
 
@@ -465,7 +473,7 @@ def _describe_event(r: Any) -> str:
     if r.kind == "timer":
         return f"timer {r.msg_type} (t={r.time})"
     if r.kind == "obs":
-        return f"{r.name} = {_fmt_value(r.value)} (t={r.time})"
+        return f"{r.name} = {_fmt_value(_obs_value(r))} (t={r.time})"
     return f"{r.kind} (t={r.time})"
 
 
