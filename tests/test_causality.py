@@ -205,14 +205,14 @@ def test_clock_condition_catches_a_lamport_clock_without_the_max() -> None:
     stamped = _stamp(frame, _lamport_stamps(frame, with_max=False))
     v = rcz.check_clock_condition(stamped, "lamport")
     assert v is not None
-    # First broken pair: a (P0's local event, stamped 1 by the observation 0.2 after it)
-    # → e (P1's receive of b, the first event of P1, which stamped 1 without the max).
+    # First broken pair: b (P0's send, stamped 2: the largest stamp in the past of e) → e
+    # (P1's receive of b, its first event, which stamped 1 without the max).
     hb = rcz.happens_before(stamped)
     assert v.relation == rcz.BEFORE and hb.before(v.a, v.b)
-    assert (v.a_label, v.b_label) == ("0.2", "1.1")
-    assert (v.a_clock, v.b_clock) == (1, 1)
-    assert hb.events["kind"].iloc[v.b] == "deliver"
-    assert "0.2 → 1.1" in v.describe()
+    assert (v.a_label, v.b_label) == ("0.3", "1.1")
+    assert (v.a_clock, v.b_clock) == (2, 1)
+    assert hb.events["kind"].iloc[v.a] == "send" and hb.events["kind"].iloc[v.b] == "deliver"
+    assert "0.3 → 1.1" in v.describe()
 
 
 def _vector_stamps(frame: pd.DataFrame, n: int, broken: bool) -> dict[int, list[int]]:
@@ -239,7 +239,9 @@ def test_vector_clocks_satisfy_the_strong_condition_and_a_broken_one_does_not() 
     bad = _stamp(frame, _vector_stamps(frame, 3, broken=True), name="vclock")
     v = rcz.check_clock_condition(bad, "vclock", kind="vector")
     assert v is not None and v.condition == "clock condition"
-    assert (v.a_label, v.b_label) == ("0.2", "1.1")  # a (its stamp) → e; V(e) = [0, 1, 0]
+    # b (P0's send, V = [2, 0, 0]) → e (P1's receive), yet V(e) = [0, 1, 0].
+    assert (v.a_label, v.b_label) == ("0.3", "1.1")
+    assert (v.a_clock, v.b_clock) == ([2, 0, 0], [0, 1, 0])
 
 
 def test_vector_clocks_that_order_concurrent_events_break_the_strong_condition() -> None:
@@ -319,3 +321,41 @@ def test_a_received_but_unapplied_operation_is_not_a_dependency() -> None:
     log = pd.concat([log, extra], ignore_index=True).sort_values(["node", "time"], kind="stable")
     log["seq"] = log.groupby("node").cumcount()
     assert rcz.causal_order_violations(log).empty
+
+
+def _brute_force(hb: rcz.HappensBefore, st: pd.DataFrame, vector: bool) -> set[tuple[int, int]]:
+    """Every pair that breaks the clock condition, by comparing all pairs."""
+    ids = st["event"].to_numpy()
+    m = hb.before_matrix(ids)
+    c = list(st["clock"])
+    bad = set()
+    for i, j in zip(*np.nonzero(m), strict=True):
+        a, b = np.asarray(c[i]), np.asarray(c[j])
+        ok = (a <= b).all() and (a != b).any() if vector else int(a) < int(b)
+        if not ok:
+            bad.add((int(ids[i]), int(ids[j])))
+    return bad
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("vector", [False, True])
+def test_linear_clock_check_agrees_with_all_pairs(seed: int, vector: bool) -> None:
+    rng = random.Random(seed)
+    frame, _ = log_from_history(_random_history(rng, procs=3, steps=25))
+    if vector:
+        stamps: dict[int, object] = {i: [rng.randrange(4) for _ in range(3)] for i in frame.index}
+    else:
+        stamps = {i: rng.randrange(12) for i in frame.index}
+    stamped = _stamp(frame, stamps, name="vclock" if vector else "lamport")
+    hb = rcz.happens_before(stamped)
+    st = rcz.stamped_events(hb, "vclock" if vector else "lamport")
+    bad = _brute_force(hb, st, vector)
+    v = rcz.check_clock_condition(hb, "vclock" if vector else "lamport",
+                                  kind="vector" if vector else "lamport")
+    if not bad:
+        assert v is None or v.condition == "strong clock condition"
+    else:
+        assert v is not None and v.condition == "clock condition"
+        assert (v.a, v.b) in bad
+        rank = {int(e): k for k, e in enumerate(hb.graph.order.tolist())}
+        assert rank[v.b] == min(rank[b] for _, b in bad)  # the first broken event

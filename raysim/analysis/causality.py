@@ -32,7 +32,6 @@ Typical use::
 
 from __future__ import annotations
 
-import graphlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -40,17 +39,9 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-EVENT_KINDS: tuple[str, ...] = (
-    "start",
-    "send",
-    "deliver",
-    "timer",
-    "obs",
-    "crash",
-    "recover",
-    "join",
-    "leave",
-)
+from raysim.protocols.causality import oracle
+
+EVENT_KINDS = oracle.EVENT_KINDS
 BEFORE, AFTER, CONCURRENT, SAME = "→", "←", "∥", "="
 
 Ints = npt.NDArray[np.int64]
@@ -70,6 +61,7 @@ class HappensBefore:
     events: pd.DataFrame
     nodes: Ints
     past: npt.NDArray[np.int32]
+    graph: oracle.Graph
 
     def __len__(self) -> int:
         return len(self.events)
@@ -150,10 +142,10 @@ class HappensBefore:
 
         Every event ticks (``prev + 1``); a receipt takes ``max(prev, send) + 1``.
         """
-        ev = self.events
-        prev, parent = ev["prev"].to_numpy(), ev["parent"].to_numpy()
-        out = np.zeros(len(ev), dtype=np.int64)
-        for e in _topological(prev, parent, ev["time"].to_numpy()):
+        g = self.graph
+        prev, parent = g.prev, g.parent
+        out = np.zeros(len(g), dtype=np.int64)
+        for e in g.order.tolist():
             t = out[prev[e]] if prev[e] >= 0 else 0
             if parent[e] >= 0 and out[parent[e]] > t:
                 t = out[parent[e]]
@@ -168,36 +160,10 @@ class HappensBefore:
         return int(hit[0])
 
 
-def _program_order(frame: pd.DataFrame) -> pd.DataFrame:
-    """The event rows sorted by (node, program order), with ``pos`` added."""
-    ev = frame[frame["kind"].astype(str).isin(EVENT_KINDS)].copy()
-    ev["kind"] = ev["kind"].astype(str)
-    ev["_row"] = np.arange(len(ev))
-    # NOTE: without a ``seq`` column (a log from before program order was logged), the
-    # row order at equal times is the best available program order.
-    keys = ["node", "seq"] if "seq" in ev else ["node", "time", "_row"]
-    ev = ev.sort_values(keys, kind="stable").reset_index(drop=True)
-    ev["pos"] = ev.groupby("node").cumcount().to_numpy() + 1
-    return ev.drop(columns="_row")
-
-
-def _topological(prev: Ints, parent: Ints, time: Ints | None = None) -> list[int]:
-    """A topological order of the graph (program-order and message edges)."""
-    n = len(prev)
-    order = np.arange(n) if time is None else np.argsort(time, kind="stable")
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n)
-    src_rank = np.where(prev >= 0, rank[np.maximum(prev, 0)], -1)
-    par_rank = np.where(parent >= 0, rank[np.maximum(parent, 0)], -1)
-    if bool((src_rank < rank).all() and (par_rank < rank).all()):
-        return order.tolist()  # the common case: in time order every edge points forward
-    ts: graphlib.TopologicalSorter[int] = graphlib.TopologicalSorter()
-    for e in range(len(prev)):
-        ts.add(e, *[int(x) for x in (prev[e], parent[e]) if x >= 0])
-    try:
-        return list(ts.static_order())
-    except graphlib.CycleError:
-        raise ValueError("the event log's message edges form a cycle: not one run's log") from None
+def columns(frame: pd.DataFrame) -> dict[str, Any]:
+    """A log frame as the mapping of column names to numpy arrays that the oracle (and a
+    protocol's ``safety`` hook) reads."""
+    return {c: frame[c].to_numpy() for c in frame.columns}
 
 
 def happens_before(
@@ -210,49 +176,20 @@ def happens_before(
     order, where the log has it). By default the receipts of messages are the ``deliver``
     rows; ``receipts`` (a boolean mask over ``frame``'s rows) names other rows instead,
     e.g. the observations at which an application applied what a message carried, whose
-    ``msg_id`` (the observation's ``ref``) names the message: see
-    :func:`causal_order_violations`.
+    ``msg_id`` (the observation's ``ref``) names the message. The graph itself is built by
+    :func:`raysim.protocols.causality.oracle.build`.
     """
     frame = frame.reset_index(drop=True)
-    if receipts is not None:
-        mask = np.asarray(receipts, dtype=bool)
-        if mask.shape != (len(frame),):
-            raise ValueError("receipts must be a boolean mask over the frame's rows")
-        frame = frame.assign(_receipt=mask)
-    ev = _program_order(frame)
-    if receipts is None:
-        is_receipt = (ev["kind"] == "deliver").to_numpy()
-    else:
-        is_receipt = ev["_receipt"].to_numpy(dtype=bool)
-        ev = ev.drop(columns="_receipt")
-    m = len(ev)
-    node = ev["node"].to_numpy(dtype=np.int64)
-    nodes = np.unique(node)
-    col = np.searchsorted(nodes, node)
-    pos = ev["pos"].to_numpy(dtype=np.int64)
-    prev = np.where(pos > 1, np.arange(m) - 1, -1)
-    # Message edges: each receipt's parent is the send row with the same msg_id.
-    is_send = (ev["kind"] == "send").to_numpy()
-    mid = ev["msg_id"].to_numpy(dtype=np.int64)
-    send_ids = pd.Series(np.flatnonzero(is_send), index=mid[is_send])
-    send_ids = send_ids[~send_ids.index.duplicated(keep="first")]
-    parent = np.full(m, -1, dtype=np.int64)
-    r = np.flatnonzero(is_receipt & (mid >= 0))
-    found = send_ids.reindex(mid[r])
-    ok = found.notna().to_numpy()
-    parent[r[ok]] = found.to_numpy()[ok].astype(np.int64)
-    past = np.zeros((m, len(nodes)), dtype=np.int32)
-    for e in _topological(prev, parent, ev["time"].to_numpy()):
-        if prev[e] >= 0:
-            past[e] = past[prev[e]]
-        if parent[e] >= 0:
-            np.maximum(past[e], past[parent[e]], out=past[e])
-        past[e, col[e]] = pos[e]
-    ev["col"] = col
-    ev["prev"] = prev
-    ev["parent"] = parent
-    ev["label"] = [f"{n}.{p}" for n, p in zip(node.tolist(), pos.tolist(), strict=True)]
-    return HappensBefore(ev, nodes, past)
+    g = oracle.build(columns(frame), receipts)
+    ev = frame.iloc[g.rows].reset_index(drop=True)
+    ev["kind"] = ev["kind"].astype(str)
+    nodes = np.unique(g.node)
+    ev["pos"] = g.pos
+    ev["col"] = np.searchsorted(nodes, g.node)
+    ev["prev"] = g.prev
+    ev["parent"] = g.parent
+    ev["label"] = [f"{n}.{p}" for n, p in zip(g.node.tolist(), g.pos.tolist(), strict=True)]
+    return HappensBefore(ev, nodes, oracle.past_counts(g, nodes), g)
 
 
 # --------------------------------------------------------------------------- clock checks
@@ -293,40 +230,18 @@ def stamped_events(hb: HappensBefore, name: str, values: str | None = None) -> p
     An observation whose ``msg_id`` (the ``ref`` of the emit) names a message sent or
     delivered at the same node stamps that ``send`` or ``deliver`` row (the latest one
     before the observation, for a duplicated message); any other stamps itself (a local
-    event). Returns columns ``event`` (the stamped event id), ``obs`` (the observation's
-    event id) and ``clock`` (the value, from column ``values``, by default
-    :func:`value_column`'s); the last stamp of an event wins.
+    event); the last stamp of an event wins (:func:`raysim.protocols.causality.oracle.
+    stamps`). Returns columns ``event`` (the stamped event id) and ``clock`` (the value,
+    from column ``values``, by default :func:`value_column`'s).
     """
     ev = hb.events
     if values is None:
         values = value_column(ev, vector=name == "vclock")
-    is_obs = ((ev["kind"] == "obs") & (ev["name"].astype(str) == name)).to_numpy()
-    obs_ids = np.flatnonzero(is_obs)
-    node = ev["node"].to_numpy()
-    mid = ev["msg_id"].to_numpy()
-    kind = ev["kind"].to_numpy()
-    msg_rows = np.flatnonzero(np.isin(kind, ("send", "deliver")) & (mid >= 0))
-    by_key: dict[tuple[int, int], list[int]] = {}
-    for e in msg_rows.tolist():
-        by_key.setdefault((int(node[e]), int(mid[e])), []).append(e)
-    target = obs_ids.copy()
-    for k, o in enumerate(obs_ids.tolist()):
-        if mid[o] < 0:
-            continue
-        cands = [e for e in by_key.get((int(node[o]), int(mid[o])), []) if e < o]
-        if cands:
-            target[k] = cands[-1]
-    out = pd.DataFrame({"event": target, "obs": obs_ids, "clock": ev[values].to_numpy()[obs_ids]})
-    return out.drop_duplicates("event", keep="last").sort_values("event").reset_index(drop=True)
-
-
-def _as_matrix(clocks: pd.Series) -> npt.NDArray[np.int64]:
-    rows = [np.asarray(c, dtype=np.int64) for c in clocks]
-    width = max((len(r) for r in rows), default=0)
-    out = np.zeros((len(rows), width), dtype=np.int64)
-    for i, r in enumerate(rows):
-        out[i, : len(r)] = r
-    return out
+    cols = {c: ev[c].to_numpy() for c in ("kind", "name", "msg_id", values)}
+    ident = oracle.Graph(np.arange(len(ev)), hb.graph.node, hb.graph.pos, hb.graph.prev,
+                         hb.graph.parent, hb.graph.order)
+    ids, clocks = oracle.stamps(ident, cols, name, values)
+    return pd.DataFrame({"event": ids, "clock": pd.Series(clocks, dtype=object)})
 
 
 def check_clock_condition(
@@ -337,61 +252,34 @@ def check_clock_condition(
 ) -> ClockViolation | None:
     """Check a protocol's own clocks (observations ``name``) against the log's graph.
 
-    ``kind="lamport"``: the clock condition, a → b ⇒ C(a) < C(b). ``kind="vector"``: also
-    the strong condition, a → b ⇔ V(a) < V(b) (≤ everywhere, ≠). ``values`` names the
-    column holding the clocks (default: the typed ``value_int`` or ``value_vec`` where the
-    log has it, else ``value``).
-    Returns None if every pair of stamped events satisfies it, else the first violating
-    pair: the one whose later event comes first (by time, node, program order).
+    ``kind="lamport"``: the clock condition, a → b ⇒ C(a) < C(b). ``kind="vector"``: that
+    (with < meaning ≤ everywhere and ≠), then the strong condition's converse, V(a) < V(b)
+    ⇒ a → b. ``values`` names the column holding the clocks (default: the typed
+    ``value_int`` or ``value_vec`` where the log has it, else ``value``). Returns None if
+    they hold, else the first violating pair (the one whose later event comes first in the
+    graph's topological order): see :mod:`raysim.protocols.causality.oracle`.
     """
     hb = frame if isinstance(frame, HappensBefore) else happens_before(frame)
     if values is None:
         values = value_column(hb.events, vector=kind == "vector")
     st = stamped_events(hb, name, values)
-    ids = st["event"].to_numpy()
+    ids = st["event"].to_numpy(dtype=np.int64)
+    clocks = list(st["clock"])
     if not len(ids):
         return None
-    m = hb.before_matrix(ids)  # m[i, j]: ids[i] → ids[j]
-    if kind == "lamport":
-        c = st["clock"].to_numpy(dtype=np.int64)
-        bad = m & (c[:, None] >= c[None, :])
-        conditions = {"clock condition": bad}
-    else:
-        v = _as_matrix(st["clock"])
-        le = (v[:, None, :] <= v[None, :, :]).all(axis=2)
-        lt = le & ~(v[:, None, :] == v[None, :, :]).all(axis=2)
-        conditions = {
-            "clock condition": m & ~lt,
-            "strong clock condition": ~m & lt,
-        }
+    vector = kind == "vector"
+    pair = oracle.clock_condition(hb.graph, ids, clocks, vector=vector)
+    cond = "clock condition"
+    if pair is None and vector:
+        pair = oracle.strong_condition(hb.graph, ids, clocks)
+        cond = "strong clock condition"
+    if pair is None:
+        return None
+    a, b = pair
+    clock = dict(zip(ids.tolist(), clocks, strict=True))
     ev = hb.events
-    order = ev.assign(_e=np.arange(len(ev))).sort_values(["time", "node", "pos"])["_e"]
-    rank = np.empty(len(ev), dtype=np.int64)
-    rank[order.to_numpy()] = np.arange(len(ev))
-    best: ClockViolation | None = None
-    best_key: tuple[int, int] | None = None
-    for cond, bad in conditions.items():
-        ii, jj = np.nonzero(bad)
-        if not len(ii):
-            continue
-        keys = rank[ids[jj]] * len(ev) + rank[ids[ii]]
-        k = int(np.argmin(keys))
-        key = (int(rank[ids[jj[k]]]), int(rank[ids[ii[k]]]))
-        if best_key is None or key < best_key:
-            a, b = int(ids[ii[k]]), int(ids[jj[k]])
-            best_key = key
-            ca, cb = st["clock"].iloc[ii[k]], st["clock"].iloc[jj[k]]
-            best = ClockViolation(
-                a,
-                b,
-                str(ev["label"].iloc[a]),
-                str(ev["label"].iloc[b]),
-                hb.relation(a, b),
-                _plain(ca),
-                _plain(cb),
-                cond,
-            )
-    return best
+    return ClockViolation(a, b, str(ev["label"].iat[a]), str(ev["label"].iat[b]),
+                          hb.relation(a, b), _plain(clock[a]), _plain(clock[b]), cond)
 
 
 def _plain(x: Any) -> Any:
@@ -446,61 +334,9 @@ def causal_order_violations(frame: pd.DataFrame) -> pd.DataFrame:
     applied — the happens-before relation of broadcasts and applications. An operation
     ``o1`` causally precedes ``o2`` if ``o1``'s ``broadcast`` observation → ``o2``'s. Each
     ``apply`` of ``o2`` at a node that had not yet applied (or broadcast) every such
-    ``o1`` is a violation. Returns one row per violation: ``node``, ``time``, ``src`` and
-    ``seq`` of the operation applied, and ``missing`` (how many predecessors were missing).
+    ``o1`` is a violation (:func:`raysim.protocols.causality.oracle.causal_order_violations`).
+    Returns one row per violation: ``node``, ``time``, ``src`` and ``seq`` of the operation
+    applied, and ``missing`` (how many predecessors were missing).
     """
-    frame = frame.reset_index(drop=True)
-    name = frame["name"].astype(str)
-    is_obs = frame["kind"].astype(str) == "obs"
-    receipts = (is_obs & (name == "apply")).to_numpy()
-    hb = happens_before(frame, receipts=receipts)
-    ev = hb.events
-    nm = ev["name"].astype(str).to_numpy()
-    kind = ev["kind"].to_numpy()
-    bc = np.flatnonzero((kind == "obs") & (nm == "broadcast"))
-    ap = np.flatnonzero((kind == "obs") & (nm == "apply"))
-    cols = ["node", "time", "src", "seq", "missing"]
-    if not len(bc):
-        return pd.DataFrame(columns=cols)
-    node = ev["node"].to_numpy()
-    pos = ev["pos"].to_numpy()
-    value = ev["value"].to_numpy()
-    # Operation (src, seq) -> its broadcast event; per source, broadcast positions in order.
-    op_event = {(int(node[e]), int(value[e])): int(e) for e in bc.tolist()}
-    bpos = {int(s): np.sort(pos[bc[node[bc] == s]]) for s in np.unique(node[bc])}
-    col_of = {int(n): c for c, n in enumerate(hb.nodes.tolist())}
-
-    def deps(e: int) -> dict[int, int]:
-        """Per source, how many of its operations are in the causal past of event e."""
-        out = {}
-        for s, positions in bpos.items():
-            out[s] = int(np.searchsorted(positions, hb.past[e, col_of[s]], side="right"))
-        return out
-
-    dep_cache: dict[int, dict[int, int]] = {}
-    applied: dict[int, dict[int, set[int]]] = {}
-    rows = []
-    # Walk each node's events in program order: its applications and its own broadcasts.
-    order = np.sort(np.concatenate([bc, ap]))
-    peer = ev["peer"].to_numpy()
-    for e in order.tolist():
-        j = int(node[e])
-        seen = applied.setdefault(j, {})
-        if nm[e] == "broadcast":
-            seen.setdefault(j, set()).add(int(value[e]))
-            continue
-        src, seq = int(peer[e]), int(value[e])
-        b = op_event.get((src, seq))
-        if b is not None:
-            if b not in dep_cache:
-                dep_cache[b] = deps(b)
-            need = dep_cache[b]
-            missing = 0
-            for s, count in need.items():
-                want = count - 1 if s == src else count
-                have = seen.get(s, set())
-                missing += sum(1 for q in range(1, want + 1) if q not in have)
-            if missing:
-                rows.append((j, int(ev["time"].iloc[e]), src, seq, missing))
-        seen.setdefault(src, set()).add(seq)
-    return pd.DataFrame(rows, columns=cols)
+    rows = oracle.causal_order_violations(columns(frame.reset_index(drop=True)))
+    return pd.DataFrame(rows, columns=["node", "time", "src", "seq", "missing"])
