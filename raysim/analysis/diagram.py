@@ -194,10 +194,8 @@ def _clock_labels(hb: rcz.HappensBefore) -> list[str] | None:
     for name in ("vclock", "lamport"):
         if "name" in ev and (ev["name"] == name).any():
             st = rcz.stamped_events(hb, name)
-            for e, c, o in zip(st["event"], st["clock"], st["obs"], strict=True):
-                out[int(e)] = _fmt_value(c)
-                if o != e:
-                    out[int(o)] = ""
+            for e, c in zip(st["event"], st["clock"], strict=True):
+                out[int(e)] = _fmt_value(c)  # stamps attached to a send or deliver row
             return out
     return None
 
