@@ -220,7 +220,7 @@ def _hover(hb: rcz.HappensBefore) -> list[str]:
 def _spread_x(ev: pd.DataFrame, span: float) -> np.ndarray:
     """Event times, nudged apart where one node has several events in the same tick."""
     k = ev.groupby(["node", "time"]).cumcount().to_numpy()
-    return ev["time"].to_numpy(dtype=np.float64) + k * max(span, 1.0) / 400.0
+    return ev["time"].to_numpy(dtype=np.float64) + k * max(span, 1.0) / 150.0
 
 
 def build_figure(data: DiagramData, title: str = "") -> tuple[go.Figure, dict[str, Any]]:
@@ -338,12 +338,22 @@ def build_figure(data: DiagramData, title: str = "") -> tuple[go.Figure, dict[st
                                      marker={"symbol": MARKS[k][0], "size": MARKS[k][2],
                                              "color": MARKS[k][1]}))
     labels = _clock_labels(hb) if len(ev) <= MAX_LABELLED else None
+    sizes = [MARKS[k][2] for k in kinds]
+    if labels is not None:  # an observation that stamped another event is shown as its label
+        stamped = set()
+        for name in ("lamport", "vclock"):
+            if "name" in ev and (ev["name"] == name).any():
+                stamped.update(rcz.stamped_events(hb, name)["event"].tolist())
+        names = ev["name"].tolist() if "name" in ev else [None] * len(ev)
+        for i, k in enumerate(kinds):
+            if k == "obs" and names[i] in ("lamport", "vclock") and i not in stamped:
+                sizes[i] = 3
     fig.add_trace(go.Scatter(
         x=x, y=y, mode="markers+text" if labels else "markers", name="events",
         customdata=np.arange(len(ev)), hovertext=_hover(hb), hoverinfo="text",
         text=labels, textposition="top center", textfont={"size": 10, "color": "#333333"},
         showlegend=False,
-        marker={"symbol": [MARKS[k][0] for k in kinds], "size": [MARKS[k][2] for k in kinds],
+        marker={"symbol": [MARKS[k][0] for k in kinds], "size": sizes,
                 "color": colors, "line": {"width": 0}},
     ))
     has_other = bool(segs["others"]) or any(c[1] == other for c in crosses)
@@ -357,7 +367,7 @@ def build_figure(data: DiagramData, title: str = "") -> tuple[go.Figure, dict[st
         yaxis={"tickvals": list(range(len(ticks))), "ticktext": ticks, "autorange": "reversed",
                "zeroline": False, "showgrid": True, "gridcolor": "#bbbbbb"},
         legend={"orientation": "h", "y": -0.25},
-        margin={"l": 90, "r": 20, "t": 50, "b": 40},
+        margin={"l": 90, "r": 20, "t": 70, "b": 40},
         clickmode="event",
     )
     graph = {
