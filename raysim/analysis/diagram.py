@@ -352,7 +352,7 @@ def build_figure(data: DiagramData, title: str = "") -> tuple[go.Figure, dict[st
         x=x, y=y, mode="markers+text" if labels else "markers", name="events",
         customdata=np.arange(len(ev)), hovertext=_hover(hb), hoverinfo="text",
         text=labels, textposition="top center", textfont={"size": 10, "color": "#333333"},
-        showlegend=False,
+        showlegend=False, cliponaxis=False,
         marker={"symbol": [MARKS[k][0] for k in kinds], "size": sizes,
                 "color": colors, "line": {"width": 0}},
     ))
@@ -364,7 +364,8 @@ def build_figure(data: DiagramData, title: str = "") -> tuple[go.Figure, dict[st
         height=max(260, 60 * len(ticks) + 140),
         template="plotly_white",
         xaxis={"title": "virtual time (ticks)", "zeroline": False},
-        yaxis={"tickvals": list(range(len(ticks))), "ticktext": ticks, "autorange": "reversed",
+        yaxis={"tickvals": list(range(len(ticks))), "ticktext": ticks,
+               "range": [len(ticks) - 0.5, -0.7],
                "zeroline": False, "showgrid": True, "gridcolor": "#bbbbbb"},
         legend={"orientation": "h", "y": -0.25},
         margin={"l": 90, "r": 20, "t": 70, "b": 40},
