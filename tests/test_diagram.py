@@ -182,3 +182,22 @@ def test_empty_selection_is_one_clear_error(three: Path) -> None:
     r = runner.invoke(app, ["diagram", str(three), "--from", "5000"])
     assert r.exit_code == 2 and "has no events there" in r.stderr
     assert isinstance(dg.load_diagram(three, t_from=5000).events, pd.DataFrame)
+
+
+def test_diagram_of_20_nodes_of_a_100k_node_gossip_run_renders(tmp_path: Path) -> None:
+    """The issue's check: 20 nodes of a 10^5-node run, read with filters pushed down."""
+    gossip = str(Path(__file__).parent.parent / "experiments" / "gossip_quick.toml")
+    r = runner.invoke(app, ["run", gossip, "--out", str(tmp_path),
+                            "--set", "network.nodes=100000"])
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "big.html"
+    results = tmp_path / "gossip_quick"
+    r = runner.invoke(app, ["diagram", str(results), "--nodes", "0-19", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    data = dg.load_diagram(results, nodes=list(range(20)))
+    assert set(data.events["node"]) == set(range(20))
+    assert 0 < len(data.events) < 5000 and len(data.incoming) > 0  # a sliver of 6 M rows
+    dom = _run_chromium(_chromium(), "--dump-dom", out.as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert 'class="main-svg"' in dom.stdout and "other nodes" in dom.stdout
+    assert f'data-events="{len(rcz.happens_before(data.events))}"' in dom.stdout
