@@ -34,13 +34,16 @@ def _write_events(res: Path, run_id: str, times: list[int], extra_sends: int = 0
         "msg_type": [None] * n + ["Rumor"] * extra_sends,
         "name": ["informed"] * n + [None] * extra_sends,
         "value": [1.0] * n + [None] * extra_sends,
+        "seq": [0] * (n + extra_sends),
+        "cause": [-1] * (n + extra_sends),
+        "value_type": ["float"] * n + [None] * extra_sends,
     }
     arrays = []
     for f in EVENT_SCHEMA:
         if pa.types.is_dictionary(f.type):
             arrays.append(pa.array(cols[f.name], pa.string()).dictionary_encode().cast(f.type))
         else:
-            arrays.append(pa.array(cols[f.name], f.type))
+            arrays.append(pa.array(cols.get(f.name, [None] * (n + extra_sends)), f.type))
     table = pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA)
     d = res / "events" / f"run_id={run_id}"
     d.mkdir(parents=True)

@@ -25,6 +25,7 @@ from raysim.engine.shard import Shard, StepInfo
 from raysim.experiments.config import ExperimentConfig, validate
 from raysim.experiments.runner import make_spec, run
 from raysim.network.router import SEQ_BITS
+from raysim.protocols import lookup
 from raysim.runtime.backends import coordinate, shard_bounds
 
 from .conftest import canonical, make_config, rows, run_log
@@ -54,7 +55,8 @@ def config(
 def run_shard(cfg: ExperimentConfig) -> Shard:
     """Run ``cfg`` on one in-process shard without a log; the shard, for its nodes' storage."""
     spec = make_spec(cfg, "test")
-    shard = Shard(spec, 0, shard_bounds(spec.n_nodes, 1, None), None)
+    proto = lookup(cfg.experiment.protocol)
+    shard = Shard(spec, 0, shard_bounds(spec.n_nodes, 1, None), None, protocol=proto)
 
     def submit(end: int, inbox: list[list[Any]]) -> tuple[list[list[Any]], list[StepInfo]]:
         parts, info = shard.step(end, inbox[0])

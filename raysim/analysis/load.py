@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -102,6 +103,9 @@ def load_events(
 
     ``filter`` is a pyarrow expression, e.g. ``ds.field("kind") == "obs"``; ``params`` are
     runs-table columns to join on ``run_id`` (e.g. ``["network.nodes", "protocol.mode"]``).
+    Columns are those of :data:`raysim.log.schema.EVENT_SCHEMA`; ``value_int`` is read as a
+    nullable ``Int64`` (exact), ``value_vec`` as numpy int64 arrays (None where null). A
+    log written before a column existed reads it as null.
     """
     if runs is None:
         runs = load_runs(where)
@@ -116,14 +120,63 @@ def load_events(
     if dataset is None or not ids:
         fields = [EVENT_SCHEMA.field(c) if c != "run_id" else pa.field("run_id", pa.string())
                   for c in cols]
-        empty = pa.schema(fields).empty_table()
-        frame = empty.to_pandas()
+        table = pa.schema(fields).empty_table()
     else:
-        frame = dataset.to_table(columns=cols, filter=expr).to_pandas()
+        table = dataset.to_table(columns=cols, filter=expr)
+    frame = _to_pandas(table)
     frame["run_id"] = frame["run_id"].astype(str)
     if params:
         frame = frame.merge(runs[["run_id", *params]], on="run_id", how="left")
     return frame
+
+
+def _to_pandas(table: pa.Table) -> pd.DataFrame:
+    """A table as pandas, with ``value_int`` exact (Int64) rather than float."""
+    if "value_int" not in table.column_names:
+        return table.to_pandas()
+    ints = table.column("value_int").to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+    frame = table.drop_columns(["value_int"]).to_pandas()
+    frame.insert(table.column_names.index("value_int"), "value_int", ints.array)
+    return frame
+
+
+TYPED = ["value", "value_type", "value_int", "value_str", "value_vec"]
+
+
+def typed_values(frame: pd.DataFrame) -> pd.Series:
+    """The observation values of ``frame`` (rows with the typed columns) in their own type.
+
+    All floats (or a log from before typed values): float64. All ints: Int64. All bools:
+    bool. All strs: str objects. All vectors: numpy int64 arrays. Mixed: Python objects.
+    """
+    vt = frame["value_type"]
+    kinds = set(vt.dropna().unique().tolist())
+    if kinds <= {"float"}:
+        return frame["value"].astype(np.float64)
+    if kinds == {"int"}:
+        return frame["value_int"].astype(pd.Int64Dtype())
+    if kinds == {"bool"}:
+        return frame["value_int"].astype(bool)
+    if kinds == {"str"}:
+        return frame["value_str"].astype(object)
+    if kinds == {"vec"}:
+        return frame["value_vec"].astype(object)
+    out: list[object] = []
+    for t, f, i, txt, vec in zip(
+        vt, frame["value"], frame["value_int"], frame["value_str"], frame["value_vec"],
+        strict=True,
+    ):
+        if t == "int":
+            out.append(int(i))
+        elif t == "bool":
+            out.append(bool(i))
+        elif t == "str":
+            out.append(txt)
+        elif t == "vec":
+            out.append(vec)
+        else:
+            out.append(float(f))
+    return pd.Series(out, index=frame.index, dtype=object)
 
 
 def observations(
@@ -132,6 +185,13 @@ def observations(
     params: Sequence[str] = (),
     runs: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """The ``obs`` rows named ``name``: run_id, time, node, value (+ joined ``params``)."""
+    """The ``obs`` rows named ``name``: run_id, time, node, value (+ joined ``params``).
+
+    ``value`` has the observations' own type (see :func:`typed_values`): float64 for the
+    usual numeric observations, Int64, bool, str or numpy int64 vectors otherwise.
+    """
     flt = (ds.field("kind") == "obs") & (ds.field("name") == name)
-    return load_events(where, ["run_id", "time", "node", "value"], flt, params=params, runs=runs)
+    cols = ["run_id", "time", "node", *TYPED]
+    frame = load_events(where, cols, flt, params=params, runs=runs)
+    frame["value"] = typed_values(frame)
+    return frame.drop(columns=TYPED[1:])

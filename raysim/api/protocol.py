@@ -26,16 +26,25 @@ from raysim.values.rng import NodeRng
 class Context(TypingProtocol):
     """What a handler may do. The engine passes one; tests may pass a fake.
 
-    Attributes ``node`` (this node's id), ``now`` (virtual time in ticks) and ``n_nodes``
-    (size of the system) are read-only for the protocol.
+    Attributes ``node`` (this node's id), ``now`` (virtual time in ticks), ``n_nodes``
+    (size of the system) and ``cause`` are read-only for the protocol. ``cause`` is the id
+    of what the running handler handles: the message's ``msg_id`` in ``on_message`` (what
+    its sender's ``send`` returned), the timer's id in ``on_timer`` (what ``set_timer``
+    returned), -1 in the lifecycle handlers (start, crash, recover, join, leave).
     """
 
     node: int
     now: int
     n_nodes: int
+    cause: int
 
-    def send(self, dst: int, msg: object) -> None:
-        """Send ``msg`` to node ``dst`` through the (faulty) network."""
+    def send(self, dst: int, msg: object) -> int:
+        """Send ``msg`` to node ``dst`` through the (faulty) network; returns its message id.
+
+        The id is ``node << 32 | k`` for this node's k-th send (the ``msg_id`` of its log
+        rows, and the receiver's ``ctx.cause``).
+        """
+        ...
 
     def set_timer(self, delay: int, tag: Hashable = None) -> int:
         """Call ``on_timer(ctx, tag)`` after ``delay`` ticks (>= 0); returns a timer id."""
@@ -44,11 +53,19 @@ class Context(TypingProtocol):
     def cancel_timer(self, timer_id: int) -> None:
         """Cancel a pending timer; cancelling a fired or unknown timer does nothing."""
 
-    def emit(self, name: str, value: float = 1.0, peer: int = -1, ref: int = -1) -> None:
+    def emit(
+        self, name: str, value: int | float | bool | str | Sequence[int] = 1.0, peer: int = -1,
+        ref: int = -1,
+    ) -> None:
         """Record an observation (a row of kind ``obs``) at this node and time.
 
-        ``peer`` and ``ref`` (optional) go to the row's ``peer`` and ``msg_id`` columns, e.g.
-        the node a lookup ended at and the key it looked up.
+        ``value`` is an int (int64), a float (not NaN), a bool, a str (at most 256
+        characters) or a sequence of ints (a vector, e.g. a vector clock); the log keeps its
+        type (columns ``value``, ``value_type``, ``value_int``, ``value_str``,
+        ``value_vec``). ``peer`` and ``ref`` (optional ints) go to the row's ``peer`` and
+        ``msg_id`` columns, e.g. the node a lookup ended at and the key it looked up, or
+        ``ref=ctx.cause`` to point at the message being handled. A bad argument raises here,
+        inside the handler (the run fails with the node, time and event).
         """
 
     @property
@@ -169,14 +186,16 @@ class BatchEvents(TypingProtocol):
     """A batch of events handed to a :class:`BatchProtocol` handler; all at distinct nodes.
 
     Columns (numpy arrays of equal length): ``node`` (ids), ``li`` (indexes into the
-    protocol's state columns: ``node - lo``), ``time``; for messages also ``src``,
-    ``mtype`` (index into ``message_types``) and ``fields`` (one float64 array per name in
-    ``fields``); for timers ``tags`` (a list).
+    protocol's state columns: ``node - lo``), ``time``, ``cause`` (the twin of
+    :attr:`Context.cause`: each message's ``msg_id``, each timer's id, -1 for lifecycle
+    events); for messages also ``src``, ``mtype`` (index into ``message_types``) and
+    ``fields`` (one float64 array per name in ``fields``); for timers ``tags`` (a list).
     """
 
     node: Any
     li: Any
     time: Any
+    cause: Any
     src: Any
     mtype: Any
     fields: dict[str, Any]
@@ -193,8 +212,11 @@ class BatchContext(TypingProtocol):
 
     n_nodes: int
 
-    def send(self, src: Any, time: Any, dst: Any, mtype: int | Any, **fields: Any) -> None:
-        """Send one message per element (src node, send time, destination, type, fields)."""
+    def send(self, src: Any, time: Any, dst: Any, mtype: int | Any, **fields: Any) -> Any:
+        """Send one message per element (src node, send time, destination, type, fields).
+
+        Returns the message ids (an int64 array), as :meth:`Context.send` would, in order.
+        """
 
     def set_timer(self, node: Any, when: Any, tag: str) -> None:
         """Fire ``on_timer`` for each node at absolute time ``when`` (>= its event's time)."""
@@ -202,7 +224,12 @@ class BatchContext(TypingProtocol):
     def emit(
         self, node: Any, time: Any, name: str, value: Any, peer: Any = -1, ref: Any = -1
     ) -> None:
-        """Record one observation per element (``peer``/``ref`` as in :meth:`Context.emit`)."""
+        """Record one observation per element (``peer``/``ref`` as in :meth:`Context.emit`).
+
+        ``value``: a scalar of any :meth:`Context.emit` type (the same for every element), a
+        1-D array of float, int or bool dtype (one number each), a list of strs, or vectors:
+        a 2-D integer array (one row each) or a list of int sequences.
+        """
 
     def random(self, node: Any) -> Any:
         """One float in [0, 1) from each node's stream (nodes distinct)."""

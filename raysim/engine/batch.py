@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from raysim.engine.observe import batch_values, check_name
+from raysim.log.eventlog import ObsValues
 from raysim.values.rng import stream_words, words_to_range, words_to_unit
 
 if TYPE_CHECKING:
@@ -46,12 +48,13 @@ def occurrence(keys: np.ndarray) -> np.ndarray:
 class EventBatch:
     """A batch of events at distinct nodes (see :class:`raysim.api.protocol.BatchEvents`)."""
 
-    __slots__ = ("fields", "li", "mtype", "node", "src", "tags", "time")
+    __slots__ = ("cause", "fields", "li", "mtype", "node", "src", "tags", "time")
 
     def __init__(self, node: np.ndarray, li: np.ndarray, time: np.ndarray) -> None:
         self.node = node
         self.li = li
         self.time = time
+        self.cause = np.zeros(0, dtype=np.int64)
         self.src = np.zeros(0, dtype=np.int64)
         self.mtype = np.zeros(0, dtype=np.int64)
         self.fields: dict[str, np.ndarray] = {}
@@ -71,6 +74,9 @@ class BatchShardContext:
         n_local = shard.hi - shard.lo
         self.send_seq = np.zeros(n_local, dtype=np.int64)
         self.timer_seq = np.zeros(n_local, dtype=np.int64)
+        self.event_seq = np.zeros(n_local, dtype=np.int64)  # each node's next ``seq``
+        self._scratch = np.zeros(n_local, dtype=np.int64)  # for :meth:`_occurrence`
+        self.handling = np.full(n_local, -1, dtype=np.int64)  # seq of the event being handled
         self.rng_keys = np.array(rng_keys, dtype=np.uint64)
         self.rng_ctr = np.zeros(n_local, dtype=np.int64)
         self.adj = shard.topology.adj
@@ -80,18 +86,47 @@ class BatchShardContext:
         self.sends: list[tuple[np.ndarray, ...]] = []
         self.timers: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[Any]]] = []
         self.late: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[Any]]] = []
-        self.obs: list[tuple[np.ndarray, np.ndarray, str, np.ndarray, np.ndarray, np.ndarray]] = []
+        self.obs: list[
+            tuple[np.ndarray, np.ndarray, str, ObsValues, np.ndarray, np.ndarray, np.ndarray]
+        ] = []
 
-    def send(self, src: Any, time: Any, dst: Any, mtype: Any, **fields: Any) -> None:
-        """One message per element of ``src`` (ids in send order per node)."""
+    def _occurrence(self, li: np.ndarray) -> np.ndarray | None:
+        """:func:`occurrence` of local indexes, or None when they are distinct.
+
+        NOTE: nearly every call has distinct nodes (one event per node per batch); a
+        scatter and a gather over a scratch array prove it without the sort.
+        """
+        n = len(li)
+        pos = np.arange(n, dtype=np.int64)
+        self._scratch[li] = pos
+        if (self._scratch[li] == pos).all():
+            return None
+        return occurrence(li)
+
+    @staticmethod
+    def _take(counter: np.ndarray, li: np.ndarray, occ: np.ndarray | None) -> np.ndarray:
+        """Each element's next number from ``counter`` (advanced by the elements)."""
+        q = counter[li]
+        if occ is None:
+            counter[li] = q + 1
+            return q
+        np.add.at(counter, li, 1)
+        return q + occ
+
+    def next_seq(self, li: np.ndarray, occ: np.ndarray | None = None) -> np.ndarray:
+        """Take the next ``seq`` of each node at ``li`` (``occ``: see :meth:`_occurrence`)."""
+        return self._take(self.event_seq, li, occ)
+
+    def send(self, src: Any, time: Any, dst: Any, mtype: Any, **fields: Any) -> np.ndarray:
+        """One message per element of ``src`` (ids in send order per node); returns the ids."""
         src = np.asarray(src, dtype=np.int64)
         n = len(src)
         if n == 0:
-            return
+            return np.zeros(0, dtype=np.int64)
         li = src - self.lo
-        occ = occurrence(li)
-        seq = self.send_seq[li] + occ
-        np.add.at(self.send_seq, li, 1)
+        occ = self._occurrence(li)
+        seq = self._take(self.send_seq, li, occ)
+        eseq = self.next_seq(li, occ)
         unknown = set(fields) - set(self.field_names)
         if unknown:
             raise ValueError(
@@ -108,9 +143,12 @@ class BatchShardContext:
                 np.broadcast_to(np.asarray(dst, dtype=np.int64), (n,)),
                 seq,
                 np.broadcast_to(np.asarray(mtype, dtype=np.int32), (n,)),
+                eseq,
+                self.handling[li],
                 *cols,
             )
         )
+        return (src << 32) | seq
 
     def set_timer(self, node: Any, when: Any, tag: str) -> None:
         """A timer per element at absolute time ``when``."""
@@ -120,8 +158,7 @@ class BatchShardContext:
             return
         when = np.broadcast_to(np.asarray(when, dtype=np.int64), (n,))
         li = node - self.lo
-        tid = self.timer_seq[li] + occurrence(li)
-        np.add.at(self.timer_seq, li, 1)
+        tid = self._take(self.timer_seq, li, self._occurrence(li))
         ep = self.shard.epoch_np[li]
         late = when < self.window_end
         if late.any():
@@ -136,22 +173,22 @@ class BatchShardContext:
     def emit(
         self, node: Any, time: Any, name: str, value: Any, peer: Any = -1, ref: Any = -1
     ) -> None:
-        """One observation per element (milestones are counted at the window's end)."""
+        """One observation per element (milestones are counted at the window's end).
+
+        Arguments are checked here (see :func:`raysim.engine.observe.batch_values`).
+        """
         node = np.asarray(node, dtype=np.int64)
         n = len(node)
         if n == 0:
             return
+        check_name(name)
+        values = batch_values(value, n)
         t = np.broadcast_to(np.asarray(time, dtype=np.int64), (n,))
-        self.obs.append(
-            (
-                t,
-                node,
-                name,
-                np.broadcast_to(np.asarray(value, dtype=np.float64), (n,)),
-                np.broadcast_to(np.asarray(peer, dtype=np.int64), (n,)),
-                np.broadcast_to(np.asarray(ref, dtype=np.int64), (n,)),
-            )
-        )
+        peer_a = np.broadcast_to(_ints(peer, "peer"), (n,))
+        ref_a = np.broadcast_to(_ints(ref, "ref"), (n,))
+        li = node - self.lo
+        seq = self.next_seq(li, self._occurrence(li))
+        self.obs.append((t, node, name, values, peer_a, ref_a, seq))
 
     def _words(self, node: np.ndarray) -> np.ndarray:
         li = np.asarray(node, dtype=np.int64) - self.lo
@@ -189,6 +226,13 @@ class BatchShardContext:
         )
 
 
+def _ints(x: Any, what: str) -> np.ndarray:
+    a = np.asarray(x)
+    if a.dtype.kind not in "iu" or a.ndim > 1:
+        raise TypeError(f"emit: {what} must be ints, got {a.dtype} of shape {a.shape}")
+    return a.astype(np.int64)
+
+
 def process_window(
     shard: Shard,
     keys: list[np.ndarray],
@@ -197,8 +241,11 @@ def process_window(
     life_cols: tuple[np.ndarray, np.ndarray],
     mcols: list[np.ndarray],
     timers: list[Any],
-) -> tuple[list[int], list[int]]:
-    """Handle a window's sorted events batch by batch; returns (crashed msgs, skipped timers).
+) -> tuple[list[int], list[int], np.ndarray, np.ndarray]:
+    """Handle a window's sorted events batch by batch.
+
+    Returns the crashed messages, the skipped timers, and the ``seq`` each message's arrival
+    and each fired timer took (by message / timer position).
 
     ``keys`` are the sort columns (time, prio, node, k1, k2) of every event, ``order`` the
     sorted positions, ``offsets`` where messages and timers start among the positions.
@@ -213,6 +260,8 @@ def process_window(
     skipped: list[np.ndarray] = []
     remaining = order
     lo = shard.lo
+    m_seq = np.zeros(len(mcols[0]), dtype=np.int64)
+    t_seq = np.zeros(len(timers[0]), dtype=np.int64)
     while len(remaining):
         rank = occurrence(keys[2][remaining])
         restart = False
@@ -226,13 +275,19 @@ def process_window(
             msg = g[p == P_MSG] - m_off
             if len(msg):
                 dst = mcols[2][msg]
+                q = ctx.next_seq(dst - lo)
+                m_seq[msg] = q
+                ok = ~mcols[6][msg]  # corrupt copies are dropped by the receiver's checksum
                 dead = ~shard.alive_np[dst - lo]
                 if dead.any():
                     crashed.append(msg[dead])
-                msg = msg[~dead & ~mcols[6][msg]]
+                ok &= ~dead
+                msg = msg[ok]
                 if len(msg):
                     node = mcols[2][msg]
+                    ctx.handling[node - lo] = q[ok]
                     ev = EventBatch(node, node - lo, mcols[0][msg])
+                    ev.cause = mcols[3][msg]
                     ev.src = mcols[1][msg]
                     ev.mtype = mcols[4][msg]
                     ev.fields = {f: mcols[7 + i][msg] for i, f in enumerate(ctx.field_names)}
@@ -246,7 +301,11 @@ def process_window(
                     skipped.append(tim[~valid])
                     tim, node, li = tim[valid], node[valid], li[valid]
                 if len(tim):
+                    q = ctx.next_seq(li)
+                    t_seq[tim] = q
+                    ctx.handling[li] = q
                     ev = EventBatch(node, li, timers[0][tim])
+                    ev.cause = timers[2][tim]
                     tags = timers[4]
                     ev.tags = [tags[i] for i in tim.tolist()]
                     shard.call_batch(proto.on_timer, ev, "timers")
@@ -258,6 +317,7 @@ def process_window(
                 for i in range(4):
                     timers[i] = np.concatenate([timers[i], late[i]])
                 timers[4] = timers[4] + late[4]
+                t_seq = np.concatenate([t_seq, np.zeros(n_new, dtype=np.int64)])
                 new_keys = (
                     late[0],
                     np.full(n_new, P_TIMER),
@@ -276,4 +336,4 @@ def process_window(
             break
     cr = np.concatenate(crashed).tolist() if crashed else []
     sk = np.concatenate(skipped).tolist() if skipped else []
-    return cr, sk
+    return cr, sk, m_seq, t_seq

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from raysim.engine.observe import check_int, check_name, check_value
 from raysim.values.rng import GOLDEN, NodeRng, mix64_array
 
 if TYPE_CHECKING:
@@ -63,9 +64,11 @@ class ShardContext:
         "_adj",
         "_deg",
         "_epochs",
+        "_evseq",
         "_late",
         "_li",
         "_new_timers",
+        "_nseq",
         "_obs",
         "_rngs",
         "_sends",
@@ -73,6 +76,7 @@ class ShardContext:
         "_shard",
         "_tseqs",
         "_window_end",
+        "cause",
         "n_nodes",
         "node",
         "now",
@@ -84,6 +88,9 @@ class ShardContext:
         self.node = -1
         self.now = 0
         self._li = -1
+        self.cause = -1  # the msg_id or timer id being handled; -1 in lifecycle handlers
+        self._evseq = -1  # the seq of the event being handled (the cause of its sends)
+        self._nseq = shard.event_seq
         self._window_end = 0
         self._seqs = shard.send_seq
         self._tseqs = shard.timer_seq
@@ -91,18 +98,25 @@ class ShardContext:
         self._rngs = shard.rngs
         self._adj = shard.topology.flat
         self._deg = shard.topology.degree
-        self._sends: list[tuple[int, int, int, int, Any]] = []
+        # (time, node, dst, per-sender sequence, payload, seq, cause)
+        self._sends: list[tuple[int, int, int, int, Any, int, int]] = []
         self._new_timers: list[tuple[int, int, int, int, Any]] = []
         self._late: list[tuple[Any, ...]] = []
-        self._obs: list[tuple[int, int, str, float, int, int]] = []
+        # (time, node, name, value, peer, ref, seq, value type code)
+        self._obs: list[tuple[int, int, str, Any, int, int, int, int]] = []
 
-    def send(self, dst: int, msg: object) -> None:
-        """Send ``msg`` to ``dst`` (routed at the end of the window)."""
-        seqs = self._seqs
+    def send(self, dst: int, msg: object) -> int:
+        """Send ``msg`` to ``dst`` (routed at the end of the window); returns the message id."""
         li = self._li
+        seqs = self._seqs
         s = seqs[li]
         seqs[li] = s + 1
-        self._sends.append((self.now, self.node, dst, s, msg))
+        ns = self._nseq
+        q = ns[li]
+        ns[li] = q + 1
+        node = self.node
+        self._sends.append((self.now, node, dst, s, msg, q, self._evseq))
+        return (node << 32) | s
 
     def set_timer(self, delay: int, tag: Hashable = None) -> int:
         """Fire ``on_timer(ctx, tag)`` after ``delay`` ticks; returns the timer id."""
@@ -123,9 +137,28 @@ class ShardContext:
         if 0 <= timer_id < self._tseqs[self._li]:
             self._shard.cancelled.add((self.node, timer_id))
 
-    def emit(self, name: str, value: float = 1.0, peer: int = -1, ref: int = -1) -> None:
-        """Record an observation (``peer`` and ``ref`` fill the row's peer and msg_id)."""
-        self._obs.append((self.now, self.node, name, value, peer, ref))
+    def emit(self, name: str, value: Any = 1.0, peer: int = -1, ref: int = -1) -> None:
+        """Record an observation (``peer`` and ``ref`` fill the row's peer and msg_id).
+
+        The arguments are checked here, inside the handler (see
+        :mod:`raysim.engine.observe`); NOTE: a float value with plain int peer and ref takes
+        the fast path.
+        """
+        if type(value) is float and value == value:
+            code = 0
+        else:
+            value, code = check_value(value)
+        if type(name) is not str or not name:
+            check_name(name)
+        if type(peer) is not int or type(ref) is not int or not -1 <= peer < 2**63:
+            peer, ref = check_int(peer, "peer"), check_int(ref, "ref")
+        elif not -(2**63) <= ref < 2**63:
+            check_int(ref, "ref")
+        li = self._li
+        ns = self._nseq
+        q = ns[li]
+        ns[li] = q + 1
+        self._obs.append((self.now, self.node, name, value, peer, ref, q, code))
 
     @property
     def rng(self) -> NodeRng:

@@ -35,18 +35,18 @@ from typing import Any
 
 import numpy as np
 
-from raysim.api.protocol import BatchProtocol, Protocol
+from raysim.api.protocol import BatchProtocol, Protocol, ProtocolSpec
 from raysim.engine.batch import BatchShardContext, EventBatch, process_window
 from raysim.engine.context import P_MSG, P_NODE, P_TIMER, ShardContext, node_keys
+from raysim.engine.observe import per_node_values
 from raysim.engine.pending import Pending
 from raysim.errors import ProtocolError
 from raysim.log.eventlog import EventLog
-from raysim.log.schema import CORRUPT, CRASH, DELIVER, DROP, JOIN, LEAVE, OBS, RECOVER, START, TIMER
+from raysim.log.schema import CORRUPT, CRASH, DELIVER, DROP, JOIN, LEAVE, RECOVER, START, TIMER
 from raysim.network.faults import Faults
-from raysim.network.lifecycle import lifecycle_schedule
+from raysim.network.lifecycle import Schedule, lifecycle_schedule
 from raysim.network.router import SEQ_BITS, Messages, Router, RouteStats
 from raysim.network.topology import Topology
-from raysim.protocols import lookup
 from raysim.values.rng import NodeRng, derive
 
 NEVER = np.iinfo(np.int64).max
@@ -107,7 +107,16 @@ class Shard:
         bounds: np.ndarray,
         log_path: Path | None,
         route_here: bool = True,
+        *,
+        protocol: ProtocolSpec,
+        schedule: Schedule | None = None,
     ) -> None:
+        """Nodes ``bounds[index]..bounds[index+1]-1`` of the run ``spec``.
+
+        ``protocol`` is the resolved protocol (the runtime looks it up; the engine never
+        imports the protocol catalogue); ``schedule`` the run's lifecycle schedule, computed
+        once per run by the runtime and shared by every shard (computed here if None).
+        """
         self.spec = spec
         self.index = index
         self.bounds = bounds
@@ -122,7 +131,7 @@ class Shard:
         self.topology = Topology(
             spec.topology, spec.seed, spec.n_nodes, spec.degree, self.lo, self.hi
         )
-        proto = lookup(spec.protocol)
+        proto = protocol
         self.proto_cls: Any = proto.cls
         self.params = proto.make_params(spec.params)
         self.batch = issubclass(proto.cls, BatchProtocol)
@@ -131,6 +140,7 @@ class Shard:
         self.epoch = [0] * n_local
         self.send_seq = [0] * n_local
         self.timer_seq = [0] * n_local
+        self.event_seq = [0] * n_local  # each node's next ``seq`` (the per-node path)
         self.storage: list[dict[str, Any]] = [{} for _ in range(n_local)]
         keys = node_keys(derive(spec.seed, _RNG_STREAM), self.lo, self.hi)
         self.rngs = [] if self.batch else [NodeRng(k) for k in keys]
@@ -141,8 +151,10 @@ class Shard:
         self.inbox = Pending(7 + len(getattr(proto.cls, "fields", ())))
         # timer columns: time, node, timer id, epoch; + tags
         self.timers = Pending(4)
-        self._life_rows: list[tuple[int, int, int, int]] = []
-        sched = lifecycle_schedule(spec).for_nodes(self.lo, self.hi)
+        self._life_rows: list[tuple[int, int, int, int, int]] = []  # time kind node arg seq
+        if schedule is None:
+            schedule = lifecycle_schedule(spec)
+        sched = schedule.for_nodes(self.lo, self.hi)
         self._life = [sched.time, sched.node, sched.kind, sched.seq, sched.arg]
         self._life_pos = 0
         # Observations and statistics.
@@ -169,7 +181,7 @@ class Shard:
         self.epoch_np = np.zeros(n_local, dtype=np.int64)
         self.seen_np = {m: np.zeros(n_local, dtype=bool) for m in self.milestone_names}
         self.seen_last = dict.fromkeys(self.milestone_names, -1)
-        self._life_chunks: list[tuple[np.ndarray, int, np.ndarray, np.ndarray]] = []
+        self._life_chunks: list[tuple[np.ndarray, int, np.ndarray, np.ndarray, np.ndarray]] = []
         self._mtype_log: np.ndarray | None = None
         if self.batch:
             batch_cls: Any = proto.cls
@@ -229,8 +241,11 @@ class Shard:
             nd, t, a, li = nd[keep], t[keep], a[keep], li[keep]
             if not len(nd):
                 continue
+            q = ctx.next_seq(li)
+            ctx.handling[li] = q
             ev = EventBatch(nd, li, t)
             ev.src = a
+            ev.cause = np.full(len(nd), -1, dtype=np.int64)
             if k == START:
                 self.alive_np[li] = True
                 self.call_batch(proto.on_start, ev, "starts")
@@ -257,7 +272,7 @@ class Shard:
                 self.alive_np[li] = True
                 self.call_batch(proto.on_recover, ev, "recoveries")
             if self.log.writing:
-                self._life_chunks.append((t, k, nd, a))
+                self._life_chunks.append((t, k, nd, a, q))
 
     # --- the window step -------------------------------------------------------------------
 
@@ -380,7 +395,7 @@ class Shard:
 
         crashed_m: list[int] = []
         skipped_t: list[int] = []
-        late_rows: list[tuple[int, int, int, Any]] = []
+        late_rows: list[tuple[int, int, int, Any, int]] = []
         ctx = self.ctx
         protos, alive, epoch = self.protos, self.alive, self.epoch
         cancelled = self.cancelled
@@ -388,15 +403,20 @@ class Shard:
             self.bctx.window_end = end
             timers: list[Any] = [tt, tn, tid, tep, ttags]
             sort_keys = [time, prio, node, k1, k2]
-            crashed_m, skipped_t = process_window(
+            crashed_m, skipped_t, mseq_np, tseq_np = process_window(
                 self, sort_keys, order, (m_off, t_off), (life[2], life[4]), mcols, timers
             )
             tt, tn, tid, tep, ttags = timers
             self._flush_new_timers()
-            self._log_window(mcols, crashed_m, (tt, tn, tid, ttags), skipped_t, [])
+            self._log_window(
+                mcols, mseq_np, crashed_m, (tt, tn, tid, ttags, tseq_np), skipped_t, []
+            )
             return self._take_outbox()
-        m_src, m_cor = mcols[1].tolist(), mcols[6].tolist()
+        m_src, m_cor, m_id = mcols[1].tolist(), mcols[6].tolist(), mcols[3].tolist()
         t_id, t_ep = tid.tolist(), tep.tolist()
+        nseq = self.event_seq
+        m_seq = [0] * n_m  # the seq each message's arrival took at its receiver
+        t_seq = [0] * n_t  # the seq each fired timer took
         l_kind, l_arg = life[2].tolist(), life[4].tolist()
         late = ctx._late
         i = -1
@@ -407,6 +427,9 @@ class Shard:
                 if late:
                     self._run_late(self._key(order, i, keys), late_rows)
                 if p == P_MSG:
+                    q = nseq[li]
+                    nseq[li] = q + 1
+                    m_seq[k] = q
                     if not alive[li]:
                         crashed_m.append(k)
                         continue
@@ -415,15 +438,22 @@ class Shard:
                     ctx.now = t
                     ctx.node = nd
                     ctx._li = li
+                    ctx.cause = m_id[k]
+                    ctx._evseq = q
                     protos[li].on_message(ctx, m_src[k], m_pl[k])
                 elif p == P_TIMER:
                     if t_ep[k] != epoch[li] or (cancelled and (nd, t_id[k]) in cancelled):
                         cancelled.discard((nd, t_id[k]))
                         skipped_t.append(k)
                         continue
+                    q = nseq[li]
+                    nseq[li] = q + 1
+                    t_seq[k] = q
                     ctx.now = t
                     ctx.node = nd
                     ctx._li = li
+                    ctx.cause = t_id[k]
+                    ctx._evseq = q
                     protos[li].on_timer(ctx, ttags[k])
                 else:
                     self._lifecycle(t, nd, l_kind[k], l_arg[k])
@@ -438,7 +468,10 @@ class Shard:
                 self.spec.run_id, ctx.node, ctx.now, event, traceback.format_exc()
             ) from None
         self._flush_new_timers()
-        self._log_window(mcols, crashed_m, (tt, tn, tid, ttags), skipped_t, late_rows)
+        timer_cols = (tt, tn, tid, ttags, np.array(t_seq, dtype=np.int64))
+        self._log_window(
+            mcols, np.array(m_seq, dtype=np.int64), crashed_m, timer_cols, skipped_t, late_rows
+        )
         return self._take_outbox()
 
     @staticmethod
@@ -447,7 +480,7 @@ class Shard:
         return tuple(int(c[j]) for c in cols)
 
     def _run_late(
-        self, before: tuple[int, ...] | None, rows: list[tuple[int, int, int, Any]]
+        self, before: tuple[int, ...] | None, rows: list[tuple[int, int, int, Any, int]]
     ) -> None:
         """Fire in-window timers that precede ``before`` (all of them if None)."""
         ctx = self.ctx
@@ -458,8 +491,10 @@ class Shard:
             if ep != self.epoch[li] or (nd, tid) in self.cancelled:
                 self.cancelled.discard((nd, tid))
                 continue
-            rows.append((when, nd, tid, tag))
-            ctx.now, ctx.node, ctx._li = when, nd, li
+            q = self.event_seq[li]
+            self.event_seq[li] = q + 1
+            rows.append((when, nd, tid, tag, q))
+            ctx.now, ctx.node, ctx._li, ctx.cause, ctx._evseq = when, nd, li, tid, q
             proto = self.protos[li]
             assert proto is not None
             try:
@@ -471,7 +506,12 @@ class Shard:
 
     def _lifecycle(self, now: int, nd: int, kind: int, arg: int) -> None:
         ctx, li = self.ctx, nd - self.lo
-        ctx.now, ctx.node, ctx._li = now, nd, li
+        alive = self.alive[li]
+        if (kind in (CRASH, LEAVE) and not alive) or (kind in (RECOVER, JOIN) and alive):
+            return  # not a transition: nothing happens, no seq is taken
+        q = self.event_seq[li]
+        self.event_seq[li] = q + 1
+        ctx.now, ctx.node, ctx._li, ctx.cause, ctx._evseq = now, nd, li, -1, q
         stop = self.spec.stop_when
         if kind == START:
             self.alive[li] = True
@@ -510,10 +550,8 @@ class Shard:
             if stop and nd not in self.milestones[stop][0]:
                 self.missing += 1
             joiner.on_join(ctx, arg if arg >= 0 else None)
-        else:
-            return
         if self.log.writing:
-            self._life_rows.append((now, kind, nd, arg))
+            self._life_rows.append((now, kind, nd, arg, q))
 
     @staticmethod
     def _describe(
@@ -531,22 +569,23 @@ class Shard:
     def _log_window(
         self,
         mcols: list[np.ndarray],
+        mseq: np.ndarray,
         crashed_m: list[int],
-        timers: tuple[np.ndarray, np.ndarray, np.ndarray, list[Any]],
+        timers: tuple[np.ndarray, np.ndarray, np.ndarray, list[Any], np.ndarray],
         skipped_t: list[int],
-        late_rows: list[tuple[int, int, int, Any]],
+        late_rows: list[tuple[int, int, int, Any, int]],
     ) -> None:
         log, c = self.log, self.counts
-        for t, kind, nd, arg in self._life_chunks:
-            log.add(t, kind, nd, arg)
+        for t, kind, nd, arg, q in self._life_chunks:
+            log.add(t, kind, nd, q, arg)
         self._life_chunks = []
         if self._life_rows:
-            lt, lk, ln, la = (
+            lt, lk, ln, la, lq = (
                 np.array(c, dtype=np.int64) for c in zip(*self._life_rows, strict=True)
             )
             for kind in np.unique(lk).tolist():
                 m = lk == kind
-                log.add(lt[m], kind, ln[m], la[m])
+                log.add(lt[m], kind, ln[m], lq[m], la[m])
             self._life_rows = []
         if len(mcols[0]):
             mt, ms, md, mid, mcode, _, mcor = mcols[:7]
@@ -568,33 +607,39 @@ class Shard:
                     (gone, DROP, log.strings.code("crashed")),
                 ):
                     if mask.any():
-                        log.add(mt[mask], kind, md[mask], ms[mask], mid[mask], mcode[mask], name)
-        tt, tn, tid, ttags = timers
+                        log.add(
+                            mt[mask], kind, md[mask], mseq[mask], ms[mask], mid[mask],
+                            mcode[mask], name,
+                        )
+        tt, tn, tid, ttags, tseq = timers
         fired = np.ones(len(tt), dtype=bool)
         fired[skipped_t] = False
         c["timers"] += int(fired.sum()) + len(late_rows)
         if log.messages:
             if fired.any():
                 tags = ttags if fired.all() else [ttags[i] for i in np.flatnonzero(fired).tolist()]
-                log.add(tt[fired], TIMER, tn[fired], -1, tid[fired], log.tag_codes(tags))
+                log.add(
+                    tt[fired], TIMER, tn[fired], tseq[fired], -1, tid[fired], log.tag_codes(tags)
+                )
             if late_rows:
-                lw, lnode, lids, ltags = zip(*late_rows, strict=True)
+                lw, lnode, lids, ltags, lseq = zip(*late_rows, strict=True)
                 log.add(
                     np.array(lw),
                     TIMER,
                     np.array(lnode),
+                    np.array(lseq),
                     -1,
                     np.array(lids),
                     log.tag_codes(list(ltags)),
                 )
         # Milestones are counted here, from what survived the window (an observation made in
         # on_crash is discarded with everything else the crashing node did).
-        for bt, bnode, bname, bval, bpeer, bref in self.bctx.obs if self.batch else []:
+        for bt, bnode, bname, bval, bpeer, bref, bseq in self.bctx.obs if self.batch else []:
             if bname in self.milestone_names:
                 self.milestone_batch(bname, bnode, bt)
             c["observations"] += len(bt)
             if log.writing:
-                log.add(bt, OBS, bnode, bpeer, bref, -1, log.strings.code(bname), bval)
+                log.add_obs(bt, bnode, bseq, log.strings.code(bname), bpeer, bref, bval)
         if self.batch:
             self.bctx.obs = []
         ob = self.ctx._obs
@@ -606,17 +651,15 @@ class Shard:
         if ob:
             c["observations"] += len(ob)
             if log.writing:
-                ot, onode, oname, oval, opeer, oref = zip(*ob, strict=True)
-                names = log.strings.codes(oname)
-                log.add(
-                    np.array(ot),
-                    OBS,
-                    np.array(onode),
-                    np.array(opeer),
-                    np.array(oref),
-                    -1,
-                    names,
-                    np.array(oval, dtype=np.float64),
+                ot, onode, oname, oval, opeer, oref, oseq, ocode = zip(*ob, strict=True)
+                log.add_obs(
+                    np.array(ot, dtype=np.int64),
+                    np.array(onode, dtype=np.int64),
+                    np.array(oseq, dtype=np.int64),
+                    log.strings.codes(oname),
+                    np.array(opeer, dtype=np.int64),
+                    np.array(oref, dtype=np.int64),
+                    per_node_values(list(oval), list(ocode)),
                 )
             self.ctx._obs = []
 
@@ -625,7 +668,7 @@ class Shard:
         if not parts:
             return None
         self.bctx.sends = []
-        t, src, dst, seq, mtype, *fields = (
+        t, src, dst, seq, mtype, eseq, cause, *fields = (
             np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))
         )
         n = self.spec.n_nodes
@@ -651,6 +694,8 @@ class Shard:
             np.zeros(k, dtype=np.int8),
             np.zeros(k, dtype=bool),
             tuple(fields),
+            eseq,
+            cause,
         )
 
     def _take_outbox(self) -> Messages | None:
@@ -659,7 +704,7 @@ class Shard:
         ctx = self.ctx
         if not ctx._sends:
             return None
-        t, src_l, dst_l, seq, msgs = zip(*ctx._sends, strict=True)
+        t, src_l, dst_l, seq, msgs, eseq, cause = zip(*ctx._sends, strict=True)
         ctx._sends = []
         src = np.array(src_l, dtype=np.int64)
         n = self.spec.n_nodes
@@ -697,6 +742,9 @@ class Shard:
             list(msgs),
             np.zeros(k, dtype=np.int8),
             np.zeros(k, dtype=bool),
+            (),
+            np.array(eseq, dtype=np.int64),
+            np.array(cause, dtype=np.int64),
         )
 
     # --- end of run ----------------------------------------------------------------------------

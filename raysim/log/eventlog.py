@@ -4,12 +4,15 @@ Rows arrive as whole numpy columns (a window's deliveries, timers, sends) or a f
 time; they are buffered per column and written as one row group once ``batch_rows`` have
 accumulated, so memory stays flat however long the run. Strings (kinds, message types,
 observation names) are dictionary-encoded through a per-writer :class:`StringTable`.
+Observation rows come with their typed values (:class:`ObsValues`); the typed columns are
+null on every other row, which costs almost nothing in Parquet (see the README).
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from raysim.log.schema import EVENT_SCHEMA, KINDS
+from raysim.log.schema import EVENT_SCHEMA, KINDS, OBS, V_FLOAT, V_STR, V_VEC, VALUE_TYPES
 
 
 class StringTable:
@@ -49,6 +52,33 @@ def tag_name(tag: Hashable) -> str:
     return type(tag).__name__
 
 
+@dataclass
+class ObsValues:
+    """Typed values of a batch of observation rows (see :mod:`raysim.log.schema`).
+
+    ``vtype`` holds each row's type code (``V_FLOAT`` ...), ``num`` the ``value`` column
+    (numbers as floats, NaN for str and vector values), ``ints`` the exact integer of int and
+    bool values (anything elsewhere); ``strs`` and ``vecs`` are per-row lists (None where the
+    row is of another type), or None when no row is a str / a vector.
+    """
+
+    vtype: np.ndarray
+    num: np.ndarray
+    ints: np.ndarray
+    strs: list[str | None] | None = None
+    vecs: list[np.ndarray | None] | None = None
+
+    @classmethod
+    def floats(cls, values: np.ndarray) -> ObsValues:
+        """Rows that are all floats (the common case: no per-row type work)."""
+        n = len(values)
+        return cls(np.zeros(n, np.int8), values, np.zeros(n, np.int64))
+
+
+_NCOLS = 10  # time, kind, node, seq, cause, peer, msg_id, msg_type, name, value
+TYPED_COLUMNS = ("value_type", "value_int", "value_str", "value_vec")
+
+
 class EventLog:
     """One shard's (or router's) part of a run's event log.
 
@@ -65,7 +95,8 @@ class EventLog:
         self.batch_rows = batch_rows
         self.strings = StringTable()
         self.rows_written = 0
-        self._cols: list[list[np.ndarray]] = [[] for _ in range(8)]
+        self._cols: list[list[np.ndarray]] = [[] for _ in range(_NCOLS)]
+        self._typed: list[tuple[int, ObsValues]] = []  # (first buffered row, values)
         self._buffered = 0
         self._writer: pq.ParquetWriter | None = None
         # NOTE: pyarrow encodes and compresses without the GIL, so row groups are written on a
@@ -93,11 +124,13 @@ class EventLog:
         time: np.ndarray,
         kind: int,
         node: np.ndarray,
+        seq: np.ndarray | int,
         peer: np.ndarray | int = -1,
         msg_id: np.ndarray | int = -1,
         msg_type: np.ndarray | int = -1,
         name: np.ndarray | int = -1,
         value: np.ndarray | float = np.nan,
+        cause: np.ndarray | int = -1,
     ) -> None:
         """Buffer rows of one kind; scalars are broadcast to the length of ``time``."""
         n = len(time)
@@ -107,6 +140,8 @@ class EventLog:
             np.asarray(time, dtype=np.int64),
             np.full(n, kind, dtype=np.int8),
             np.asarray(node, dtype=np.int64),
+            np.broadcast_to(np.asarray(seq, dtype=np.int64), (n,)),
+            np.broadcast_to(np.asarray(cause, dtype=np.int64), (n,)),
             np.broadcast_to(np.asarray(peer, dtype=np.int64), (n,)),
             np.broadcast_to(np.asarray(msg_id, dtype=np.int64), (n,)),
             np.broadcast_to(np.asarray(msg_type, dtype=np.int32), (n,)),
@@ -119,27 +154,91 @@ class EventLog:
         if self._buffered >= self.batch_rows:
             self.flush()
 
+    def add_obs(
+        self,
+        time: np.ndarray,
+        node: np.ndarray,
+        seq: np.ndarray,
+        name: np.ndarray | int,
+        peer: np.ndarray | int,
+        ref: np.ndarray | int,
+        values: ObsValues,
+    ) -> None:
+        """Buffer observation rows with their typed values."""
+        if len(time) == 0 or not self.writing:
+            return
+        self._typed.append((self._buffered, values))
+        self.add(time, OBS, node, seq, peer, ref, -1, name, values.num)
+
     def _table(self) -> pa.Table:
         cols = [np.concatenate(b) for b in self._cols]
+        n = len(cols[0])
         kinds = pa.array(list(KINDS), pa.string())
         strings = pa.array(self.strings.names, pa.string())
 
-        def dict_col(codes: np.ndarray) -> pa.DictionaryArray:
+        def dict_col(codes: np.ndarray, dictionary: pa.Array = strings) -> pa.DictionaryArray:
             mask = codes < 0
-            idx = pa.array(np.where(mask, 0, codes), pa.int32(), mask=mask)
-            return pa.DictionaryArray.from_arrays(idx, strings)
+            idx = pa.array(np.where(mask, 0, codes).astype(np.int32), pa.int32(), mask=mask)
+            return pa.DictionaryArray.from_arrays(idx, dictionary)
 
         arrays = [
             pa.array(cols[0]),
             pa.DictionaryArray.from_arrays(pa.array(cols[1].astype(np.int32)), kinds),
-            pa.array(cols[2]),
-            pa.array(cols[3]),
-            pa.array(cols[4]),
-            dict_col(cols[5]),
-            dict_col(cols[6]),
-            pa.array(cols[7]),
+            *(pa.array(c) for c in cols[2:7]),
+            dict_col(cols[7]),
+            dict_col(cols[8]),
+            pa.array(cols[9]),
+            *self._typed_arrays(n),
         ]
         return pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA)
+
+    def _typed_arrays(self, n: int) -> list[pa.Array]:
+        """value_type, value_int, value_str, value_vec for ``n`` buffered rows."""
+        if not self._typed:
+            return [pa.nulls(n, EVENT_SCHEMA.field(c).type) for c in TYPED_COLUMNS]
+        vtype = np.full(n, -1, dtype=np.int8)
+        ints = np.zeros(n, dtype=np.int64)
+        for at, v in self._typed:
+            vtype[at : at + len(v.vtype)] = v.vtype
+            if v.vtype.any():
+                ints[at : at + len(v.vtype)] = v.ints
+        mask = vtype < 0
+        idx = pa.array(np.where(mask, 0, vtype).astype(np.int32), pa.int32(), mask=mask)
+        names = pa.array(list(VALUE_TYPES), pa.string())
+        out = [pa.DictionaryArray.from_arrays(idx, names).dictionary_decode()]
+        if any(v.vtype.any() for _, v in self._typed):  # not all floats
+            int_mask = mask | (vtype == V_FLOAT) | (vtype >= V_STR)
+            out.append(pa.array(ints, pa.int64(), mask=int_mask))
+        else:
+            out.append(pa.nulls(n, pa.int64()))
+        strs = [(at, v.strs) for at, v in self._typed if v.strs is not None]
+        if strs:
+            col: list[str | None] = [None] * n
+            for at, ss in strs:
+                col[at : at + len(ss)] = ss
+            out.append(pa.array(col, pa.string()))
+        else:
+            out.append(pa.nulls(n, pa.string()))
+        vecs = [(at, v.vecs) for at, v in self._typed if v.vecs is not None]
+        if vecs:
+            lengths = np.zeros(n, dtype=np.int64)
+            flat: list[np.ndarray] = []
+            for at, vs in vecs:
+                for i, vec in enumerate(vs):
+                    if vec is not None:
+                        lengths[at + i] = len(vec)
+                        flat.append(vec)
+            offsets = np.zeros(n + 1, dtype=np.int32)
+            np.cumsum(lengths, out=offsets[1:])
+            values = np.concatenate(flat) if flat else np.zeros(0, np.int64)
+            out.append(
+                pa.ListArray.from_arrays(
+                    pa.array(offsets), pa.array(values, pa.int64()), mask=pa.array(vtype != V_VEC)
+                )
+            )
+        else:
+            out.append(pa.nulls(n, pa.list_(pa.int64())))
+        return out
 
     def flush(self) -> None:
         """Write the buffered rows as one row group."""
@@ -149,14 +248,17 @@ class EventLog:
         if self._writer is None:
             assert self.path is not None
             self._writer = pq.ParquetWriter(
-                self.path, EVENT_SCHEMA, use_dictionary=["kind", "msg_type", "name"]
+                self.path,
+                EVENT_SCHEMA,
+                use_dictionary=["kind", "msg_type", "name", "value_type", "value_str"],
             )
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="raysim-log")
         self._wait()
         assert self._pool is not None
         self._pending = self._pool.submit(self._writer.write_table, table)
         self.rows_written += self._buffered
-        self._cols = [[] for _ in range(8)]
+        self._cols = [[] for _ in range(_NCOLS)]
+        self._typed = []
         self._buffered = 0
 
     def _wait(self) -> None:

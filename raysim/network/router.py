@@ -37,7 +37,9 @@ class Messages:
 
     ``time`` is the send time for raw sends and the delivery time once routed. ``type_idx``
     indexes ``type_names`` (the sender's string table), so batches from different shards
-    never need a shared numbering.
+    never need a shared numbering. ``seq`` and ``cause`` (raw sends only; routing does not
+    carry them on) are the send's own per-node event number and that of the event whose
+    handler sent it (see :mod:`raysim.log.schema`).
     """
 
     time: np.ndarray
@@ -50,6 +52,8 @@ class Messages:
     copy: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int8))
     corrupt: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     fields: tuple[np.ndarray, ...] = ()  # payload columns of a columnar protocol
+    seq: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    cause: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def __len__(self) -> int:
         return len(self.time)
@@ -157,11 +161,16 @@ class Router:
         codes = np.zeros(0, dtype=np.int32)
         if log.messages:
             codes = log.strings.codes(out.type_names)[out.type_idx]
-            log.add(t, SEND, src, dst, mid, codes, -1, np.where(ok, d0, np.nan))
+            # (a batch built by hand, without seq and cause, logs -1 for both)
+            seq = out.seq if len(out.seq) == n else np.full(n, -1, dtype=np.int64)
+            cause = out.cause if len(out.cause) == n else -1
+            log.add(t, SEND, src, seq, dst, mid, codes, -1, np.where(ok, d0, np.nan), cause)
             for mask, reason in ((lost, "loss"), (cut, "partition")):
                 if mask.any():
                     r = log.strings.code(reason)
-                    log.add(t[mask], DROP, src[mask], dst[mask], mid[mask], codes[mask], r)
+                    log.add(
+                        t[mask], DROP, src[mask], seq[mask], dst[mask], mid[mask], codes[mask], r
+                    )
         self.stats.lost += int(lost.sum())
         self.stats.partitioned += int(cut.sum())
 
@@ -174,7 +183,9 @@ class Router:
             ones = np.ones(len(di), dtype=np.int64)
             d1 = self._delays(mid[di], ones)
             if log.messages:
-                log.add(t[di], DUPLICATE, src[di], dst[di], mid[di], codes[di], -1, d1)
+                log.add(
+                    t[di], DUPLICATE, src[di], seq[di], dst[di], mid[di], codes[di], -1, d1
+                )
             extra = out.select(di)
             extra.time = t[di] + d1
             extra.copy = np.ones(len(di), dtype=np.int8)

@@ -24,10 +24,13 @@ from typing import Any
 
 import numpy as np
 
+from raysim.api.protocol import ProtocolSpec
 from raysim.engine.context import paused_gc
 from raysim.engine.shard import NEVER, Inbound, RunSpec, Shard, StepInfo
 from raysim.log.eventlog import EventLog
+from raysim.network.lifecycle import Schedule, lifecycle_schedule
 from raysim.network.router import Messages, Router
+from raysim.protocols import lookup
 
 ROUTER_PLACEMENTS = ("shard", "actor")
 PIPELINE_DEPTH = 8  # windows in flight on Ray; the log does not depend on it
@@ -103,10 +106,19 @@ def _part(log_dir: Path | None, name: str) -> Path | None:
     return None if log_dir is None else log_dir / f"part-{name}.parquet"
 
 
+def resolve_protocol(spec: RunSpec) -> ProtocolSpec:
+    """The protocol a run names, looked up where the shard is built (a Ray worker too)."""
+    return lookup(spec.protocol)
+
+
 def run_local(spec: RunSpec, bounds: np.ndarray, log_dir: Path | None) -> dict[str, Any]:
     """Run every shard in this process (the reference backend)."""
     n = len(bounds) - 1
-    shards = [Shard(spec, i, bounds, _part(log_dir, f"{i:05d}")) for i in range(n)]
+    proto, schedule = resolve_protocol(spec), lifecycle_schedule(spec)
+    shards = [
+        Shard(spec, i, bounds, _part(log_dir, f"{i:05d}"), protocol=proto, schedule=schedule)
+        for i in range(n)
+    ]
 
     def submit(end: int, inbox: list[list[Any]]) -> tuple[list[list[Any]], list[StepInfo]]:
         results = [s.step(end, inbox[i]) for i, s in enumerate(shards)]
@@ -122,9 +134,17 @@ class _ShardWorker:
     """The body of a Ray shard actor: a :class:`Shard` behind remote-callable methods."""
 
     def __init__(
-        self, spec: RunSpec, index: int, bounds: np.ndarray, log: str | None, route: bool
+        self,
+        spec: RunSpec,
+        index: int,
+        bounds: np.ndarray,
+        log: str | None,
+        route: bool,
+        schedule: Schedule,
     ) -> None:
-        self.shard = Shard(spec, index, bounds, Path(log) if log else None, route_here=route)
+        path = Path(log) if log else None
+        proto = resolve_protocol(spec)
+        self.shard = Shard(spec, index, bounds, path, route, protocol=proto, schedule=schedule)
         self.n = len(bounds) - 1
         gc.disable()  # the actor's process does nothing but this run; see engine.paused_gc
 
@@ -214,9 +234,13 @@ def run_ray(
     n = len(bounds) - 1
     shard_cls: Any = ray.remote(num_cpus=0)(_ShardWorker)
     in_shard = router == "shard"
+    # NOTE: the lifecycle schedule is computed once per run and put in the object store
+    # once; every shard actor gets the same (zero-copy) arrays.
+    schedule = ray.put(lifecycle_schedule(spec))
     actors: list[Any] = [
         shard_cls.remote(
-            spec, i, bounds, str(_part(log_dir, f"{i:05d}")) if log_dir else None, in_shard
+            spec, i, bounds, str(_part(log_dir, f"{i:05d}")) if log_dir else None, in_shard,
+            schedule,
         )
         for i in range(n)
     ]

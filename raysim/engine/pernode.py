@@ -1,0 +1,365 @@
+"""The per-node driver: one Python object per node, one handler call per event.
+
+The driver owns its nodes' state as plain lists (NOTE: list indexing with Python ints is
+the cheapest per-event access there is; numpy scalars would cost more than the handlers):
+the protocol objects, who is up, session epochs, send / timer / event counters, random
+streams, stable storage and cancelled timers. :meth:`PerNodeDriver.run` walks a window's
+events in the total order of :mod:`raysim.engine.order`, merging timers set to fire inside
+the window from a small heap keyed the same way, and returns a
+:class:`~raysim.engine.driver.Record` for the shard's one logging path.
+"""
+
+from __future__ import annotations
+
+import heapq
+import traceback
+from typing import Any
+
+import numpy as np
+
+from raysim.api.protocol import Protocol, ProtocolSpec
+from raysim.engine.context import ShardContext, node_keys
+from raysim.engine.driver import Obs, Record
+from raysim.engine.observe import per_node_values
+from raysim.engine.order import P_MSG, P_TIMER, Window
+from raysim.engine.spec import RunSpec
+from raysim.errors import ProtocolError
+from raysim.log.eventlog import StringTable
+from raysim.log.schema import CRASH, JOIN, LEAVE, RECOVER, START
+from raysim.network.router import SEQ_BITS, Messages
+from raysim.network.topology import Topology
+from raysim.values.rng import NodeRng
+
+_EMPTY = np.zeros(0, dtype=np.int64)
+
+
+def check_destinations(spec: RunSpec, t: Any, src: Any, dst_l: Any) -> np.ndarray:
+    """Destinations as int64, or a ProtocolError for the first one that is not a node id."""
+    n = spec.n_nodes
+    try:
+        dst = np.asarray(dst_l, dtype=np.int64)
+        bad = (dst < 0) | (dst >= n)
+    except (TypeError, ValueError, OverflowError):
+        dst = np.zeros(0, dtype=np.int64)
+        bad = np.array([not (isinstance(d, int | np.integer) and 0 <= d < n) for d in dst_l])
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ProtocolError(
+            spec.run_id,
+            int(src[i]),
+            int(t[i]),
+            f"send to node {dst_l[i]!r}",
+            f"ValueError: destination {dst_l[i]!r} is not a node id in 0..{n - 1}\n",
+        )
+    return dst
+
+
+class PerNodeDriver:
+    """Drives :class:`~raysim.api.protocol.Protocol` objects, one per node."""
+
+    def __init__(
+        self, spec: RunSpec, protocol: ProtocolSpec, lo: int, hi: int, topology: Topology,
+        rng_key: int,
+    ) -> None:
+        self.spec = spec
+        self.lo, self.hi = lo, hi
+        n_local = hi - lo
+        self.proto_cls: Any = protocol.cls
+        self.params = protocol.make_params(spec.params)
+        self.protos: list[Protocol | None] = [None] * n_local
+        self.alive = [False] * n_local
+        self.epoch = [0] * n_local
+        self.send_seq = [0] * n_local
+        self.timer_seq = [0] * n_local
+        self.event_seq = [0] * n_local  # each node's next ``seq``
+        self.storage: list[dict[str, Any]] = [{} for _ in range(n_local)]
+        self.rngs = [NodeRng(k) for k in node_keys(rng_key, lo, hi)]
+        self.cancelled: set[tuple[int, int]] = set()
+        self.types = StringTable()  # message class names, for the outbox's type codes
+        self._type_codes: dict[type, int] = {}
+        self.ctx = ShardContext(
+            spec.n_nodes, topology, self.send_seq, self.timer_seq, self.event_seq,
+            self.epoch, self.rngs, self.cancelled, self.storage,
+        )
+        self._life: list[tuple[int, int, int, int, int]] = []  # time kind node arg seq
+
+    # --- the driver interface ------------------------------------------------------------
+
+    def alive_of(self, li: np.ndarray) -> np.ndarray:
+        """Whether each local node ``li`` is up."""
+        alive = self.alive
+        return np.array([alive[i] for i in li.tolist()], dtype=bool)
+
+    def alive_count(self) -> int:
+        """How many local nodes are up."""
+        return sum(self.alive)
+
+    def run(self, w: Window) -> Record:
+        """Call the handlers of every event of ``w`` in order."""
+        ctx = self.ctx
+        ctx._window_end = w.end
+        order, keys = w.order, w.keys
+        offsets = np.repeat(
+            np.array([0, w.m_off, w.t_off], dtype=np.int64),
+            [w.m_off, w.t_off - w.m_off, len(order) - w.t_off],
+        )
+        prio, node = keys[1][order], keys[2][order]
+        seq_p = prio.tolist()
+        seq_t = keys[0][order].tolist()
+        seq_li = (node - self.lo).tolist()
+        seq_k = (order - offsets[order]).tolist()
+        seq_n = node.tolist()
+        mcols, m_pl = w.msgs, w.payloads
+        tt, tn, tid, tep = w.timers
+        ttags = w.tags
+        n_m, n_t = len(mcols[0]), len(tt)
+        m_src, m_cor, m_id = mcols[1].tolist(), mcols[6].tolist(), mcols[3].tolist()
+        t_id, t_ep = tid.tolist(), tep.tolist()
+        l_kind, l_arg = w.life[2].tolist(), w.life[4].tolist()
+        crashed_m: list[int] = []
+        skipped_t: list[int] = []
+        late_rows: list[tuple[int, int, int, Any, int]] = []
+        protos, alive, epoch, nseq = self.protos, self.alive, self.epoch, self.event_seq
+        cancelled = self.cancelled
+        m_seq = [0] * n_m  # the seq each message's arrival took at its receiver
+        t_seq = [0] * n_t  # the seq each fired timer took
+        late = ctx._late
+        i = -1
+        try:
+            for i, (p, t, nd, li, k) in enumerate(
+                zip(seq_p, seq_t, seq_n, seq_li, seq_k, strict=True)
+            ):
+                if late:
+                    j = order[i]
+                    self._run_late(tuple(int(c[j]) for c in keys), late_rows)
+                if p == P_MSG:
+                    q = nseq[li]
+                    nseq[li] = q + 1
+                    m_seq[k] = q
+                    if not alive[li]:
+                        crashed_m.append(k)
+                        continue
+                    if m_cor[k]:  # the receiver's checksum fails: dropped, logged as corrupt
+                        continue
+                    ctx.now = t
+                    ctx.node = nd
+                    ctx._li = li
+                    ctx.cause = m_id[k]
+                    ctx._evseq = q
+                    protos[li].on_message(ctx, m_src[k], m_pl[k])  # type: ignore[union-attr]
+                elif p == P_TIMER:
+                    if t_ep[k] != epoch[li] or (cancelled and (nd, t_id[k]) in cancelled):
+                        cancelled.discard((nd, t_id[k]))
+                        skipped_t.append(k)
+                        continue
+                    q = nseq[li]
+                    nseq[li] = q + 1
+                    t_seq[k] = q
+                    ctx.now = t
+                    ctx.node = nd
+                    ctx._li = li
+                    ctx.cause = t_id[k]
+                    ctx._evseq = q
+                    protos[li].on_timer(ctx, ttags[k])  # type: ignore[union-attr]
+                else:
+                    self._lifecycle(t, nd, l_kind[k], l_arg[k])
+            i = -1
+            while late:
+                self._run_late(None, late_rows)
+        except ProtocolError:
+            raise
+        except Exception:
+            event = _describe(seq_p[i] if i >= 0 else -1, seq_k[i], m_src, m_pl, ttags, l_kind)
+            raise ProtocolError(
+                self.spec.run_id, ctx.node, ctx.now, event, traceback.format_exc()
+            ) from None
+        return Record(
+            np.array(m_seq, dtype=np.int64),
+            np.array(crashed_m, dtype=np.int64),
+            self._fired(w, skipped_t, np.array(t_seq, dtype=np.int64), late_rows),
+            self._take_life(),
+            self._take_obs(),
+        )
+
+    def take_timers(self) -> tuple[tuple[np.ndarray, ...], list[Any]] | None:
+        """Timers set for later windows, as columns and tags."""
+        nt = self.ctx._new_timers
+        if not nt:
+            return None
+        when, nd, tid, ep, tags = zip(*nt, strict=True)
+        self.ctx._new_timers = []
+        return tuple(np.array(c, dtype=np.int64) for c in (when, nd, tid, ep)), list(tags)
+
+    def take_sends(self) -> Messages | None:
+        """The window's sends as a batch (type codes index ``type_names``)."""
+        ctx = self.ctx
+        if not ctx._sends:
+            return None
+        t, src_l, dst_l, seq, msgs, eseq, cause = zip(*ctx._sends, strict=True)
+        ctx._sends = []
+        src = np.array(src_l, dtype=np.int64)
+        dst = check_destinations(self.spec, t, src_l, dst_l)
+        types = self._type_codes
+        try:
+            idx = np.array([types[type(m)] for m in msgs], dtype=np.int32)
+        except KeyError:
+            for m in msgs:
+                if type(m) not in types:
+                    types[type(m)] = self.types.code(type(m).__name__)
+            idx = np.array([types[type(m)] for m in msgs], dtype=np.int32)
+        k = len(msgs)
+        return Messages(
+            np.array(t, dtype=np.int64),
+            src,
+            dst,
+            (src << SEQ_BITS) | np.array(seq, dtype=np.int64),
+            idx,
+            list(self.types.names),
+            list(msgs),
+            np.zeros(k, dtype=np.int8),
+            np.zeros(k, dtype=bool),
+            (),
+            np.array(eseq, dtype=np.int64),
+            np.array(cause, dtype=np.int64),
+        )
+
+    # --- inside a window ---------------------------------------------------------------------
+
+    def _run_late(
+        self, before: tuple[int, ...] | None, rows: list[tuple[int, int, int, Any, int]]
+    ) -> None:
+        """Fire in-window timers that precede ``before`` (all of them if None)."""
+        ctx = self.ctx
+        late = ctx._late
+        while late and (before is None or late[0][:5] < before):
+            when, _, nd, tid, _, ep, tag = heapq.heappop(late)
+            li = nd - self.lo
+            if ep != self.epoch[li] or (nd, tid) in self.cancelled:
+                self.cancelled.discard((nd, tid))
+                continue
+            q = self.event_seq[li]
+            self.event_seq[li] = q + 1
+            rows.append((when, nd, tid, tag, q))
+            ctx.now, ctx.node, ctx._li, ctx.cause, ctx._evseq = when, nd, li, tid, q
+            proto = self.protos[li]
+            assert proto is not None
+            try:
+                proto.on_timer(ctx, tag)
+            except Exception:
+                raise ProtocolError(
+                    self.spec.run_id, nd, when, f"timer {tag!r}", traceback.format_exc()
+                ) from None
+
+    def _lifecycle(self, now: int, nd: int, kind: int, arg: int) -> None:
+        ctx, li = self.ctx, nd - self.lo
+        alive = self.alive[li]
+        if (kind in (CRASH, LEAVE) and not alive) or (kind in (RECOVER, JOIN) and alive):
+            return  # not a transition: nothing happens, no seq is taken
+        q = self.event_seq[li]
+        self.event_seq[li] = q + 1
+        ctx.now, ctx.node, ctx._li, ctx.cause, ctx._evseq = now, nd, li, -1, q
+        if kind == START:
+            self.alive[li] = True
+            proto: Protocol = self.proto_cls(self.params, nd)
+            self.protos[li] = proto
+            proto.on_start(ctx)
+        elif kind in (CRASH, LEAVE):
+            old = self.protos[li]
+            assert old is not None
+            if kind == CRASH:
+                mark, tmark, omark = len(ctx._sends), len(ctx._new_timers), len(ctx._obs)
+                old.on_crash(ctx)
+                del ctx._sends[mark:]
+                del ctx._new_timers[tmark:]
+                del ctx._obs[omark:]
+            else:  # a graceful departure: what the node sends on its way out is sent
+                old.on_leave(ctx)
+            self.alive[li] = False
+            self.epoch[li] += 1
+            self.protos[li] = None
+        elif kind == RECOVER:
+            self.alive[li] = True
+            fresh: Protocol = self.proto_cls(self.params, nd)
+            self.protos[li] = fresh
+            fresh.on_recover(ctx)
+        else:  # JOIN
+            self.alive[li] = True
+            self.epoch[li] += 1
+            self.storage[li] = {}  # a new session: nothing survives from an earlier one
+            joiner: Protocol = self.proto_cls(self.params, nd)
+            self.protos[li] = joiner
+            joiner.on_join(ctx, arg if arg >= 0 else None)
+        self._life.append((now, kind, nd, arg, q))
+
+    # --- the window's record ----------------------------------------------------------------
+
+    def _fired(
+        self,
+        w: Window,
+        skipped: list[int],
+        t_seq: np.ndarray,
+        late_rows: list[tuple[int, int, int, Any, int]],
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Any], np.ndarray]:
+        tt, tn, tid, _ = w.timers
+        tags = w.tags
+        if skipped:
+            keep = np.ones(len(tt), dtype=bool)
+            keep[skipped] = False
+            idx = np.flatnonzero(keep)
+            tt, tn, tid, t_seq = tt[idx], tn[idx], tid[idx], t_seq[idx]
+            tags = [tags[i] for i in idx.tolist()]
+        if not late_rows:
+            return tt, tn, tid, tags, t_seq
+        lw, lnode, lids, ltags, lseq = zip(*late_rows, strict=True)
+        return (
+            np.concatenate([tt, np.array(lw, dtype=np.int64)]),
+            np.concatenate([tn, np.array(lnode, dtype=np.int64)]),
+            np.concatenate([tid, np.array(lids, dtype=np.int64)]),
+            [*tags, *ltags],
+            np.concatenate([t_seq, np.array(lseq, dtype=np.int64)]),
+        )
+
+    def _take_life(self) -> list[tuple[np.ndarray, int, np.ndarray, np.ndarray, np.ndarray]]:
+        if not self._life:
+            return []
+        lt, lk, ln, la, lq = (np.array(c, dtype=np.int64) for c in zip(*self._life, strict=True))
+        self._life = []
+        out = []
+        for kind in np.unique(lk).tolist():
+            m = lk == kind
+            out.append((lt[m], kind, ln[m], la[m], lq[m]))
+        return out
+
+    def _take_obs(self) -> list[Obs]:
+        ob = self.ctx._obs
+        if not ob:
+            return []
+        self.ctx._obs = []
+        ot, onode, oname, oval, opeer, oref, oseq, ocode = zip(*ob, strict=True)
+        return [
+            Obs(
+                np.array(ot, dtype=np.int64),
+                np.array(onode, dtype=np.int64),
+                list(oname),
+                per_node_values(list(oval), list(ocode)),
+                np.array(opeer, dtype=np.int64),
+                np.array(oref, dtype=np.int64),
+                np.array(oseq, dtype=np.int64),
+            )
+        ]
+
+
+def _describe(
+    p: int, k: int, m_src: list[int], m_pl: list[Any], ttags: list[Any], l_kind: list[int]
+) -> str:
+    if p < 0:
+        return "an in-window timer"
+    if p == P_TIMER:
+        return f"timer {ttags[k]!r}"
+    if p == P_MSG:
+        return f"message {m_pl[k]!r} from node {m_src[k]}"
+    names = {START: "start", CRASH: "crash", RECOVER: "recover", JOIN: "join", LEAVE: "leave"}
+    return names.get(l_kind[k], "lifecycle event")
+
+
+__all__ = ["PerNodeDriver", "check_destinations"]

@@ -1,0 +1,212 @@
+"""The event log's richer schema: message ids and causes, per-node seq, typed observations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from raysim import analysis as ra
+from raysim.api.protocol import (
+    BatchContext,
+    BatchEvents,
+    BatchProtocol,
+    Context,
+    Params,
+    Protocol,
+    register,
+)
+from raysim.cli import app
+from raysim.experiments.runner import run
+from raysim.log.schema import CANONICAL_SORT, EVENT_SCHEMA
+
+from .conftest import canonical, make_config
+
+VECTOR = (3, -1, 2**40, 0)
+
+
+class TypedParams(Params):
+    """Which bad value to emit at node 1's first timer ("" = none)."""
+
+    bad: str = ""
+    period: int = 1000  # unused (the suite's default config sets it)
+
+
+BAD = {"tuple_of_floats": (1.0, 2.5), "dict": {"a": 1}, "nan": float("nan"), "long_str": "x" * 300}
+
+
+@register("test.typed_obs")
+class TypedObs(Protocol):
+    """Emits one observation of every value type, sends, and points observations at causes."""
+
+    Params: ClassVar[type[TypedParams]] = TypedParams
+
+    def on_start(self, ctx: Context) -> None:
+        ctx.emit("an_int", self.node * 10)
+        ctx.emit("a_float", 0.5 + self.node)
+        ctx.emit("a_bool", self.node % 2 == 0)
+        ctx.emit("a_str", f"node-{self.node}")
+        ctx.emit("a_vec", (*VECTOR, self.node))
+        ctx.emit("start_cause", ctx.cause)
+        ctx.set_timer(7, "tick")
+
+    def on_timer(self, ctx: Context, tag: Any) -> None:
+        if self.params.bad and self.node == 1:
+            ctx.emit("bad", BAD[self.params.bad])
+        ctx.emit("timer_cause", ctx.cause)
+        mid = ctx.send((self.node + 1) % ctx.n_nodes, ("hello", self.node))
+        ctx.emit("sent", mid)
+        if ctx.now < 40:
+            ctx.set_timer(10, "tick")
+
+    def on_message(self, ctx: Context, src: int, msg: Any) -> None:
+        ctx.emit("got", ctx.cause, peer=src, ref=ctx.cause)
+
+
+def _run(tmp_path: Path, protocol: str = "test.typed_obs", **proto: Any) -> Any:
+    cfg = make_config(
+        experiment={"protocol": protocol, "stop_when": None, "duration": 60},
+        protocol=proto,
+        network={"nodes": 5, "delay": {"dist": "uniform", "low": 1, "high": 9}},
+    )
+    return run(cfg, tmp_path)
+
+
+def test_typed_observations_round_trip_through_the_log(tmp_path: Path) -> None:
+    res = _run(tmp_path)
+    assert res.status == "ok", res.error
+    where = tmp_path / "t"
+    vec = ra.observations(where, "a_vec").sort_values("node")
+    assert [list(v) for v in vec["value"]] == [[*VECTOR, n] for n in range(5)]
+    assert all(isinstance(v, np.ndarray) and v.dtype == np.int64 for v in vec["value"])
+    ints = ra.observations(where, "an_int").sort_values("node")
+    assert str(ints["value"].dtype) == "Int64" and list(ints["value"]) == [0, 10, 20, 30, 40]
+    bools = ra.observations(where, "a_bool").sort_values("node")
+    assert bools["value"].dtype == bool and list(bools["value"]) == [True, False] * 2 + [True]
+    strs = ra.observations(where, "a_str").sort_values("node")
+    assert list(strs["value"]) == [f"node-{n}" for n in range(5)]
+    floats = ra.observations(where, "a_float").sort_values("node")
+    assert floats["value"].dtype == np.float64
+    assert list(floats["value"]) == [0.5, 1.5, 2.5, 3.5, 4.5]
+    # Every column of the schema is in the file, in the schema's types.
+    events = ra.load_events(where)
+    assert list(events.columns) == ["run_id", *EVENT_SCHEMA.names]
+    obs = events[events["kind"] == "obs"]
+    assert set(obs["value_type"]) == {"int", "float", "bool", "str", "vec"}
+    assert events.loc[events["kind"] != "obs", "value_type"].isna().all()
+
+
+def test_send_returns_the_msg_id_and_cause_names_what_is_handled(tmp_path: Path) -> None:
+    res = _run(tmp_path)
+    assert res.status == "ok", res.error
+    assert res.events_dir is not None
+    df = canonical(res.events_dir)
+    obs = df[df["kind"] == "obs"]
+    sends = df[df["kind"] == "send"]
+    # ctx.send's return value is the send row's msg_id (the obs right after it, same node).
+    sent = obs[obs["name"] == "sent"]
+    assert len(sent) == len(sends) > 10
+    assert sorted(sent["value_int"].astype(int)) == sorted(sends["msg_id"])
+    # In on_message, ctx.cause is the delivered message's id.
+    got = obs[obs["name"] == "got"]
+    delivered = df[df["kind"] == "deliver"]
+    assert len(got) == len(delivered) > 5
+    assert (got["value_int"].astype(int) == got["msg_id"]).all()
+    assert sorted(got["msg_id"]) == sorted(delivered["msg_id"])
+    # In on_timer it is the timer's id; in on_start -1.
+    timers = df[df["kind"] == "timer"]
+    tc = obs[obs["name"] == "timer_cause"]
+    assert sorted(zip(tc["node"], tc["value_int"].astype(int), strict=True)) == sorted(
+        zip(timers["node"], timers["msg_id"], strict=True)
+    )
+    assert set(obs.loc[obs["name"] == "start_cause", "value_int"].astype(int)) == {-1}
+
+
+def test_seq_is_each_nodes_program_order_and_cause_points_at_the_handler(tmp_path: Path) -> None:
+    res = _run(tmp_path)
+    assert res.status == "ok", res.error
+    assert res.events_dir is not None
+    df = canonical(res.events_dir)
+    for node, rows in df.groupby("node"):
+        own = rows[rows["kind"] != "drop"].sort_values("seq")
+        assert list(own["seq"]) == list(range(len(own))), node  # dense, from 0
+        assert own["time"].is_monotonic_increasing
+        # start, then the five typed observations and start_cause, in emit order
+        assert list(own["kind"][:7]) == ["start"] + ["obs"] * 6
+        assert list(own["name"][1:7]) == ["an_int", "a_float", "a_bool", "a_str", "a_vec",
+                                          "start_cause"]
+        by_seq = own.set_index("seq")
+        for _, send in own[own["kind"] == "send"].iterrows():
+            handler = by_seq.loc[send["cause"]]
+            assert handler["kind"] == "timer" and handler["time"] == send["time"]
+            assert send["cause"] < send["seq"]
+        assert (own.loc[own["kind"] != "send", "cause"] == -1).all()
+    assert list(CANONICAL_SORT[:3]) == ["time", "node", "seq"]
+
+
+@pytest.mark.parametrize("bad", sorted(BAD))
+def test_a_bad_observation_value_fails_the_run_at_its_handler(tmp_path: Path, bad: str) -> None:
+    res = _run(tmp_path, bad=bad)
+    assert res.status == "failed"
+    assert res.error is not None
+    first = res.error.splitlines()[0]
+    assert "node 1" in first and "time 7" in first and "timer 'tick'" in first, first
+    assert "emit" in res.error
+    runs = pd.read_parquet(tmp_path / "t" / "runs.parquet")
+    assert list(runs["status"]) == ["failed"]
+
+
+def test_a_bad_observation_value_exits_1_from_the_cli(tmp_path: Path) -> None:
+    exp = tmp_path / "bad.toml"
+    exp.write_text(
+        '[experiment]\nname = "bad"\nprotocol = "test.typed_obs"\nduration = 50\n'
+        '[protocol]\nbad = "dict"\n[network]\nnodes = 3\n'
+    )
+    r = CliRunner().invoke(app, ["run", str(exp), "--out", str(tmp_path)])
+    assert r.exit_code == 1
+    assert "node 1, time 7" in r.stderr and "TypeError: emit: value must be" in r.stderr
+
+
+@register("test.typed_obs.columnar")
+class TypedObsColumns(BatchProtocol):
+    """The columnar twin of TypedObs (no bad values): same log, row for row."""
+
+    Params: ClassVar[type[TypedParams]] = TypedParams
+    message_types: ClassVar[tuple[str, ...]] = ("tuple",)
+
+    def on_start(self, ctx: BatchContext, ev: BatchEvents) -> None:
+        n = len(ev.node)
+        ctx.emit(ev.node, ev.time, "an_int", ev.node * 10)
+        ctx.emit(ev.node, ev.time, "a_float", 0.5 + ev.node)
+        ctx.emit(ev.node, ev.time, "a_bool", ev.node % 2 == 0)
+        ctx.emit(ev.node, ev.time, "a_str", [f"node-{n}" for n in ev.node.tolist()])
+        vecs = np.column_stack([np.tile(np.array(VECTOR), (n, 1)), ev.node])
+        ctx.emit(ev.node, ev.time, "a_vec", vecs)
+        ctx.emit(ev.node, ev.time, "start_cause", ev.cause)
+        ctx.set_timer(ev.node, ev.time + 7, "tick")
+
+    def on_timer(self, ctx: BatchContext, ev: BatchEvents) -> None:
+        ctx.emit(ev.node, ev.time, "timer_cause", ev.cause)
+        mid = ctx.send(ev.node, ev.time, (ev.node + 1) % ctx.n_nodes, 0)
+        ctx.emit(ev.node, ev.time, "sent", mid)
+        again = ev.time < 40
+        ctx.set_timer(ev.node[again], ev.time[again] + 10, "tick")
+
+    def on_message(self, ctx: BatchContext, ev: BatchEvents) -> None:
+        ctx.emit(ev.node, ev.time, "got", ev.cause, peer=ev.src, ref=ev.cause)
+
+
+def test_the_columnar_context_writes_the_same_typed_log(tmp_path: Path) -> None:
+    per_node = _run(tmp_path / "a")
+    columnar = _run(tmp_path / "b", "test.typed_obs.columnar")
+    assert per_node.status == columnar.status == "ok", columnar.error
+    a, b = canonical(per_node.events_dir), canonical(columnar.events_dir)
+    a["msg_type"] = a["msg_type"].where(a["kind"] != "send", "tuple")  # payload type names
+    a["msg_type"] = a["msg_type"].where(a["kind"] != "deliver", "tuple")
+    for df in (a, b):
+        df["value_vec"] = df["value_vec"].map(lambda v: None if v is None else tuple(v))
+    pd.testing.assert_frame_equal(a, b)
