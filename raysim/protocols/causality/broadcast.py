@@ -39,7 +39,6 @@ from typing import Any, ClassVar, Literal, NamedTuple
 from pydantic import Field
 
 from raysim.api.protocol import Context, Params, Protocol, register
-from raysim.protocols.causality.lamport import cause_ref
 from raysim.values.versions import (
     Operation,
     VersionVector,
@@ -108,7 +107,7 @@ class CausalBroadcast(Protocol):
 
     def on_message(self, ctx: Context, src: int, msg: Any) -> None:
         op: Operation[int] = msg.op
-        mid = cause_ref(ctx)
+        mid = ctx.cause
         if self.p.policy == "arrival":
             self._apply(ctx, mid, op)
             return

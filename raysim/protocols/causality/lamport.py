@@ -46,18 +46,6 @@ class Stamped(NamedTuple):
     ts: int
 
 
-def message_ref(ctx: Context, mid: object) -> int:
-    """The id to put in an observation's ``ref``: the message id, or -1 if unknown."""
-    # NOTE: an engine older than the message-id contract returns None from send.
-    return mid if isinstance(mid, int) else -1
-
-
-def cause_ref(ctx: Context) -> int:
-    """The id of the message or timer being handled (``ctx.cause``), or -1."""
-    cause = getattr(ctx, "cause", -1)
-    return cause if isinstance(cause, int) else -1
-
-
 @register("clocks.lamport")
 class LamportNode(Protocol):
     """Lamport clocks (Algorithm 5): tick on local events and sends, max + 1 on receive."""
@@ -88,15 +76,15 @@ class LamportNode(Protocol):
         action, dst = next_action(ctx, self.p, tag)
         if action == SEND:
             self.clock, ts = self.clock.send()
-            mid = ctx.send(dst, Stamped(ts))  # type: ignore[func-returns-value]
-            ctx.emit("lamport", ts, peer=dst, ref=message_ref(ctx, mid))
+            mid = ctx.send(dst, Stamped(ts))
+            ctx.emit("lamport", ts, peer=dst, ref=mid)
         else:
             self.clock = self.clock.tick()
             ctx.emit("lamport", self.clock.time)
 
     def on_message(self, ctx: Context, src: int, msg: Any) -> None:
         self.clock = self.receive(msg.ts)
-        ctx.emit("lamport", self.clock.time, peer=src, ref=cause_ref(ctx))
+        ctx.emit("lamport", self.clock.time, peer=src, ref=ctx.cause)
 
     def receive(self, ts: int) -> LamportClock:
         """The clock after receiving ``ts`` (Algorithm 5, line 8); a subclass may get it wrong."""

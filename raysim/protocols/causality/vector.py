@@ -29,7 +29,6 @@ from __future__ import annotations
 from typing import Any, ClassVar, NamedTuple
 
 from raysim.api.protocol import Context, Protocol, register
-from raysim.protocols.causality.lamport import cause_ref, message_ref
 from raysim.protocols.causality.traffic import (
     SEND,
     TrafficParams,
@@ -83,12 +82,12 @@ class VectorNode(Protocol):
         vc = self._clock(ctx)
         if action == SEND:
             self.vc, stamp = vc.send(self.node)
-            mid = ctx.send(dst, VectorStamped(stamp))  # type: ignore[func-returns-value]
-            ctx.emit("vclock", self.vc.counts.tolist(), peer=dst, ref=message_ref(ctx, mid))
+            mid = ctx.send(dst, VectorStamped(stamp))
+            ctx.emit("vclock", self.vc.counts.tolist(), peer=dst, ref=mid)
         else:
             self.vc = vc.tick(self.node)
             ctx.emit("vclock", self.vc.counts.tolist())
 
     def on_message(self, ctx: Context, src: int, msg: Any) -> None:
         self.vc = self._clock(ctx).receive(self.node, msg.vc)
-        ctx.emit("vclock", self.vc.counts.tolist(), peer=src, ref=cause_ref(ctx))
+        ctx.emit("vclock", self.vc.counts.tolist(), peer=src, ref=ctx.cause)
