@@ -132,3 +132,25 @@ def test_a_script_is_validated_with_one_clear_line() -> None:
             _cfg({"script": script})
         msg = str(err.value)
         assert fragment in msg and "\n" not in msg and msg.startswith("exp.toml: ")
+
+
+def test_clock_safety_lists_every_broken_event_of_a_forgetful_clock() -> None:
+    from raysim.analysis.causality import columns
+    from raysim.protocols.causality import oracle
+
+    params = TrafficParams(interval=20, until=400, send_prob=0.6)
+    good = simulate(lambda i: LamportNode(params, i), 5, until=1000, delay=_jitter)
+    assert oracle.clock_safety(columns(good), "lamport", "value") == []
+    bad = simulate(lambda i: ForgetfulLamport(params, i), 5, until=1000, delay=_jitter)
+    found = oracle.clock_safety(columns(bad), "lamport", "value")
+    first = rcz.check_clock_condition(bad, "lamport")
+    assert first is not None and len(found) > 1
+    time, nodes, detail = found[0]
+    assert time == int(rcz.happens_before(bad).events["time"].iat[first.b])
+    assert detail.startswith(f"event {first.a_label} ") and f"→ {first.b_label} " in detail
+    assert [t for t, _, _ in found] == sorted(t for t, _, _ in found)
+    # The first breach is at a receive, where a forgetful clock goes wrong; later events of
+    # that node inherit the error.
+    hb = rcz.happens_before(bad)
+    assert hb.events["kind"].iat[first.b] == "deliver"
+    assert nodes[1] == hb.events["node"].iat[first.b]

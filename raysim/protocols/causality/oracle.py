@@ -186,6 +186,17 @@ def clock_condition(
     vectors, the entry-wise maximum and the nearest stamped predecessors). "First" is the
     pair whose ``b`` comes first in the topological order.
     """
+    found = clock_violations(g, ids, clocks, vector, first=True)
+    return found[0] if found else None
+
+
+def clock_violations(
+    g: Graph, ids: Ints, clocks: list[Any], vector: bool = False, first: bool = False
+) -> list[tuple[int, int]]:
+    """Every stamped ``b`` whose causal past holds an ``a`` with not C(a) < C(b), as
+    ``(a, b)`` pairs (one witness ``a`` per ``b``), in topological order of ``b``; with
+    ``first`` only the first. See :func:`clock_condition`."""
+    found: list[tuple[int, int]] = []
     n = len(g)
     stamped = np.full(n, -1, dtype=np.int64)
     stamped[ids] = np.arange(len(ids))
@@ -198,11 +209,13 @@ def clock_condition(
             s = stamped[e]
             if s >= 0:
                 if top >= 0 and c[stamped[top]] >= c[s]:
-                    return top, e
+                    found.append((top, e))
+                    if first:
+                        return found
                 if top < 0 or c[s] > c[stamped[top]]:
                     top = e
             best[e] = top
-        return None
+        return found
     width = max((len(x) for x in clocks), default=0)
     v = np.zeros((len(clocks), width), dtype=np.int64)
     for i, x in enumerate(clocks):
@@ -224,19 +237,19 @@ def clock_condition(
         s = stamped[e]
         if s >= 0:
             over = np.flatnonzero(cur > v[s])
-            if len(over):
-                return int(who[over[0]]), e
-            for a in sorted(nearest):
-                # NOTE: if some a → b has V(a) = V(b), so has a nearest stamped predecessor
-                # of b (everything between is squeezed to the same vector).
-                if np.array_equal(v[stamped[a]], v[s]):
-                    return a, e
+            # NOTE: if some a → b has V(a) = V(b), so has a nearest stamped predecessor of
+            # b (everything between is squeezed to the same vector).
+            same = [a for a in sorted(nearest) if np.array_equal(v[stamped[a]], v[s])]
+            if len(over) or same:
+                found.append((int(who[over[0]]), e) if len(over) else (same[0], e))
+                if first:
+                    return found
             take = v[s] >= cur
             cur, who = np.where(take, v[s], cur), np.where(take, e, who)
             nearest = set()
         mx[e], arg[e] = cur, who
         near[e] = tuple(sorted(nearest))
-    return None
+    return found
 
 
 def strong_condition(g: Graph, ids: Ints, clocks: list[Any]) -> tuple[int, int] | None:
@@ -268,6 +281,25 @@ def strong_condition(g: Graph, ids: Ints, clocks: list[Any]) -> tuple[int, int] 
             best = (int(ids[a]), int(ids[j]))
             break
     return best
+
+
+def clock_safety(
+    events: Mapping[str, Any], name: str, values: str, vector: bool = False
+) -> list[tuple[int, tuple[int, int], str]]:
+    """The clock-condition breaches of a log, for a protocol's ``safety`` hook: per stamped
+    event that breaks it, ``(time, (node of a, node of b), detail)``."""
+    g = build(events)
+    ids, clocks = stamps(g, events, name, values)
+    time = np.asarray(events["time"], dtype=np.int64)[g.rows]
+    out = []
+    for a, b in clock_violations(g, ids, clocks, vector):
+        ca, cb = clocks[int(np.searchsorted(ids, a))], clocks[int(np.searchsorted(ids, b))]
+        fa = list(map(int, ca)) if vector else int(ca)
+        fb = list(map(int, cb)) if vector else int(cb)
+        detail = (f"event {g.node[a]}.{g.pos[a]} (t={time[a]}) → {g.node[b]}.{g.pos[b]} "
+                  f"(t={time[b]}) but {name} {fa} is not below {fb}")
+        out.append((int(time[b]), (int(g.node[a]), int(g.node[b])), detail))
+    return out
 
 
 def past_counts(g: Graph, cols: Ints) -> npt.NDArray[np.int32]:
