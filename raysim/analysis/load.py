@@ -148,8 +148,9 @@ def typed_values(frame: pd.DataFrame) -> pd.Series:
 
     All floats (or a log from before typed values): float64. All ints: Int64. All bools:
     bool. All strs: str objects. All vectors: numpy int64 arrays. Mixed: Python objects.
+    (A float observation has a null ``value_type``.)
     """
-    vt = frame["value_type"]
+    vt = frame["value_type"].where(frame["value_type"].notna(), "float")
     kinds = set(vt.dropna().unique().tolist())
     if kinds <= {"float"}:
         return frame["value"].astype(np.float64)

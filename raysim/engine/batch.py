@@ -1,7 +1,7 @@
-"""The columnar path of the engine: a window's events handed to a BatchProtocol in batches.
+"""The columnar context: what a BatchProtocol acts through, and the event batches it gets.
 
-Theory of operation
--------------------
+Theory of operation (the driver is :mod:`raysim.engine.columnar`)
+-----------------------------------------------------------------
 Inside a window no event at one node can affect another node (messages sent now arrive
 in a later window), so the only order that matters is each node's own. The window's events,
 already sorted by the engine's total order, are split by *rank*: the k-th event of every
@@ -17,16 +17,14 @@ a columnar protocol and its per-node twin write the same event log (tested).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from raysim.engine.observe import batch_values, check_name
 from raysim.log.eventlog import ObsValues
+from raysim.network.topology import Topology
 from raysim.values.rng import stream_words, words_to_range, words_to_unit
-
-if TYPE_CHECKING:
-    from raysim.engine.shard import Shard
 
 
 def occurrence(keys: np.ndarray) -> np.ndarray:
@@ -67,11 +65,20 @@ class EventBatch:
 class BatchShardContext:
     """The :class:`~raysim.api.protocol.BatchContext` of one shard: per-node counters as arrays."""
 
-    def __init__(self, shard: Shard, rng_keys: list[int]) -> None:
-        self.shard = shard
-        self.n_nodes = shard.spec.n_nodes
-        self.lo = shard.lo
-        n_local = shard.hi - shard.lo
+    def __init__(
+        self,
+        n_nodes: int,
+        lo: int,
+        hi: int,
+        topology: Topology,
+        field_names: tuple[str, ...],
+        epoch: np.ndarray,
+        rng_keys: list[int],
+    ) -> None:
+        self.n_nodes = n_nodes
+        self.lo = lo
+        n_local = hi - lo
+        self.epoch = epoch  # the driver's session epochs (timers carry them)
         self.send_seq = np.zeros(n_local, dtype=np.int64)
         self.timer_seq = np.zeros(n_local, dtype=np.int64)
         self.event_seq = np.zeros(n_local, dtype=np.int64)  # each node's next ``seq``
@@ -79,9 +86,9 @@ class BatchShardContext:
         self.handling = np.full(n_local, -1, dtype=np.int64)  # seq of the event being handled
         self.rng_keys = np.array(rng_keys, dtype=np.uint64)
         self.rng_ctr = np.zeros(n_local, dtype=np.int64)
-        self.adj = shard.topology.adj
-        self.deg = shard.topology.degree
-        self.field_names: tuple[str, ...] = tuple(getattr(shard.proto_cls, "fields", ()))
+        self.adj = topology.adj
+        self.deg = topology.degree
+        self.field_names = field_names
         self.window_end = 0
         self.sends: list[tuple[np.ndarray, ...]] = []
         self.timers: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[Any]]] = []
@@ -159,7 +166,7 @@ class BatchShardContext:
         when = np.broadcast_to(np.asarray(when, dtype=np.int64), (n,))
         li = node - self.lo
         tid = self._take(self.timer_seq, li, self._occurrence(li))
-        ep = self.shard.epoch_np[li]
+        ep = self.epoch[li]
         late = when < self.window_end
         if late.any():
             m = late
@@ -231,109 +238,3 @@ def _ints(x: Any, what: str) -> np.ndarray:
     if a.dtype.kind not in "iu" or a.ndim > 1:
         raise TypeError(f"emit: {what} must be ints, got {a.dtype} of shape {a.shape}")
     return a.astype(np.int64)
-
-
-def process_window(
-    shard: Shard,
-    keys: list[np.ndarray],
-    order: np.ndarray,
-    offsets: tuple[int, int],
-    life_cols: tuple[np.ndarray, np.ndarray],
-    mcols: list[np.ndarray],
-    timers: list[Any],
-) -> tuple[list[int], list[int], np.ndarray, np.ndarray]:
-    """Handle a window's sorted events batch by batch.
-
-    Returns the crashed messages, the skipped timers, and the ``seq`` each message's arrival
-    and each fired timer took (by message / timer position).
-
-    ``keys`` are the sort columns (time, prio, node, k1, k2) of every event, ``order`` the
-    sorted positions, ``offsets`` where messages and timers start among the positions.
-    ``timers`` is the list [time, node, id, epoch, tags] of due timers; in-window timers
-    are appended to it (and to ``keys``) as they are set.
-    """
-    from raysim.engine.context import P_MSG, P_NODE, P_TIMER
-
-    ctx, proto = shard.bctx, shard.bproto
-    m_off, t_off = offsets
-    crashed: list[np.ndarray] = []
-    skipped: list[np.ndarray] = []
-    remaining = order
-    lo = shard.lo
-    m_seq = np.zeros(len(mcols[0]), dtype=np.int64)
-    t_seq = np.zeros(len(timers[0]), dtype=np.int64)
-    while len(remaining):
-        rank = occurrence(keys[2][remaining])
-        restart = False
-        for r in range(int(rank.max()) + 1):
-            g = remaining[rank == r]
-            p = keys[1][g]
-            lpos = g[p == P_NODE]  # lifecycle events sit first, so positions index their columns
-            if len(lpos):
-                kind, arg = life_cols[0][lpos], life_cols[1][lpos]
-                shard.lifecycle_batch(keys[0][lpos], keys[2][lpos], kind, arg)
-            msg = g[p == P_MSG] - m_off
-            if len(msg):
-                dst = mcols[2][msg]
-                q = ctx.next_seq(dst - lo)
-                m_seq[msg] = q
-                ok = ~mcols[6][msg]  # corrupt copies are dropped by the receiver's checksum
-                dead = ~shard.alive_np[dst - lo]
-                if dead.any():
-                    crashed.append(msg[dead])
-                ok &= ~dead
-                msg = msg[ok]
-                if len(msg):
-                    node = mcols[2][msg]
-                    ctx.handling[node - lo] = q[ok]
-                    ev = EventBatch(node, node - lo, mcols[0][msg])
-                    ev.cause = mcols[3][msg]
-                    ev.src = mcols[1][msg]
-                    ev.mtype = mcols[4][msg]
-                    ev.fields = {f: mcols[7 + i][msg] for i, f in enumerate(ctx.field_names)}
-                    shard.call_batch(proto.on_message, ev, "messages")
-            tim = g[p == P_TIMER] - t_off
-            if len(tim):
-                node = timers[1][tim]
-                li = node - lo
-                valid = timers[3][tim] == shard.epoch_np[li]
-                if not valid.all():
-                    skipped.append(tim[~valid])
-                    tim, node, li = tim[valid], node[valid], li[valid]
-                if len(tim):
-                    q = ctx.next_seq(li)
-                    t_seq[tim] = q
-                    ctx.handling[li] = q
-                    ev = EventBatch(node, li, timers[0][tim])
-                    ev.cause = timers[2][tim]
-                    tags = timers[4]
-                    ev.tags = [tags[i] for i in tim.tolist()]
-                    shard.call_batch(proto.on_timer, ev, "timers")
-            late = ctx.take_late()
-            if late is not None:
-                # Merge in-window timers into what is left and recompute the ranks.
-                start = len(keys[0])
-                n_new = len(late[0])
-                for i in range(4):
-                    timers[i] = np.concatenate([timers[i], late[i]])
-                timers[4] = timers[4] + late[4]
-                t_seq = np.concatenate([t_seq, np.zeros(n_new, dtype=np.int64)])
-                new_keys = (
-                    late[0],
-                    np.full(n_new, P_TIMER),
-                    late[1],
-                    late[2],
-                    np.zeros(n_new, np.int64),
-                )
-                for i in range(5):
-                    keys[i] = np.concatenate([keys[i], new_keys[i].astype(np.int64)])
-                rest = np.concatenate([remaining[rank > r], np.arange(start, start + n_new)])
-                sub = np.lexsort(tuple(k[rest] for k in reversed(keys)))
-                remaining = rest[sub]
-                restart = True
-                break
-        if not restart:
-            break
-    cr = np.concatenate(crashed).tolist() if crashed else []
-    sk = np.concatenate(skipped).tolist() if skipped else []
-    return cr, sk, m_seq, t_seq

@@ -3,7 +3,7 @@
 One context object serves every node of a shard; the engine sets ``node``, ``now`` and the
 node's local index before each handler call. This is the engine's hot path: sends, timers
 and observations are appended as tuples to plain lists and become numpy columns once per
-window (see :mod:`raysim.engine.shard`).
+window (see :mod:`raysim.engine.pernode`, the driver that owns the state it points at).
 """
 
 from __future__ import annotations
@@ -12,17 +12,14 @@ import gc
 import heapq
 from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from raysim.engine.observe import check_int, check_name, check_value
+from raysim.engine.order import P_TIMER
+from raysim.network.topology import Topology
 from raysim.values.rng import GOLDEN, NodeRng, mix64_array
-
-if TYPE_CHECKING:
-    from raysim.engine.shard import Shard
-
-P_NODE, P_MSG, P_TIMER = 0, 1, 2  # event priorities at equal times: lifecycle, delivery, timer
 
 
 def node_keys(key: int, lo: int, hi: int) -> list[int]:
@@ -62,6 +59,7 @@ class ShardContext:
 
     __slots__ = (
         "_adj",
+        "_cancelled",
         "_deg",
         "_epochs",
         "_evseq",
@@ -73,7 +71,8 @@ class ShardContext:
         "_rngs",
         "_sends",
         "_seqs",
-        "_shard",
+        "_storage",
+        "_topology",
         "_tseqs",
         "_window_end",
         "cause",
@@ -82,22 +81,35 @@ class ShardContext:
         "now",
     )
 
-    def __init__(self, shard: Shard) -> None:
-        self._shard = shard
-        self.n_nodes = shard.spec.n_nodes
+    def __init__(
+        self,
+        n_nodes: int,
+        topology: Topology,
+        send_seq: list[int],
+        timer_seq: list[int],
+        event_seq: list[int],
+        epochs: list[int],
+        rngs: list[NodeRng],
+        cancelled: set[tuple[int, int]],
+        storage: list[dict[str, Any]],
+    ) -> None:
+        self.n_nodes = n_nodes
         self.node = -1
         self.now = 0
         self._li = -1
         self.cause = -1  # the msg_id or timer id being handled; -1 in lifecycle handlers
         self._evseq = -1  # the seq of the event being handled (the cause of its sends)
-        self._nseq = shard.event_seq
+        self._nseq = event_seq
         self._window_end = 0
-        self._seqs = shard.send_seq
-        self._tseqs = shard.timer_seq
-        self._epochs = shard.epoch
-        self._rngs = shard.rngs
-        self._adj = shard.topology.flat
-        self._deg = shard.topology.degree
+        self._seqs = send_seq
+        self._tseqs = timer_seq
+        self._epochs = epochs
+        self._rngs = rngs
+        self._topology = topology
+        self._adj = topology.flat
+        self._deg = topology.degree
+        self._cancelled = cancelled
+        self._storage = storage
         # (time, node, dst, per-sender sequence, payload, seq, cause)
         self._sends: list[tuple[int, int, int, int, Any, int, int]] = []
         self._new_timers: list[tuple[int, int, int, int, Any]] = []
@@ -135,7 +147,7 @@ class ShardContext:
     def cancel_timer(self, timer_id: int) -> None:
         """Cancel a pending timer of this node (an id it was never given is ignored)."""
         if 0 <= timer_id < self._tseqs[self._li]:
-            self._shard.cancelled.add((self.node, timer_id))
+            self._cancelled.add((self.node, timer_id))
 
     def emit(self, name: str, value: Any = 1.0, peer: int = -1, ref: int = -1) -> None:
         """Record an observation (``peer`` and ``ref`` fill the row's peer and msg_id).
@@ -168,7 +180,7 @@ class ShardContext:
     @property
     def peers(self) -> Sequence[int]:
         """This node's neighbours."""
-        return self._shard.topology.peers(self.node)
+        return self._topology.peers(self.node)
 
     def random_peer(self) -> int:
         """A uniformly random neighbour (never the node itself)."""
@@ -183,4 +195,4 @@ class ShardContext:
     @property
     def storage(self) -> dict[str, Any]:
         """Stable storage that survives crash-recovery."""
-        return self._shard.storage[self._li]
+        return self._storage[self._li]

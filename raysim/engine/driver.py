@@ -72,6 +72,14 @@ class Driver(Protocol):
         """Timers set for later windows: (time, node, id, epoch) columns and tags, or None."""
         ...
 
+    def inbox_types(self, batch: Messages) -> np.ndarray:
+        """The type column the driver wants in its inbox for an arriving ``batch``."""
+        ...
+
+    def log_types(self, codes: np.ndarray) -> np.ndarray:
+        """The log's ``msg_type`` string codes of an inbox type column."""
+        ...
+
     def alive_of(self, li: np.ndarray) -> np.ndarray:
         """Whether each local node ``li`` is up now."""
         ...

@@ -110,7 +110,7 @@ def per_node_values(values: list[Any], codes: list[int]) -> ObsValues:
             if vecs is None:
                 vecs = [None] * n
             vecs[i] = v
-    return ObsValues(vtype, num, ints, strs, vecs)
+    return ObsValues(num, vtype, ints, strs, vecs)
 
 
 def batch_values(value: Any, n: int) -> ObsValues:
@@ -152,7 +152,7 @@ def batch_values(value: Any, n: int) -> ObsValues:
             raise ValueError("emit: a value is outside the int64 range")
         ints = arr.astype(np.int64)
         code = V_BOOL if kind == "b" else V_INT
-        return ObsValues(np.full(n, code, np.int8), ints.astype(np.float64), ints)
+        return ObsValues(ints.astype(np.float64), np.full(n, code, np.int8), ints)
     raise TypeError(f"emit: value must be {ALLOWED}; got an array of dtype {arr.dtype}")
 
 

@@ -62,7 +62,8 @@ def order_window(
     prio = np.repeat(np.array([P_NODE, P_MSG, P_TIMER], dtype=np.int64), [n_l, n_m, n_t])
     node = np.concatenate([life[1], msgs[2], timers[1]])
     k1 = np.concatenate([life[3], msgs[3], timers[2]])
-    k2 = np.concatenate([np.zeros(n_l, np.int64), msgs[5].astype(np.int64), np.zeros(n_t, np.int64)])
+    copy = msgs[5].astype(np.int64)
+    k2 = np.concatenate([np.zeros(n_l, np.int64), copy, np.zeros(n_t, np.int64)])
     order = np.lexsort((k2, k1, node, prio, time))
     return Window(
         end, life, msgs, payloads, timers, tags, [time, prio, node, k1, k2], order, n_l, n_l + n_m

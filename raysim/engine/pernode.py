@@ -59,9 +59,10 @@ class PerNodeDriver:
 
     def __init__(
         self, spec: RunSpec, protocol: ProtocolSpec, lo: int, hi: int, topology: Topology,
-        rng_key: int,
+        rng_key: int, strings: StringTable,
     ) -> None:
         self.spec = spec
+        self.strings = strings  # the log's string table: message type codes are its codes
         self.lo, self.hi = lo, hi
         n_local = hi - lo
         self.proto_cls: Any = protocol.cls
@@ -75,7 +76,6 @@ class PerNodeDriver:
         self.storage: list[dict[str, Any]] = [{} for _ in range(n_local)]
         self.rngs = [NodeRng(k) for k in node_keys(rng_key, lo, hi)]
         self.cancelled: set[tuple[int, int]] = set()
-        self.types = StringTable()  # message class names, for the outbox's type codes
         self._type_codes: dict[type, int] = {}
         self.ctx = ShardContext(
             spec.n_nodes, topology, self.send_seq, self.timer_seq, self.event_seq,
@@ -84,6 +84,14 @@ class PerNodeDriver:
         self._life: list[tuple[int, int, int, int, int]] = []  # time kind node arg seq
 
     # --- the driver interface ------------------------------------------------------------
+
+    def inbox_types(self, batch: Messages) -> np.ndarray:
+        """The inbox's type column for ``batch``: the log's string codes of the class names."""
+        return self.strings.codes(batch.type_names)[batch.type_idx]
+
+    def log_types(self, codes: np.ndarray) -> np.ndarray:
+        """The log's ``msg_type`` codes of an inbox type column (the same codes)."""
+        return codes
 
     def alive_of(self, li: np.ndarray) -> np.ndarray:
         """Whether each local node ``li`` is up."""
@@ -110,7 +118,7 @@ class PerNodeDriver:
         seq_k = (order - offsets[order]).tolist()
         seq_n = node.tolist()
         mcols, m_pl = w.msgs, w.payloads
-        tt, tn, tid, tep = w.timers
+        tt, _, tid, tep = w.timers
         ttags = w.tags
         n_m, n_t = len(mcols[0]), len(tt)
         m_src, m_cor, m_id = mcols[1].tolist(), mcols[6].tolist(), mcols[3].tolist()
@@ -146,7 +154,7 @@ class PerNodeDriver:
                     ctx._li = li
                     ctx.cause = m_id[k]
                     ctx._evseq = q
-                    protos[li].on_message(ctx, m_src[k], m_pl[k])  # type: ignore[union-attr]
+                    protos[li].on_message(ctx, m_src[k], m_pl[k])
                 elif p == P_TIMER:
                     if t_ep[k] != epoch[li] or (cancelled and (nd, t_id[k]) in cancelled):
                         cancelled.discard((nd, t_id[k]))
@@ -160,7 +168,7 @@ class PerNodeDriver:
                     ctx._li = li
                     ctx.cause = t_id[k]
                     ctx._evseq = q
-                    protos[li].on_timer(ctx, ttags[k])  # type: ignore[union-attr]
+                    protos[li].on_timer(ctx, ttags[k])
                 else:
                     self._lifecycle(t, nd, l_kind[k], l_arg[k])
             i = -1
@@ -205,7 +213,7 @@ class PerNodeDriver:
         except KeyError:
             for m in msgs:
                 if type(m) not in types:
-                    types[type(m)] = self.types.code(type(m).__name__)
+                    types[type(m)] = self.strings.code(type(m).__name__)
             idx = np.array([types[type(m)] for m in msgs], dtype=np.int32)
         k = len(msgs)
         return Messages(
@@ -214,7 +222,7 @@ class PerNodeDriver:
             dst,
             (src << SEQ_BITS) | np.array(seq, dtype=np.int64),
             idx,
-            list(self.types.names),
+            list(self.strings.names),
             list(msgs),
             np.zeros(k, dtype=np.int8),
             np.zeros(k, dtype=bool),

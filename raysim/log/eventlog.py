@@ -56,23 +56,24 @@ def tag_name(tag: Hashable) -> str:
 class ObsValues:
     """Typed values of a batch of observation rows (see :mod:`raysim.log.schema`).
 
-    ``vtype`` holds each row's type code (``V_FLOAT`` ...), ``num`` the ``value`` column
-    (numbers as floats, NaN for str and vector values), ``ints`` the exact integer of int and
-    bool values (anything elsewhere); ``strs`` and ``vecs`` are per-row lists (None where the
-    row is of another type), or None when no row is a str / a vector.
+    ``num`` is the ``value`` column (numbers as floats, NaN for str and vector values);
+    ``vtype`` holds each row's type code (``V_FLOAT`` ...), or is None when every row is a
+    float (the common case, which then costs nothing more than the ``value`` column);
+    ``ints`` the exact integer of int and bool values (anything elsewhere); ``strs`` and
+    ``vecs`` are per-row lists (None where the row is of another type), or None when no row
+    is a str / a vector.
     """
 
-    vtype: np.ndarray
     num: np.ndarray
-    ints: np.ndarray
+    vtype: np.ndarray | None = None
+    ints: np.ndarray | None = None
     strs: list[str | None] | None = None
     vecs: list[np.ndarray | None] | None = None
 
     @classmethod
     def floats(cls, values: np.ndarray) -> ObsValues:
-        """Rows that are all floats (the common case: no per-row type work)."""
-        n = len(values)
-        return cls(np.zeros(n, np.int8), values, np.zeros(n, np.int64))
+        """Rows that are all floats."""
+        return cls(values)
 
 
 _NCOLS = 10  # time, kind, node, seq, cause, peer, msg_id, msg_type, name, value
@@ -167,7 +168,8 @@ class EventLog:
         """Buffer observation rows with their typed values."""
         if len(time) == 0 or not self.writing:
             return
-        self._typed.append((self._buffered, values))
+        if values.vtype is not None:
+            self._typed.append((self._buffered, values))
         self.add(time, OBS, node, seq, peer, ref, -1, name, values.num)
 
     def _table(self) -> pa.Table:
@@ -199,18 +201,15 @@ class EventLog:
         vtype = np.full(n, -1, dtype=np.int8)
         ints = np.zeros(n, dtype=np.int64)
         for at, v in self._typed:
+            assert v.vtype is not None and v.ints is not None
             vtype[at : at + len(v.vtype)] = v.vtype
-            if v.vtype.any():
-                ints[at : at + len(v.vtype)] = v.ints
-        mask = vtype < 0
+            ints[at : at + len(v.vtype)] = v.ints
+        mask = vtype <= V_FLOAT  # not an obs, or a float one: value_type is null
         idx = pa.array(np.where(mask, 0, vtype).astype(np.int32), pa.int32(), mask=mask)
         names = pa.array(list(VALUE_TYPES), pa.string())
         out = [pa.DictionaryArray.from_arrays(idx, names).dictionary_decode()]
-        if any(v.vtype.any() for _, v in self._typed):  # not all floats
-            int_mask = mask | (vtype == V_FLOAT) | (vtype >= V_STR)
-            out.append(pa.array(ints, pa.int64(), mask=int_mask))
-        else:
-            out.append(pa.nulls(n, pa.int64()))
+        int_mask = mask | (vtype >= V_STR)
+        out.append(pa.array(ints, pa.int64(), mask=int_mask))
         strs = [(at, v.strs) for at, v in self._typed if v.strs is not None]
         if strs:
             col: list[str | None] = [None] * n

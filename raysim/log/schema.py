@@ -23,7 +23,8 @@ value       float64                  ``obs``: the value if it is a number (int a
                                      values; ``send``: the network delay in ticks (NaN if
                                      the message was dropped); ``duplicate``: the copy's
                                      delay; NaN otherwise
-value_type  string                   ``obs``: one of :data:`VALUE_TYPES`; null otherwise
+value_type  string                   ``obs``: one of :data:`VALUE_TYPES` but ``float``;
+                                     null for a float observation and every other row
 value_int   int64 (nullable)         ``obs`` of type ``int`` or ``bool`` (0/1): the exact
                                      value; null otherwise
 value_str   string                   ``obs`` of type ``str``: the value; null otherwise
