@@ -28,6 +28,20 @@ SetOpt = Annotated[
     typer.Option("--set", help="Override a value: section.key=value (repeatable)."),
 ]
 OutOpt = Annotated[Path, typer.Option("--out", help="Results directory.")]
+ImportOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--import",
+        help="Import this module first (beside the experiment file or on PYTHONPATH), e.g. "
+        "one that registers your protocol; added to experiment.modules (repeatable).",
+    ),
+]
+StrictOpt = Annotated[
+    bool,
+    typer.Option(
+        "--strict", help="A run whose safety checks find violations fails (exit code 1)."
+    ),
+]
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -48,15 +62,18 @@ def run(
     address: Annotated[
         str | None, typer.Option(help="Ray cluster to join (default: RAY_ADDRESS or local).")
     ] = None,
+    import_: ImportOpt = None,
+    strict: StrictOpt = False,
 ) -> None:
     """Run one experiment and write its event log and runs.parquet row."""
     from raysim.experiments import config, runner
 
     try:
-        cfg = config.load(experiment, set_ or [], seed)
+        cfg = config.load(experiment, set_ or [], seed, imports=import_ or [])
         if backend == "ray" and shards is None and shard_size is None:
             shards = 2
-        result = runner.run(cfg, out, backend, shards, shard_size, router, address)
+        result = runner.run(cfg, out, backend, shards, shard_size, router, address,
+                            strict=strict)
     except ConfigError as e:
         _fail(str(e))
         return
@@ -74,14 +91,35 @@ def run(
     )
     for k, v in result.metrics.items():
         typer.echo(f"  {k.replace('_', ' ')}: {v:.3f}")
+    _echo_safety(row)
     typer.echo(f"  results: {Path(out) / cfg.experiment.name}")
 
 
-@app.command()
-def protocols() -> None:
-    """List the registered protocols and their parameters."""
-    from raysim.protocols import available
+def _echo_safety(row: dict[str, Any]) -> None:
+    """The safety-check line of a run's summary (nothing if its protocol declares none)."""
+    total = row.get("metric.violations")
+    if total is None:
+        return
+    if total != total:  # NaN: not checked
+        typer.echo("  safety checks: not run (they need log.level = 'all')")
+        return
+    per = {k.removeprefix("metric.violations."): int(v) for k, v in row.items()
+           if k.startswith("metric.violations.")}
+    typer.echo(f"  safety violations: {int(total)} ("
+               + ", ".join(f"{k} {v}" for k, v in per.items()) + ")")
+    for v in json.loads(row.get("violations") or "[]")[:3]:
+        typer.echo(f"    {v['check']} at time {v['time']}, nodes {v['nodes']}: {v['detail']}")
 
+
+@app.command()
+def protocols(import_: ImportOpt = None) -> None:
+    """List the registered protocols and their parameters (``--import`` yours first)."""
+    from raysim.protocols import available, import_modules
+
+    try:
+        import_modules(import_ or [], Path.cwd(), label="--import")
+    except ConfigError as e:
+        _fail(str(e))
     for spec in available():
         typer.echo(f"{spec.name}  —  {spec.summary}")
         for name, f in spec.cls.Params.model_fields.items():
@@ -134,15 +172,18 @@ def sweep(
         int | None, typer.Option(help="Runs in flight at once (default: the cluster's CPUs).")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    import_: ImportOpt = None,
+    strict: StrictOpt = False,
 ) -> None:
     """Run every point of the experiment's sweep table as Ray tasks; skip runs already done."""
     from raysim.experiments import sweep as sweepmod
     from raysim.experiments.sweep_exec import run_sweep
 
     try:
-        plan = sweepmod.plan(experiment, set_ or [])
+        plan = sweepmod.plan(experiment, set_ or [], imports=import_ or [])
         summary = run_sweep(
-            plan, out, address=address, max_parallel=max_parallel, progress=progress
+            plan, out, address=address, max_parallel=max_parallel, progress=progress,
+            strict=strict,
         )
     except ConfigError as e:
         _fail(str(e))

@@ -71,3 +71,30 @@ def test_vector_protocol_satisfies_the_strong_clock_condition(tmp_path: Path, fa
     own = [int(v[n]) for v, n in zip(st["clock"], node, strict=True)]
     k = st.groupby(node).cumcount().to_numpy() + 1
     assert own == k.tolist()
+
+
+def test_safety_hooks_count_clock_and_causal_order_breaches(tmp_path: Path) -> None:
+    good = run(validate({
+        "experiment": {"name": "s", "protocol": "clocks.lamport", "seed": 5, "duration": 3000},
+        "protocol": {"interval": 30.0, "until": 2000},
+        "network": {"nodes": 6, "delay": {"dist": "uniform", "low": 5, "high": 120}},
+    }, "test"), tmp_path)
+    assert good.row["metric.violations.clock_condition"] == 0
+    bad = run(validate({
+        "experiment": {"name": "s", "protocol": "test.lamport_forgetful", "seed": 5,
+                       "duration": 3000},
+        "protocol": {"interval": 30.0, "until": 2000},
+        "network": {"nodes": 6, "delay": {"dist": "uniform", "low": 5, "high": 120}},
+    }, "test"), tmp_path)
+    assert bad.row["metric.violations.clock_condition"] > 0
+    for policy, jitter in (("arrival", 400), ("causal", 400)):
+        res = run(validate({
+            "experiment": {"name": "b", "protocol": "causal.broadcast", "seed": 2,
+                           "duration": 4000},
+            "protocol": {"policy": policy, "until": 1500},
+            "network": {"nodes": 5, "delay": 50, "jitter": jitter},
+        }, "test"), tmp_path)
+        log = cr.run_events(tmp_path / "b", res.run_id)
+        expect = len(rcz.causal_order_violations(log))
+        assert res.row["metric.violations.causal_order"] == expect
+        assert (expect > 0) == (policy == "arrival")

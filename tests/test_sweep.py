@@ -219,12 +219,13 @@ def test_a_failing_run_is_recorded_and_the_others_continue(
     import tests.sweep_plugin  # noqa: F401  (registers test.flaky in this process)
 
     raw = {
-        "experiment": {"name": "flaky", "protocol": "test.flaky", "seed": 1, "duration": 5000},
+        "experiment": {"name": "flaky", "protocol": "test.flaky", "seed": 1, "duration": 5000,
+                       "modules": ["tests.sweep_plugin"]},
         "network": {"nodes": 8},
         "sweep": {"seeds": 2, "protocol.fail": [False, True]},
     }
     plan = plan_data(raw, where="flaky")
-    summary = run_sweep(plan, tmp_path, progress=False, imports=["tests.sweep_plugin"])
+    summary = run_sweep(plan, tmp_path, progress=False)
     assert (summary.ok, len(summary.failed), summary.exit_code) == (2, 2, 1)
     assert "protocol handler failed at node 1" in summary.describe()
     table = pd.read_parquet(tmp_path / "flaky" / "runs.parquet")
@@ -233,7 +234,7 @@ def test_a_failing_run_is_recorded_and_the_others_continue(
     assert failed["error"].str.contains("node 1").all()
     assert failed["traceback"].str.contains("failed on purpose").all()
     assert not any((tmp_path / "flaky" / "events").glob(f"run_id={failed['run_id'].iloc[0]}"))
-    retry = run_sweep(plan, tmp_path, progress=False, imports=["tests.sweep_plugin"])
+    retry = run_sweep(plan, tmp_path, progress=False)
     assert (retry.skipped, retry.ok, len(retry.failed)) == (2, 0, 2)
 
 

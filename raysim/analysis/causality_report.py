@@ -1,10 +1,10 @@
 """The causality part of ``raysim report``: diagrams, classified pairs, clock checks, and
 causal-order violations of causal broadcast against jitter.
 
-:func:`section` is the report section of the clock protocols (``clocks.*``) and of causal
-broadcast (``causal.broadcast*``); :func:`diagram_section` is the space-time diagram of the
-smallest run, which the report shows for any results directory whose smallest run is small
-enough to read (:data:`DIAGRAM_MAX_NODES`, :data:`DIAGRAM_MAX_EVENTS`).
+:func:`report_parts` is the report section of the clock protocols (``clocks.*``) and of
+causal broadcast (``causal.broadcast*``), named by their ``report`` attribute;
+:func:`diagram_section` is the space-time diagram of the smallest run, which the report
+shows for any results directory whose smallest run is small enough to read (:data:`DIAGRAM_MAX_NODES`, :data:`DIAGRAM_MAX_EVENTS`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from raysim.analysis import causality as rcz
 from raysim.analysis import diagram as dg
 from raysim.analysis.figures import PALETTE
 from raysim.analysis.load import Where, load_events
+from raysim.analysis.section import Part
 from raysim.analysis.stats import summarize
 
 DIAGRAM_MAX_NODES = 30
@@ -28,11 +29,6 @@ CLOCK_PROTOCOLS = ("clocks.",)
 BROADCAST_PROTOCOLS = ("causal.broadcast",)
 JITTER = "network.jitter"
 POLICY = "protocol.policy"
-
-
-def _table(frame: pd.DataFrame, max_rows: int = 200) -> str:
-    return str(frame.head(max_rows).to_html(index=False, border=0, classes="runs",
-                                              float_format=lambda v: f"{v:.3g}"))
 
 
 def run_events(where: Where, run_id: str) -> pd.DataFrame:
@@ -53,7 +49,9 @@ def causal_violations(where: Where, runs: pd.DataFrame) -> pd.DataFrame:
         applied = int(((log["kind"] == "obs") & (log["name"] == "apply")).sum())
         rows.append({"run_id": rid, "violations": len(v), "applied": applied})
     out = pd.DataFrame(rows, columns=["run_id", "violations", "applied"])
-    return runs.merge(out, on="run_id")
+    # NOTE: a runs table may have a ``violations`` column of its own (the safety checks'
+    # first violations, as JSON text); the count computed here replaces it.
+    return runs.drop(columns=["violations", "applied"], errors="ignore").merge(out, on="run_id")
 
 
 def fig_causal_violations(per_run: pd.DataFrame) -> go.Figure:
@@ -112,49 +110,6 @@ def diagram_section(where: Where, runs: pd.DataFrame, div_id: str = "fig-diagram
     )
 
 
-def _clock_part(where: Where, runs: pd.DataFrame) -> str:
-    out = []
-    row = _smallest(runs)
-    if row is None:
-        return ""
-    rid = str(row["run_id"])
-    log = run_events(where, rid)
-    hb = rcz.happens_before(log)
-    name, kind = ("vclock", "vector") if str(row["protocol"]) == "clocks.vector" else (
-        "lamport", "lamport")
-    v = rcz.check_clock_condition(hb, name, kind)  # type: ignore[arg-type]
-    verdict = ("every pair of stamped events satisfies the clock condition"
-               + (" and the strong condition (a → b ⇔ V(a) < V(b))" if kind == "vector" else "")
-               if v is None else f"violated: {v.describe()}")
-    out.append("<h2>Clock conditions</h2>")
-    out.append(f"<p>Run <code>{html.escape(rid)}</code>: the protocol's own "
-               f"<code>{name}</code> observations, checked against the log's happens-before "
-               f"graph: {html.escape(verdict)}.</p>")
-    stats = rcz.lamport_disagreement(hb)
-    out.append(
-        "<p>Over all " f"{int(stats['pairs'])} pairs of events, Lamport times computed on the "
-        "graph (Algorithm 5) order "
-        f"{stats['realtime_disagree']:.1%} of the pairs at distinct times against real time; "
-        f"{stats['concurrent']:.1%} of the pairs are concurrent, and Lamport gives "
-        f"{stats['concurrent_ordered']:.1%} of those distinct times (an order that causality "
-        "does not imply).</p>"
-    )
-    stamped = rcz.stamped_events(hb, name)
-    if 0 < len(stamped) <= PAIRS_MAX_EVENTS:
-        pairs = classified_stamps(hb, stamped)
-        counts = pairs["relation"].value_counts()
-        out.append(
-            f"<h3>Every pair of the {len(stamped)} clocked events, classified</h3>"
-            f"<p class=\"note\">→ {int(counts.get(rcz.BEFORE, 0))}, "
-            f"← {int(counts.get(rcz.AFTER, 0))}, ∥ {int(counts.get(rcz.CONCURRENT, 0))}. "
-            "<code>P1.3</code> is the third clocked event (local, send or receive) of node 1; "
-            "the relation is the log's happens-before, the clocks are the protocol's.</p>"
-        )
-        out.append("<details><summary>the pairs</summary>"
-                   + _table(pairs, max_rows=2000) + "</details>")
-    return "\n".join(out)
-
-
 def classified_stamps(hb: rcz.HappensBefore, stamped: pd.DataFrame) -> pd.DataFrame:
     """Every pair of the protocol-clocked events, named ``P<node>.<k>``, with their clocks."""
     ev = hb.events
@@ -179,43 +134,71 @@ def classified_stamps(hb: rcz.HappensBefore, stamped: pd.DataFrame) -> pd.DataFr
     })
 
 
-def _broadcast_part(where: Where, runs: pd.DataFrame) -> str:
+def _clock_parts(where: Where, runs: pd.DataFrame) -> list[Part]:
+    row = _smallest(runs)
+    if row is None:
+        return []
+    rid = str(row["run_id"])
+    hb = rcz.happens_before(run_events(where, rid))
+    name, kind = ("vclock", "vector") if str(row["protocol"]) == "clocks.vector" else (
+        "lamport", "lamport")
+    v = rcz.check_clock_condition(hb, name, kind)  # type: ignore[arg-type]
+    verdict = ("every pair of stamped events satisfies the clock condition"
+               + (" and the strong condition (a → b ⇔ V(a) < V(b))" if kind == "vector" else "")
+               if v is None else f"violated: {v.describe()}")
+    stats = rcz.lamport_disagreement(hb)
+    out = [Part(
+        "Clock conditions",
+        f"Run {rid} (the smallest): the protocol's own {name} observations, checked against "
+        f"the log's happens-before graph: {verdict}. Over all {int(stats['pairs'])} pairs of "
+        "events, Lamport times computed on the graph (Algorithm 5) order "
+        f"{stats['realtime_disagree']:.1%} of the pairs at distinct times against real time; "
+        f"{stats['concurrent']:.1%} of the pairs are concurrent, and Lamport gives "
+        f"{stats['concurrent_ordered']:.1%} of those distinct times (an order that causality "
+        "does not imply).",
+    )]
+    stamped = rcz.stamped_events(hb, name)
+    if 0 < len(stamped) <= PAIRS_MAX_EVENTS:
+        pairs = classified_stamps(hb, stamped)
+        counts = pairs["relation"].value_counts()
+        out.append(Part(
+            f"Every pair of the {len(stamped)} clocked events, classified",
+            f"→ {int(counts.get(rcz.BEFORE, 0))}, ← {int(counts.get(rcz.AFTER, 0))}, "
+            f"∥ {int(counts.get(rcz.CONCURRENT, 0))}. P1.3 is the third clocked event (local, "
+            "send or receive) of node 1; the relation is the log's happens-before, the clocks "
+            "are the protocol's.",
+            table=pairs,
+        ))
+    return out
+
+
+def _broadcast_parts(where: Where, runs: pd.DataFrame) -> list[Part]:
     per_run = causal_violations(where, runs)
-    out = ["<h2>Causal broadcast: causal-order violations</h2>",
-           "<p class=\"note\">An application of an operation is a violation if the node had "
-           "not yet applied every operation that causally precedes it (found from the log "
-           "alone: program order, and an edge from each send to the application of what it "
-           "carried).</p>"]
-    if JITTER in per_run and per_run[JITTER].nunique() > 1:
-        out.append(dg_figure(fig_causal_violations(per_run), "fig-causal-violations"))
-    cols = [c for c in ("run_id", POLICY, JITTER, "seed", "applied", "violations")
-            if c in per_run]
+    note = ("An application of an operation is a violation if the node had not yet applied "
+            "every operation that causally precedes it (found from the log alone: program "
+            "order, and an edge from each send to the application of what it carried).")
     by = [c for c in (POLICY, JITTER) if c in per_run]
-    if by:
-        table = per_run.groupby(by)["violations"].agg(["mean", "min", "max", "count"])
-        out.append(_table(table.reset_index()))
-    else:
-        out.append(_table(per_run[cols]))
-    return "\n".join(out)
+    table = (per_run.groupby(by)["violations"].agg(["mean", "min", "max", "count"])
+             .reset_index() if by else per_run[["run_id", "applied", "violations"]])
+    fig = (fig_causal_violations(per_run)
+           if JITTER in per_run and per_run[JITTER].nunique() > 1 else None)
+    return [Part("Causal broadcast: causal-order violations", note, figure=fig, table=table,
+                 figure_id="fig-causal-violations")]
 
 
-def dg_figure(fig: go.Figure, div_id: str) -> str:
-    """A plotly figure as a ``<div>`` for a page that already loads plotly.js."""
-    return str(fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
-                           config={"displaylogo": False, "responsive": True}))
-
-
-def section(where: Where, runs: pd.DataFrame) -> str:
-    """The causality section of the report for ``runs`` (the ok runs of a directory)."""
+def report_parts(where: Where, runs: pd.DataFrame) -> list[Part]:
+    """The causality section of the report (the protocols' ``report`` hook): clock checks
+    and classified pairs for ``clocks.*`` runs, violations against jitter for causal
+    broadcast."""
     proto = runs["protocol"].astype(str)
+    out: list[Part] = []
     clocks = runs[proto.str.startswith(CLOCK_PROTOCOLS)].reset_index(drop=True)
     bcast = runs[proto.str.startswith(BROADCAST_PROTOCOLS)].reset_index(drop=True)
-    parts = []
     if len(clocks):
-        parts.append(_clock_part(where, clocks))
+        out += _clock_parts(where, clocks)
     if len(bcast):
-        parts.append(_broadcast_part(where, bcast))
-    return "\n".join(p for p in parts if p)
+        out += _broadcast_parts(where, bcast)
+    return out
 
 
-__all__ = ["causal_violations", "diagram_section", "fig_causal_violations", "section"]
+__all__ = ["causal_violations", "diagram_section", "fig_causal_violations", "report_parts"]

@@ -20,12 +20,13 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
+from raysim.api.protocol import ProtocolSpec
 from raysim.errors import ConfigError
 from raysim.network.faults import ConstantDelay, Delay, Faults
 from raysim.network.lifecycle import read_trace
-from raysim.protocols import lookup
+from raysim.protocols import resolve
 
 SECTIONS = ("experiment", "protocol", "network", "faults", "log", "sweep")
 
@@ -41,13 +42,27 @@ class ExperimentSection(_Section):
     """``[experiment]``: what runs, for how long, from which seed."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    protocol: str
+    protocol: str = Field(description="a registered name, or 'package.module:ClassName'")
+    modules: tuple[str, ...] = Field(
+        (), description="modules to import first (beside the experiment file, or on PYTHONPATH)"
+    )
+    protocol_class: str | None = Field(
+        None, description="filled in by raysim: the 'module:Class' the protocol resolved to"
+    )
     seed: int = Field(0, ge=0, lt=2**63)
     tick_ms: float = Field(1.0, gt=0, description="milliseconds per tick, for duration strings")
     duration: int | str = Field(60_000, description="ticks, or a string such as '60s'")
     stop_when: str | None = Field(
         None, description="stop once every live node has emitted this observation"
     )
+
+    @field_validator("modules")
+    @classmethod
+    def _modules(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for name in v:
+            if not name or not all(part.isidentifier() for part in name.split(".")):
+                raise ValueError(f"{name!r} is not a module name (expected e.g. 'mymodule')")
+        return tuple(dict.fromkeys(v))  # each module once, first mention first
 
     @field_validator("duration")
     @classmethod
@@ -108,6 +123,25 @@ class ExperimentConfig(_Section):
     faults: Faults = Faults()
     log: LogSection = LogSection()
     sweep: dict[str, Any] = Field(default_factory=dict)
+    # Where the experiment file is (its modules are imported from there); not part of the
+    # run's identity, so a results directory can be rerun from another checkout.
+    _base_dir: str | None = PrivateAttr(default=None)
+
+    @property
+    def base_dir(self) -> str | None:
+        """The experiment file's directory (searched first for ``experiment.modules``)."""
+        return self._base_dir
+
+    def without_base_dir(self) -> ExperimentConfig:
+        """This config, its modules looked up on ``sys.path`` only (on a Ray worker)."""
+        out = self.model_copy()
+        out._base_dir = None
+        return out
+
+    def protocol_spec(self) -> ProtocolSpec:
+        """The protocol class and presets this run uses (imports its modules if needed)."""
+        e = self.experiment
+        return resolve(e.protocol, e.modules, self._base_dir)
 
     def resolved(self) -> dict[str, Any]:
         """Every value of this run, protocol defaults included, as plain JSON-able data."""
@@ -180,8 +214,41 @@ def _describe(err: ValidationError, prefix: str = "") -> str:
     return f"{loc}: {msg}{shown}"
 
 
-def validate(data: dict[str, Any], where: str) -> ExperimentConfig:
-    """Validate raw experiment data into an :class:`ExperimentConfig`, protocol included."""
+def with_modules(data: dict[str, Any], imports: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Raw experiment data with ``--import`` modules appended to ``experiment.modules``."""
+    if not imports:
+        return data
+    data = copy.deepcopy(data)
+    exp = data.setdefault("experiment", {})
+    if isinstance(exp, dict):
+        given = exp.get("modules", [])
+        exp["modules"] = [*(given if isinstance(given, list) else [given]), *imports]
+    return data
+
+
+def _resolve_protocol(cfg: ExperimentConfig, where: str, base_dir: str | None) -> ProtocolSpec:
+    """The run's protocol, found from ``experiment.protocol`` after importing its modules."""
+    e = cfg.experiment
+    try:
+        spec = resolve(e.protocol, e.modules, base_dir)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
+    if e.protocol_class is not None and e.protocol_class != spec.reference:
+        raise ConfigError(
+            f"{where}: experiment.protocol_class: the config says {e.protocol_class!r} but "
+            f"{e.protocol!r} now resolves to {spec.reference!r} (leave protocol_class out)"
+        )
+    return spec
+
+
+def validate(
+    data: dict[str, Any], where: str, base_dir: str | Path | None = None
+) -> ExperimentConfig:
+    """Validate raw experiment data into an :class:`ExperimentConfig`, protocol included.
+
+    ``base_dir`` (the experiment file's directory) is searched first for the modules of
+    ``experiment.modules`` and a ``module:Class`` protocol reference.
+    """
     unknown = sorted(set(data) - set(SECTIONS))
     if unknown:
         raise ConfigError(
@@ -191,21 +258,17 @@ def validate(data: dict[str, Any], where: str) -> ExperimentConfig:
         cfg = ExperimentConfig.model_validate(data)
     except ValidationError as e:
         raise ConfigError(f"{where}: {_describe(e)}") from None
-    try:
-        spec = lookup(cfg.experiment.protocol)
-    except KeyError as e:
-        raise ConfigError(f"{where}: experiment.protocol: {e.args[0]}") from None
+    base = str(Path(base_dir).resolve()) if base_dir is not None else None
+    spec = _resolve_protocol(cfg, where, base)
     try:
         params = spec.make_params(cfg.protocol)
     except ValidationError as e:
         fields = ", ".join(spec.cls.Params.model_fields)
         raise ConfigError(f"{where}: {_describe(e, 'protocol')}; parameters: {fields}") from None
-    check = getattr(spec.cls, "check", None)
-    if check is not None:
-        try:
-            check(params, cfg.network.nodes)
-        except ValueError as e:
-            raise ConfigError(f"{where}: protocol: {e}") from None
+    try:
+        spec.cls.check(params, cfg.network.nodes)
+    except ValueError as e:
+        raise ConfigError(f"{where}: protocol: {e}") from None
     if cfg.network.topology == "random" and cfg.network.degree >= cfg.network.nodes:
         raise ConfigError(
             f"{where}: network.degree: must be below network.nodes ({cfg.network.nodes})"
@@ -224,16 +287,25 @@ def validate(data: dict[str, Any], where: str) -> ExperimentConfig:
     for i, c in enumerate(cfg.faults.crashes):
         if c.node is not None and c.node >= cfg.network.nodes:
             raise ConfigError(f"{where}: faults.crashes.{i}.node: must be below network.nodes")
-    # Store the full parameter set, defaults included, so the run is described completely.
-    return cfg.model_copy(update={"protocol": params.model_dump(mode="json")})
+    # Store the full parameter set, defaults included, and the class the protocol resolved
+    # to, so the run is described completely (and its run_id changes if either does).
+    experiment = cfg.experiment.model_copy(update={"protocol_class": spec.reference})
+    out = cfg.model_copy(
+        update={"protocol": params.model_dump(mode="json"), "experiment": experiment}
+    )
+    out._base_dir = base
+    return out
 
 
 def load(
-    path: Path | str, overrides: list[str] | None = None, seed: int | None = None
+    path: Path | str,
+    overrides: list[str] | None = None,
+    seed: int | None = None,
+    imports: list[str] | tuple[str, ...] = (),
 ) -> ExperimentConfig:
-    """Read, override and validate an experiment file."""
+    """Read, override and validate an experiment file (``imports``: ``--import`` modules)."""
     path = Path(path)
-    data = read_toml(path)
+    data = with_modules(read_toml(path), imports)
     data = apply_overrides(data, overrides or [], str(path))
     if seed is not None:
         data.setdefault("experiment", {})["seed"] = seed
@@ -243,4 +315,4 @@ def load(
         beside = path.parent / trace  # a trace named relative to the experiment file
         if beside.exists():
             churn["trace"] = str(beside)
-    return validate(data, str(path))
+    return validate(data, str(path), path.parent)

@@ -27,13 +27,15 @@ from typing import Any
 import pandas as pd
 
 from raysim._version import __version__
+from raysim.api.protocol import ProtocolSpec, Violation
 from raysim.engine.shard import RunSpec
 from raysim.errors import ConfigError, ProtocolError
+from raysim.experiments.checks import SafetyResult, run_checks
 from raysim.experiments.config import ExperimentConfig
 from raysim.experiments.results import _locked, append_run_row
 from raysim.network.lifecycle import read_trace
 from raysim.network.router import RouteStats
-from raysim.protocols import lookup
+from raysim.protocols import module_sources
 from raysim.runtime.backends import ROUTER_PLACEMENTS, run_local, run_ray, shard_bounds
 
 BACKENDS = ("local", "ray")
@@ -49,6 +51,7 @@ class RunResult:
     events_dir: Path | None
     metrics: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    violations: list[Violation] = field(default_factory=list)
 
 
 @cache
@@ -176,12 +179,16 @@ def run(
     router: str = "shard",
     address: str | None = None,
     write_row: bool = True,
+    strict: bool = False,
 ) -> RunResult:
     """Run one experiment; write its event log and its ``runs.parquet`` row.
 
     With ``write_row=False`` the row is only returned (``RunResult.row``) and the caller
-    writes it: the sweep driver does, so that one process owns ``runs.parquet``.
+    writes it: the sweep driver does, so that one process owns ``runs.parquet``. The
+    protocol's safety checks run at the end (:mod:`raysim.experiments.checks`); with
+    ``strict`` a run with violations is recorded as failed (its events are kept).
     """
+    proto = _protocol(cfg, strict)
     if backend not in BACKENDS:
         raise ConfigError(f"--backend {backend!r}: allowed: {', '.join(BACKENDS)}")
     if router not in ROUTER_PLACEMENTS:
@@ -216,7 +223,9 @@ def run(
         if backend == "local":
             raw = run_local(spec, bounds, log_dir)
         else:
-            raw = run_ray(spec, bounds, log_dir, router=router, address=address)
+            raw = run_ray(spec, bounds, log_dir, router=router, address=address,
+                          modules=cfg.experiment.modules,
+                          sources=module_sources(cfg.experiment.protocol, cfg.experiment.modules))
     except ProtocolError as e:
         shutil.rmtree(staging, ignore_errors=True)
         row.update(status="failed", error=str(e).splitlines()[0], traceback=e.traceback)
@@ -229,7 +238,13 @@ def run(
         raise
     wall = time.perf_counter() - t0
     stats = summarize(spec, raw)
-    metrics = _metrics(cfg, stats)
+    params = proto.make_params(cfg.protocol)
+    metrics = {k: float(v) for k, v in proto.cls.metrics(params, stats).items()}
+    try:
+        safety = run_checks(proto, params, log_dir, cfg.log.level)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     if log_dir is not None:
         if final.exists():
             trash = final.with_name(f".old-{uuid.uuid4().hex[:8]}")
@@ -238,23 +253,44 @@ def run(
             shutil.rmtree(trash, ignore_errors=True)
         else:
             os.replace(staging, final)
-    row.update(status="ok", error=None, traceback=None)
+    status, error = _verdict(safety, strict)
+    row.update(status=status, error=error, traceback=None)
     row.update(stats)
     row.update({f"metric.{k}": v for k, v in metrics.items()})
+    row.update(safety.row(proto.cls.checks))
     row["peak_rss_mib"] = raw["peak_rss_mib"]
     row.update(_meta(wall, cfg))
     if write_row:
         append_run_row(results, row)
-    return RunResult(run_id, "ok", row, final if log_dir is not None else None, metrics)
+    return RunResult(run_id, status, row, final if log_dir is not None else None, metrics,
+                     error=error, violations=safety.first)
 
 
-def _metrics(cfg: ExperimentConfig, stats: dict[str, Any]) -> dict[str, float]:
-    spec = lookup(cfg.experiment.protocol)
-    fn = getattr(spec.cls, "metrics", None)
-    if fn is None:
-        return {}
-    params = spec.make_params(cfg.protocol)
-    return {k: float(v) for k, v in fn(params, stats).items()}
+def _protocol(cfg: ExperimentConfig, strict: bool) -> ProtocolSpec:
+    """The run's protocol (importing its modules here, e.g. in a sweep task on another
+    machine); with ``strict``, a config error if its checks could not be run."""
+    proto = cfg.protocol_spec()
+    if strict:
+        check_strict(cfg, proto)
+    return proto
+
+
+def check_strict(cfg: ExperimentConfig, proto: ProtocolSpec | None = None) -> None:
+    """A ConfigError if ``--strict`` cannot be honoured: checks need the full event log."""
+    proto = proto or cfg.protocol_spec()
+    if proto.cls.checks and cfg.log.level != "all":
+        raise ConfigError(
+            f"--strict: protocol {cfg.experiment.protocol!r} checks {', '.join(proto.cls.checks)}"
+            f" over the full event log, but log.level = {cfg.log.level!r}; set log.level = "
+            "'all' or drop --strict"
+        )
+
+
+def _verdict(safety: SafetyResult, strict: bool) -> tuple[str, str | None]:
+    """A run's status and error: violations fail it only under ``strict``."""
+    if strict and safety.total:
+        return "failed", safety.describe()
+    return "ok", None
 
 
 def _meta(wall: float, cfg: ExperimentConfig) -> dict[str, Any]:

@@ -58,6 +58,7 @@ from raysim.experiments.config import (
     parse_value,
     read_toml,
     validate,
+    with_modules,
 )
 
 RESERVED = ("seeds", "zip")
@@ -299,10 +300,18 @@ def _split_overrides(overrides: Sequence[str]) -> tuple[list[tuple[str, Any]], l
 
 
 def plan_data(
-    data: Mapping[str, Any], overrides: Sequence[str] = (), where: str = "<experiment>"
+    data: Mapping[str, Any],
+    overrides: Sequence[str] = (),
+    where: str = "<experiment>",
+    base_dir: str | Path | None = None,
+    imports: Sequence[str] = (),
 ) -> SweepPlan:
-    """Plan a sweep from raw experiment data (a parsed TOML table) and ``--set`` overrides."""
-    data = dict(data)
+    """Plan a sweep from raw experiment data (a parsed TOML table) and ``--set`` overrides.
+
+    ``base_dir`` is the experiment file's directory (for ``experiment.modules``);
+    ``imports`` are ``--import`` modules, appended to ``experiment.modules``.
+    """
+    data = with_modules(dict(data), list(imports))
     raw_sweep = data.pop("sweep", {})
     if not isinstance(raw_sweep, dict):
         raise ConfigError(f"{where}: [sweep] must be a table")
@@ -334,10 +343,12 @@ def plan_data(
             spec.replicates,
         )
     base = apply_overrides(data, rest, where)
-    return _resolve(base, spec, where)
+    return _resolve(base, spec, where, base_dir)
 
 
-def _resolve(base: dict[str, Any], spec: SweepSpec, where: str) -> SweepPlan:
+def _resolve(
+    base: dict[str, Any], spec: SweepSpec, where: str, base_dir: str | Path | None = None
+) -> SweepPlan:
     runs: list[PlannedRun] = []
     # Keyed by canonical JSON: axis values may be lists or tables (e.g. faults.crashes).
     cache: dict[str, ExperimentConfig] = {}
@@ -350,7 +361,9 @@ def _resolve(base: dict[str, Any], spec: SweepSpec, where: str) -> SweepPlan:
             for name, value in point.params:
                 _set_path(data, name, value)
             label = ", ".join(f"{k}={_canon(v)}" for k, v in point.params)
-            cfg = validate(data, f"{where} [sweep point {label}]" if label else where)
+            cfg = validate(
+                data, f"{where} [sweep point {label}]" if label else where, base_dir
+            )
             cache[key] = cfg
         seed = derive_seed(cfg.experiment.seed, seed_basis(cfg), point.replicate)
         experiment = cfg.experiment.model_copy(update={"seed": seed})
@@ -367,10 +380,15 @@ def _resolve(base: dict[str, Any], spec: SweepSpec, where: str) -> SweepPlan:
     return SweepPlan(first.experiment.name, where, spec, tuple(runs), first.experiment.seed)
 
 
-def plan(path: Path | str, overrides: Sequence[str] = ()) -> SweepPlan:
-    """Read an experiment file and plan its sweep (one run if it has no ``[sweep]`` table)."""
+def plan(
+    path: Path | str, overrides: Sequence[str] = (), imports: Sequence[str] = ()
+) -> SweepPlan:
+    """Read an experiment file and plan its sweep (one run if it has no ``[sweep]`` table).
+
+    ``imports`` (``--import``) are appended to ``experiment.modules``.
+    """
     path = Path(path)
-    return plan_data(read_toml(path), overrides, str(path))
+    return plan_data(read_toml(path), overrides, str(path), path.parent, imports)
 
 
 __all__ = [

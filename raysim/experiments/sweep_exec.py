@@ -25,7 +25,6 @@ for them, and returns a summary with ``interrupted=True``.
 from __future__ import annotations
 
 import fcntl
-import importlib
 import json
 import socket
 import sys
@@ -129,9 +128,13 @@ def failed_row(cfg: ExperimentConfig, error: str, tb: str) -> dict[str, Any]:
 
 
 def execute(
-    cfg: ExperimentConfig, out: str, replicate: int, imports: Sequence[str] = ()
+    cfg: ExperimentConfig, out: str, replicate: int, strict: bool = False
 ) -> dict[str, Any]:
-    """Run one sweep point (the body of the Ray task); returns its ``runs.parquet`` row."""
+    """Run one sweep point (the body of the Ray task); returns its ``runs.parquet`` row.
+
+    The runner imports the run's ``experiment.modules`` before it resolves the protocol
+    (they reach a task on another machine through its ``runtime_env``, see :func:`_task_env`).
+    """
     from raysim.experiments import runner
 
     node_id = ""
@@ -143,15 +146,17 @@ def execute(
     except Exception:  # pragma: no cover - outside Ray
         pass
     try:
-        for module in imports:
-            importlib.import_module(module)
+        if node_id:
+            # NOTE: under Ray the modules come from the task's runtime_env (py_modules), never
+            # from the driver's folder, so a task behaves the same on every node of a cluster.
+            cfg = cfg.without_base_dir()
         loc = locate(out)
         if loc.local is not None:
-            row = runner.run(cfg, loc.local, backend="local", write_row=False).row
+            row = runner.run(cfg, loc.local, backend="local", write_row=False, strict=strict).row
         else:
             tmp = Path(tempfile.mkdtemp(prefix="raysim-run-"))
             try:
-                result = runner.run(cfg, tmp, backend="local", write_row=False)
+                result = runner.run(cfg, tmp, backend="local", write_row=False, strict=strict)
                 if result.events_dir is not None:
                     publish_events(result.events_dir, loc.child(cfg.experiment.name), result.run_id)
                 row = result.row
@@ -208,19 +213,25 @@ def run_sweep(
     address: str | None = None,
     max_parallel: int | None = None,
     progress: bool = True,
-    imports: Sequence[str] = (),
+    strict: bool = False,
 ) -> SweepSummary:
     """Run every unfinished run of ``plan`` as a Ray task; write rows as runs finish.
 
     ``out`` is the parent results directory (local path or pyarrow filesystem URI); the
     runs go to ``out/<experiment>``. ``address`` (or ``RAY_ADDRESS``) joins a cluster,
     otherwise a local Ray is started (and shut down at the end) unless one is running.
-    ``max_parallel`` defaults to the cluster's CPU count. ``imports`` are modules each task
-    imports first (e.g. ones that register extra protocols). Ctrl-C returns an
-    interrupted summary instead of raising.
+    ``max_parallel`` defaults to the cluster's CPU count. Each task imports its run's
+    ``experiment.modules`` (shipped to the task's machine) before resolving the protocol.
+    With ``strict`` a run whose safety checks find violations is a failed run. Ctrl-C
+    returns an interrupted summary instead of raising.
     """
     if max_parallel is not None and max_parallel < 1:
         raise ConfigError(f"--max-parallel {max_parallel}: must be at least 1")
+    if strict:
+        from raysim.experiments.runner import check_strict
+
+        for r in plan.runs:
+            check_strict(r.cfg)
     base = locate(out)
     if base.local is not None and base.local.exists() and not base.local.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a directory")
@@ -240,7 +251,7 @@ def run_sweep(
         if todo:
             target = base.display if base.local is None else str(base.local)
             _drive(todo, target, loc, summary, address=address, max_parallel=max_parallel,
-                   progress=progress, imports=tuple(imports))
+                   progress=progress, strict=strict)
     summary.wall_seconds = time.perf_counter() - t0
     return summary
 
@@ -254,7 +265,7 @@ def _drive(
     address: str | None,
     max_parallel: int | None,
     progress: bool,
-    imports: tuple[str, ...],
+    strict: bool,
 ) -> None:
     import ray
     from tqdm import tqdm
@@ -267,13 +278,20 @@ def _drive(
         limit = max_parallel or max(1, int(ray.cluster_resources().get("CPU", 1)))
         task = ray.remote(num_cpus=1, max_retries=2, scheduling_strategy="SPREAD")(execute)
         pending: dict[Any, PlannedRun] = {}
+        envs: dict[tuple[str, tuple[str, ...]], dict[str, Any] | None] = {}
         queue = iter(todo)
         bar = tqdm(total=summary.total, initial=summary.skipped, desc=summary.experiment,
                    unit="run", file=sys.stderr, disable=not progress, dynamic_ncols=True)
         try:
             while True:
                 for run in queue:
-                    pending[task.remote(run.cfg, out, run.point.replicate, imports)] = run
+                    e = run.cfg.experiment
+                    key = (e.protocol, e.modules)
+                    if key not in envs:
+                        envs[key] = _task_env(run.cfg)
+                    env = envs[key]
+                    submit = task if env is None else task.options(runtime_env=env)
+                    pending[submit.remote(run.cfg, out, run.point.replicate, strict)] = run
                     if len(pending) >= limit:
                         break
                 if not pending:
@@ -292,6 +310,14 @@ def _drive(
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _task_env(cfg: ExperimentConfig) -> dict[str, Any] | None:
+    """The ``runtime_env`` that gives a sweep task the run's protocol modules (or None)."""
+    from raysim.protocols import module_sources
+    from raysim.runtime.backends import worker_env
+
+    return worker_env(module_sources(cfg.experiment.protocol, cfg.experiment.modules))
 
 
 def _record(

@@ -18,7 +18,7 @@ import logging
 import os
 import resource
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from raysim.engine.shard import NEVER, Inbound, RunSpec, Shard, StepInfo
 from raysim.log.eventlog import EventLog
 from raysim.network.lifecycle import Schedule, lifecycle_schedule
 from raysim.network.router import Messages, Router
-from raysim.protocols import lookup
+from raysim.protocols import resolve
 
 ROUTER_PLACEMENTS = ("shard", "actor")
 PIPELINE_DEPTH = 8  # windows in flight on Ray; the log does not depend on it
@@ -106,9 +106,10 @@ def _part(log_dir: Path | None, name: str) -> Path | None:
     return None if log_dir is None else log_dir / f"part-{name}.parquet"
 
 
-def resolve_protocol(spec: RunSpec) -> ProtocolSpec:
-    """The protocol a run names, looked up where the shard is built (a Ray worker too)."""
-    return lookup(spec.protocol)
+def resolve_protocol(spec: RunSpec, modules: Sequence[str] = ()) -> ProtocolSpec:
+    """The protocol a run names, looked up where the shard is built (a Ray worker too),
+    after importing the run's ``modules`` (on a worker: from its runtime_env's py_modules)."""
+    return resolve(spec.protocol, modules)
 
 
 def run_local(spec: RunSpec, bounds: np.ndarray, log_dir: Path | None) -> dict[str, Any]:
@@ -130,6 +131,32 @@ def run_local(spec: RunSpec, bounds: np.ndarray, log_dir: Path | None) -> dict[s
     return {"end_time": end, "shards": finals, "peak_rss_mib": peak_rss_mib()}
 
 
+def worker_env(sources: Sequence[str]) -> dict[str, Any] | None:
+    """The Ray ``runtime_env`` that gives a worker the user's protocol modules, or None.
+
+    ``sources`` are the files and package folders of :func:`raysim.protocols.module_sources`;
+    they are uploaded to the cluster once (content-addressed ``gcs://`` packages, what
+    ``ray.init(runtime_env={"py_modules": [...]})`` does for a job) and Ray puts them on
+    each worker's ``sys.path``, on this machine or any node of a cluster. Needs Ray started.
+
+    NOTE: Ray accepts local paths in ``py_modules`` only at the job level (``ray.init``),
+    and raysim often joins a Ray that is already running (a notebook, the test session, a
+    sweep's driver), so the upload is done here with the helper ``ray.init`` itself uses;
+    a per-actor / per-task ``runtime_env`` then names the uploaded packages.
+    """
+    if not sources:
+        return None
+    import tempfile
+
+    from ray._private.runtime_env.py_modules import upload_py_modules_if_needed
+
+    with tempfile.TemporaryDirectory(prefix="raysim-py-modules-") as scratch:
+        env: dict[str, Any] = upload_py_modules_if_needed(
+            {"py_modules": list(sources)}, include_gitignore=True, scratch_dir=scratch
+        )
+    return env
+
+
 class _ShardWorker:
     """The body of a Ray shard actor: a :class:`Shard` behind remote-callable methods."""
 
@@ -141,9 +168,12 @@ class _ShardWorker:
         log: str | None,
         route: bool,
         schedule: Schedule,
+        modules: Sequence[str] = (),
     ) -> None:
         path = Path(log) if log else None
-        proto = resolve_protocol(spec)
+        # The user's modules first, so that the protocol's name or module:Class reference
+        # resolves here as in the driver.
+        proto = resolve_protocol(spec, modules)
         self.shard = Shard(spec, index, bounds, path, route, protocol=proto, schedule=schedule)
         self.n = len(bounds) - 1
         gc.disable()  # the actor's process does nothing but this run; see engine.paused_gc
@@ -171,7 +201,10 @@ class _ShardWorker:
 class _RouterWorker:
     """The body of a Ray router actor: routes every shard's sends, splits by destination."""
 
-    def __init__(self, spec: RunSpec, bounds: np.ndarray, log: str | None) -> None:
+    def __init__(
+        self, spec: RunSpec, bounds: np.ndarray, log: str | None, modules: Sequence[str] = ()
+    ) -> None:
+        resolve(spec.protocol, modules)  # the messages it routes may be the user's classes
         path = Path(log) if log else None
         self.log = EventLog(path, spec.log_level, spec.batch_rows)
         self.router = Router(
@@ -226,13 +259,22 @@ def run_ray(
     log_dir: Path | None,
     router: str = "shard",
     address: str | None = None,
+    modules: Sequence[str] = (),
+    sources: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Run the shards as Ray actors, routing in each shard or in one router actor."""
+    """Run the shards as Ray actors, routing in each shard or in one router actor.
+
+    ``modules`` are imported by each shard actor before it resolves the protocol;
+    ``sources`` (their files) travel to the actors' machines (:func:`worker_env`).
+    """
     import ray
 
     ensure_ray(address)
     n = len(bounds) - 1
+    env = worker_env(sources)  # after ensure_ray: uploads to the running cluster
     shard_cls: Any = ray.remote(num_cpus=0)(_ShardWorker)
+    if env is not None:
+        shard_cls = shard_cls.options(runtime_env=env)
     in_shard = router == "shard"
     # NOTE: the lifecycle schedule is computed once per run and put in the object store
     # once; every shard actor gets the same (zero-copy) arrays.
@@ -240,15 +282,17 @@ def run_ray(
     actors: list[Any] = [
         shard_cls.remote(
             spec, i, bounds, str(_part(log_dir, f"{i:05d}")) if log_dir else None, in_shard,
-            schedule,
+            schedule, tuple(modules),
         )
         for i in range(n)
     ]
     router_actor: Any = None
     if not in_shard:
         router_cls: Any = ray.remote(num_cpus=0)(_RouterWorker)
+        if env is not None:
+            router_cls = router_cls.options(runtime_env=env)
         router_actor = router_cls.remote(
-            spec, bounds, str(_part(log_dir, "router")) if log_dir else None
+            spec, bounds, str(_part(log_dir, "router")) if log_dir else None, tuple(modules)
         )
 
     def submit_in_shard(end: int, inbox: list[list[Any]]) -> tuple[list[list[Any]], Any]:

@@ -34,11 +34,13 @@ applications that came before one of their causal predecessors.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar, Literal, NamedTuple
 
 from pydantic import Field
 
-from raysim.api.protocol import Context, Params, Protocol, register
+from raysim.api.protocol import Context, Params, Protocol, Violation, register
+from raysim.protocols.causality import oracle
 from raysim.values.versions import (
     Operation,
     VersionVector,
@@ -75,6 +77,8 @@ class CausalBroadcast(Protocol):
 
     Params: ClassVar[type[BroadcastParams]] = BroadcastParams
     milestones: ClassVar[tuple[str, ...]] = ()
+    checks: ClassVar[tuple[str, ...]] = ("causal_order",)
+    report: ClassVar[str | None] = "raysim.analysis.causality_report:report_parts"
 
     def __init__(self, params: BroadcastParams, node: int) -> None:
         super().__init__(params, node)
@@ -86,6 +90,15 @@ class CausalBroadcast(Protocol):
     def metrics(cls, params: BroadcastParams, stats: dict[str, Any]) -> dict[str, float]:
         """Messages sent per node."""
         return {"messages_per_node": stats["sent"] / stats["nodes"]}
+
+    @classmethod
+    def safety(cls, params: BroadcastParams, events: Mapping[str, Any]) -> Iterator[Violation]:
+        """``causal_order``: every application of an operation before one it causally
+        depends on (:func:`~raysim.protocols.causality.oracle.causal_order_violations`)."""
+        for node, time, src, seq, missing in oracle.causal_order_violations(events):
+            yield Violation("causal_order", time, (node, src),
+                            f"node {node} applied operation {src}:{seq} before {missing} "
+                            "operation(s) it causally depends on")
 
     def on_start(self, ctx: Context) -> None:
         self.vv = VersionVector()

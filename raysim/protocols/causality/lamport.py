@@ -27,9 +27,11 @@ random, or a script such as the course's three-process exercise
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar, NamedTuple
 
-from raysim.api.protocol import Context, Protocol, register
+from raysim.api.protocol import Context, Protocol, Violation, register
+from raysim.protocols.causality import oracle
 from raysim.protocols.causality.traffic import (
     SEND,
     TrafficParams,
@@ -52,7 +54,8 @@ class LamportNode(Protocol):
 
     Params: ClassVar[type[TrafficParams]] = TrafficParams
     milestones: ClassVar[tuple[str, ...]] = ()
-    report: ClassVar[str | None] = "raysim.analysis.causality_report:section"
+    report: ClassVar[str | None] = "raysim.analysis.causality_report:report_parts"
+    checks: ClassVar[tuple[str, ...]] = ("clock_condition",)
 
     def __init__(self, params: TrafficParams, node: int) -> None:
         super().__init__(params, node)
@@ -68,6 +71,15 @@ class LamportNode(Protocol):
     def metrics(cls, params: TrafficParams, stats: dict[str, Any]) -> dict[str, float]:
         """Messages sent per node."""
         return {"messages_per_node": stats["sent"] / stats["nodes"]}
+
+    @classmethod
+    def safety(cls, params: TrafficParams, events: Mapping[str, Any]) -> Iterator[Violation]:
+        """``clock_condition``: every clocked event whose causal past (in the engine's graph)
+        holds a stamp not below its own (:func:`~raysim.protocols.causality.oracle.
+        clock_safety`)."""
+        values = "value_int" if "value_int" in events else "value"
+        for time, nodes, detail in oracle.clock_safety(events, "lamport", values):
+            yield Violation("clock_condition", time, nodes, detail)
 
     def on_start(self, ctx: Context) -> None:
         start_traffic(ctx, self.p)

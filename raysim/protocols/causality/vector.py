@@ -26,9 +26,11 @@ this protocol is meant for a few to a few hundred nodes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar, NamedTuple
 
-from raysim.api.protocol import Context, Protocol, register
+from raysim.api.protocol import Context, Protocol, Violation, register
+from raysim.protocols.causality import oracle
 from raysim.protocols.causality.traffic import (
     SEND,
     TrafficParams,
@@ -51,7 +53,8 @@ class VectorNode(Protocol):
 
     Params: ClassVar[type[TrafficParams]] = TrafficParams
     milestones: ClassVar[tuple[str, ...]] = ()
-    report: ClassVar[str | None] = "raysim.analysis.causality_report:section"
+    report: ClassVar[str | None] = "raysim.analysis.causality_report:report_parts"
+    checks: ClassVar[tuple[str, ...]] = ("clock_condition",)
 
     def __init__(self, params: TrafficParams, node: int) -> None:
         super().__init__(params, node)
@@ -67,6 +70,14 @@ class VectorNode(Protocol):
     def metrics(cls, params: TrafficParams, stats: dict[str, Any]) -> dict[str, float]:
         """Messages sent per node."""
         return {"messages_per_node": stats["sent"] / stats["nodes"]}
+
+    @classmethod
+    def safety(cls, params: TrafficParams, events: Mapping[str, Any]) -> Iterator[Violation]:
+        """``clock_condition`` (a → b ⇒ V(a) < V(b)), linear in the log; the converse
+        (the strong condition) is pairwise and left to
+        :func:`raysim.analysis.check_clock_condition`."""
+        for time, nodes, detail in oracle.clock_safety(events, "vclock", "value_vec", True):
+            yield Violation("clock_condition", time, nodes, detail)
 
     def _clock(self, ctx: Context) -> DenseVectorClock:
         if self.vc is None:

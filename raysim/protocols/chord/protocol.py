@@ -147,6 +147,7 @@ class Chord(ChordRouting, Protocol):
     """Chord lookups with stabilization under churn (Stoica et al. 2001)."""
 
     Params: ClassVar[type[ChordParams]] = ChordParams
+    report: ClassVar[str | None] = "raysim.analysis.section:chord"
     HANDLERS: ClassVar[dict[type, tuple[str, int, str]]] = _handlers()
 
     def __init__(self, params: ChordParams, node: int) -> None:

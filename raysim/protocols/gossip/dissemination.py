@@ -22,10 +22,18 @@ and handle events in batches (:class:`GossipColumns`); ``gossip.reference`` is t
 per-node state machine (:class:`Gossip`), the one to read first.
 With push, fanout 1 and lock-step rounds, the number of rounds until all N nodes know is
 log2 N + ln N + O(1) (Frieze and Grimmett 1985; Pittel 1987).
+
+Safety check (run over the event log after every fully logged run, see
+:meth:`Gossip.safety`): ``informed_by_delivery`` — a node other than the source becomes
+``informed`` only after it was delivered, since it last (re)started, a message that can
+carry the update (``Rumor``, ``Exchange`` or ``ExchangeReply``) sent by a node that was
+informed at the time of sending. A lost, partitioned or corrupted copy never counts (it has
+no ``deliver`` row), and a node that recovers from a crash must learn again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar, Literal, NamedTuple
 
 import numpy as np
@@ -38,6 +46,7 @@ from raysim.api.protocol import (
     Context,
     Params,
     Protocol,
+    Violation,
     register,
 )
 
@@ -83,6 +92,8 @@ class Gossip(Protocol):
 
     Params: ClassVar[type[GossipParams]] = GossipParams
     milestones: ClassVar[tuple[str, ...]] = ("informed",)
+    checks: ClassVar[tuple[str, ...]] = ("informed_by_delivery",)
+    report: ClassVar[str | None] = "raysim.analysis.section:gossip"
 
     def __init__(self, params: GossipParams, node: int) -> None:
         super().__init__(params, node)
@@ -106,6 +117,11 @@ class Gossip(Protocol):
             out["rounds_to_full"] = stats["informed_time"] / params.period
         out["informed_fraction"] = stats.get("informed_nodes", 0) / n
         return out
+
+    @classmethod
+    def safety(cls, params: GossipParams, events: Mapping[str, Any]) -> Iterator[Violation]:
+        """``informed_by_delivery`` (see the module docstring), vectorised over the log."""
+        yield from informed_by_delivery(params.source, events)
 
     def on_start(self, ctx: Context) -> None:
         if self.node == self.p.source:
@@ -154,6 +170,79 @@ class Gossip(Protocol):
             self._learn(ctx)
 
 
+CARRIERS = ("Rumor", "Exchange", "ExchangeReply")  # messages that can carry the update
+# Order of a node's rows within one tick when the log has no ``seq`` column: a handler's
+# (re)start comes first, then the delivery it handles, its observation, its sends.
+_TICK_ORDER = {"start": 0, "recover": 0, "join": 0, "deliver": 1, "obs": 2, "send": 3}
+
+
+def _program_order(events: Mapping[str, Any]) -> np.ndarray:
+    """Each row's rank in program order: (time, node, seq), or (time, node, kind) without seq."""
+    kind = events["kind"]
+    if "seq" in events:
+        third = np.asarray(events["seq"])
+    else:
+        third = np.array([_TICK_ORDER.get(k, 4) for k in kind], dtype=np.int64)
+    order = np.lexsort((third, events["node"], events["time"]))
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return rank
+
+
+def _latest_before(
+    q_node: np.ndarray, q_pos: np.ndarray, e_node: np.ndarray, e_pos: np.ndarray, span: int
+) -> np.ndarray:
+    """For each query, the largest ``e_pos`` at the same node below ``q_pos``; -1 if none."""
+    if len(e_pos) == 0:
+        return np.full(len(q_pos), -1, dtype=np.int64)
+    ekey = e_node * span + e_pos
+    order = np.argsort(ekey, kind="stable")
+    ekey, ep = ekey[order], e_pos[order]
+    i = np.searchsorted(ekey, q_node * span + q_pos, side="left") - 1
+    j = np.clip(i, 0, None)
+    return np.where((i >= 0) & (ekey[j] // span == q_node), ep[j], -1)
+
+
+def informed_by_delivery(source: int, events: Mapping[str, Any]) -> Iterator[Violation]:
+    """Violations of ``informed_by_delivery`` in a gossip run's event log."""
+    kind, name = events["kind"], events["name"]
+    node = np.asarray(events["node"], dtype=np.int64)
+    time = np.asarray(events["time"], dtype=np.int64)
+    msg_id = np.asarray(events["msg_id"], dtype=np.int64)
+    pos = _program_order(events)
+    span = len(pos) + 1
+    informed = (kind == "obs") & (name == "informed")
+    restart = np.isin(kind, list(_TICK_ORDER)[:3])
+
+    def state(q_node: np.ndarray, q_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        last_rs = _latest_before(q_node, q_pos, node[restart], pos[restart], span)
+        last_inf = _latest_before(q_node, q_pos, node[informed], pos[informed], span)
+        return last_rs, last_inf
+
+    # Sends of a carrier by a node informed at that moment (since its last restart).
+    send = (kind == "send") & np.isin(events["msg_type"], CARRIERS)
+    rs, inf = state(node[send], pos[send])
+    good_ids = np.sort(msg_id[send][(inf >= 0) & (inf > rs)])
+    # Deliveries of those messages.
+    deliver = kind == "deliver"
+    d_ids = msg_id[deliver]
+    k = np.clip(np.searchsorted(good_ids, d_ids), 0, max(len(good_ids) - 1, 0))
+    good = (good_ids[k] == d_ids) if len(good_ids) else np.zeros(len(d_ids), dtype=bool)
+    d_node, d_pos = node[deliver][good], pos[deliver][good]
+    # Every informed observation at a node other than the source needs one since restart.
+    q = informed & (node != source)
+    q_node, q_pos = node[q], pos[q]
+    last_rs = _latest_before(q_node, q_pos, node[restart], pos[restart], span)
+    last_dv = _latest_before(q_node, q_pos, d_node, d_pos, span)
+    bad = (last_dv < 0) | (last_dv < last_rs)
+    for t, n in zip(time[q][bad].tolist(), q_node[bad].tolist(), strict=True):
+        yield Violation(
+            "informed_by_delivery", t, (n,),
+            f"node {n} became informed without a delivery of the update from an informed "
+            "node since it (re)started",
+        )
+
+
 RUMOR, PULL_REQUEST, EXCHANGE, EXCHANGE_REPLY = range(4)
 
 
@@ -168,8 +257,11 @@ class GossipColumns(BatchProtocol):
     message_types: ClassVar[tuple[str, ...]] = ("Rumor", "PullRequest", "Exchange", "ExchangeReply")
     fields: ClassVar[tuple[str, ...]] = ("informed",)
     milestones: ClassVar[tuple[str, ...]] = ("informed",)
+    checks = Gossip.checks
+    report = Gossip.report
     check = Gossip.check
     metrics = Gossip.metrics
+    safety = Gossip.safety
 
     def __init__(self, params: GossipParams, lo: int, hi: int) -> None:
         super().__init__(params, lo, hi)
