@@ -4,7 +4,8 @@ causal-order violations of causal broadcast against jitter.
 :func:`report_parts` is the report section of the clock protocols (``clocks.*``) and of
 causal broadcast (``causal.broadcast*``), named by their ``report`` attribute;
 :func:`diagram_section` is the space-time diagram of the smallest run, which the report
-shows for any results directory whose smallest run is small enough to read (:data:`DIAGRAM_MAX_NODES`, :data:`DIAGRAM_MAX_EVENTS`).
+shows for any results directory whose smallest run is small enough to read
+(:data:`DIAGRAM_MAX_NODES`, :data:`DIAGRAM_MAX_EVENTS`).
 """
 
 from __future__ import annotations
