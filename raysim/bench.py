@@ -13,10 +13,19 @@ Workloads (targets for a 2-core machine are in the README):
 Every workload writes its full event log (``log.level = "all"``) to a temporary directory,
 since logging is part of the cost being measured. Wall time covers the whole run (shard
 actors' start-up included) but not ``ray.init``, which a session pays once.
+
+Each measurement runs in a fresh Python process (``python -m raysim.bench``, with its own
+local Ray where it needs one), so ``peak_rss_mib`` is that workload's own peak: the
+largest of its driver's resident memory (``driver_peak_rss_mib``) and, on Ray, each shard
+or router actor's, never an earlier workload's.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -26,9 +35,10 @@ from typing import Any
 from raysim.errors import ConfigError
 from raysim.experiments.config import ExperimentConfig, validate
 from raysim.experiments.runner import run
-from raysim.runtime.backends import ensure_ray
+from raysim.runtime.backends import ensure_ray, peak_rss_mib
 
 WORKLOADS = ("gossip_push_pull", "averaging", "naive", "ring", "vector_clock")
+_MARK = "raysim-bench-result "
 
 
 def gossip_config(nodes: int) -> ExperimentConfig:
@@ -108,28 +118,81 @@ def measure(
     }
 
 
-def run_all(only: list[str] | None = None, quick: bool = False) -> Iterator[dict[str, Any]]:
-    """Yield the result line of every selected workload, in order."""
+def _job_result(job: dict[str, Any]) -> dict[str, Any]:
+    """Run one measurement job in this process (the body of the per-workload subprocess)."""
+    kind = job["kind"]
+    if kind == "ring":
+        from raysim import bench_toolkit
+
+        line = bench_toolkit.bench_ring()
+    elif kind == "vector_clock":
+        from raysim import bench_toolkit
+
+        line = bench_toolkit.bench_vector_clock_merge()
+    else:
+        cfg = (gossip_config if kind == "gossip" else averaging_config)(*job["args"])
+        line = measure(job["workload"], cfg, **job["run"])  # peak: driver's or an actor's
+    line["driver_peak_rss_mib"] = round(peak_rss_mib(), 1)
+    line["peak_rss_mib"] = max(line["driver_peak_rss_mib"], line.get("peak_rss_mib", 0.0))
+    return line
+
+
+def _in_subprocess(job: dict[str, Any]) -> dict[str, Any]:
+    """Run ``job`` in a fresh interpreter, so its peak memory is its own."""
+    env = dict(os.environ)
+    # NOTE: the naive workload starts ~50 actor processes at once, and Ray's raylet warns
+    # ("N PYTHON worker processes have been started ...") at every 4x of its soft limit of
+    # workers; that many processes is the point of the baseline, so the limit is raised in
+    # the workload's own Ray instead of filtering its output.
+    env.setdefault("RAY_num_workers_soft_limit", "1000")
+    proc = subprocess.run(
+        [sys.executable, "-m", "raysim.bench", json.dumps(job)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        check=False,
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(_MARK)]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"bench workload {job['workload']!r} failed (exit {proc.returncode})")
+    result: dict[str, Any] = json.loads(lines[-1][len(_MARK) :])
+    return result
+
+
+def jobs(only: list[str] | None = None, quick: bool = False) -> list[dict[str, Any]]:
+    """The measurements of the selected workloads, in order (one subprocess each)."""
     chosen = list(only or WORKLOADS)
     bad = [w for w in chosen if w not in WORKLOADS]
     if bad:
         raise ConfigError(f"--only {bad[0]!r}: unknown workload; allowed: {', '.join(WORKLOADS)}")
     big = 10_000 if quick else 100_000
+    out: list[dict[str, Any]] = []
+
+    def add(workload: str, kind: str, args: list[int], **run: Any) -> None:
+        out.append({"workload": workload, "kind": kind, "args": args, "run": run})
+
     if "gossip_push_pull" in chosen:
         for n in (big // 10, big):
-            yield measure("gossip_push_pull", gossip_config(n), "local")
-            yield measure("gossip_push_pull", gossip_config(n), "ray", shards=2)
+            add("gossip_push_pull", "gossip", [n], backend="local")
+            add("gossip_push_pull", "gossip", [n], backend="ray", shards=2)
     if "averaging" in chosen:
-        cfg = averaging_config(big, rounds=5 if quick else 30)
-        yield measure("averaging", cfg, "local")
-        yield measure("averaging", cfg, "ray", shards=2, router="shard")
-        yield measure("averaging", cfg, "ray", shards=2, router="actor")
+        rounds = 5 if quick else 30
+        add("averaging", "averaging", [big, rounds], backend="local")
+        add("averaging", "averaging", [big, rounds], backend="ray", shards=2, router="shard")
+        add("averaging", "averaging", [big, rounds], backend="ray", shards=2, router="actor")
     if "naive" in chosen:
-        yield measure("naive", gossip_config(50), "ray", shard_size=1)
-    if "ring" in chosen or "vector_clock" in chosen:
-        from raysim import bench_toolkit
+        add("naive", "gossip", [50], backend="ray", shard_size=1)
+    for toolkit in ("ring", "vector_clock"):
+        if toolkit in chosen:
+            add(toolkit, toolkit, [])
+    return out
 
-        if "ring" in chosen:
-            yield bench_toolkit.bench_ring()
-        if "vector_clock" in chosen:
-            yield bench_toolkit.bench_vector_clock_merge()
+
+def run_all(only: list[str] | None = None, quick: bool = False) -> Iterator[dict[str, Any]]:
+    """Yield the result line of every selected workload, in order, each from its own process."""
+    for job in jobs(only, quick):
+        yield _in_subprocess(job)
+
+
+if __name__ == "__main__":
+    print(_MARK + json.dumps(_job_result(json.loads(sys.argv[1]))), flush=True)

@@ -94,6 +94,7 @@ class FakeContext:
         self.node = node
         self.n_nodes = n_nodes
         self.now = now
+        self.seed = seed  # the run's seed (ctx.seed)
         self.cause = -1
         self._peers = list(peers) if peers is not None else None
         self._rng = NodeRng(derive(seed, node))

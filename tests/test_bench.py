@@ -6,6 +6,7 @@ import json
 
 from typer.testing import CliRunner
 
+from raysim import bench
 from raysim.bench import averaging_config, gossip_config, measure
 from raysim.cli import app
 
@@ -35,3 +36,22 @@ def test_unknown_workload_is_exit_2() -> None:
     r = CliRunner().invoke(app, ["bench", "--only", "nope"])
     assert r.exit_code == 2
     assert "unknown workload" in r.stderr
+
+
+def test_each_workload_reports_its_own_peak_memory() -> None:
+    # A large run first, then a small one: a process-lifetime peak would repeat the first.
+    big, small = (
+        bench._in_subprocess({"workload": "gossip_push_pull", "kind": "gossip", "args": [n],
+                              "run": {"backend": "local"}})
+        for n in (30_000, 200)
+    )
+    assert big["nodes"] == 30_000 and small["nodes"] == 200
+    assert small["peak_rss_mib"] < big["peak_rss_mib"] - 20
+    assert small["driver_peak_rss_mib"] == small["peak_rss_mib"]  # local: no actors
+
+
+def test_bench_help_lists_every_workload() -> None:
+    r = CliRunner().invoke(app, ["bench", "--help"])
+    assert r.exit_code == 0
+    for workload in bench.WORKLOADS:
+        assert f"{workload}:" in r.stdout

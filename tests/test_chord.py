@@ -80,10 +80,11 @@ def test_the_fingers_command_prints_them(capsys: pytest.CaptureFixture[str]) -> 
 
 def test_too_few_bits_for_the_nodes_is_a_config_error() -> None:
     data = {"experiment": {"name": "c", "protocol": "chord"}, "network": {"nodes": 8},
-            "protocol": {"m": 5}}
+            "protocol": {"m": 5, "placement": "index"}}
     with pytest.raises(ConfigError, match=r"m = 5 bits is too few for 8 nodes: nodes \d+ and"):
         validate(data, "t")
-    validate({**data, "protocol": {"m": 6}}, "t")
+    validate({**data, "protocol": {"m": 6, "placement": "index"}}, "t")
+    validate({**data, "protocol": {"m": 5}}, "t")  # seeded identifiers never collide
 
 
 # --- handlers with a fake context -----------------------------------------------------------
@@ -93,7 +94,7 @@ class FakeContext(testing.FakeContext):
     """raysim.testing's fake context plus helpers for Chord's timers and replies."""
 
     def __init__(self, node: int, n_nodes: int, now: int = 0) -> None:
-        super().__init__(node, n_nodes, now=now, seed=node)
+        super().__init__(node, n_nodes, now=now, seed=0)
 
     @property
     def records(self) -> list[tuple[Any, ...]]:
@@ -118,7 +119,7 @@ N = 32
 
 
 def ideal(node: int, **kw: Any) -> tuple[Chord, FakeContext]:
-    c = Chord(ChordParams(m=16, lookup_rate=0, **kw), node)
+    c = Chord(ChordParams(m=16, lookup_rate=0, placement="index", **kw), node)
     ctx = FakeContext(node, N)
     c.on_start(ctx)
     return c, ctx
@@ -258,7 +259,7 @@ def test_fix_fingers_lookups_use_their_own_message_types() -> None:
 
 
 def test_phase_table_ignores_what_a_phase_does_not_handle_and_rejects_bad_moves() -> None:
-    c = Chord(ChordParams(m=16, bootstrap="join"), 3)
+    c = Chord(ChordParams(m=16, bootstrap="join", placement="index"), 3)
     ctx = FakeContext(3, N)
     c.on_start(ctx)
     assert c.phase == "waiting" and next(iter(ctx.timers.values())).tag == "join"
@@ -352,7 +353,7 @@ def test_keys_move_only_to_joining_nodes_and_are_conserved(tmp_path: Path) -> No
     last = obs[(obs["name"] == "keys") & (obs["time"] == obs["time"].max())]
     assert last["value"].sum() == 20 * 64  # nothing lost: every departure was graceful
     # and each live node holds exactly the keys in (true predecessor, itself]
-    ids = np.asarray(node_ids(64, 48))
+    ids = rc.run_ids(rc.chord_runs(res), rc.chord_runs(res)["run_id"].iloc[0])
     live = np.sort(last["node"].to_numpy())
     order = live[np.argsort(ids[live])]
     owner = order[np.searchsorted(ids[order], key_positions(20 * 64, 48)) % len(order)]

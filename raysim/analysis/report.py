@@ -103,6 +103,9 @@ def _params_section(runs_all: pd.DataFrame, manifest: Any) -> str:
                      f"</code>, master seed {html.escape(str(manifest.get('master_seed')))}; "
                      "each run's seed is derived from it and the run's parameters.</p>")
         parts.append(_table(pd.DataFrame(rows)))
+    else:
+        parts.append('<p class="note">No sweep here (no <code>sweep.json</code>): these are '
+                     "single <code>raysim run</code>s. Below are the values they took.</p>")
     varying = ra.varying_params(runs_all)
     if varying:
         vals = [{"parameter": c, "values": ", ".join(map(str, _sorted(runs_all[c].dropna())))}
@@ -251,8 +254,10 @@ def build(where: str | Path | Location) -> str:
         body.append(causality_report.diagram_section(loc, runs))
     body.append(_violations_section(runs_all))
     body.append(_runs_section(runs_all))
-    refs = "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in REFERENCES.items())
-    body.append(f"<h2>Theory references</h2><ul class=\"note\">{refs}</ul>")
+    refs = "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>"
+                   for k, v in _references(runs).items())
+    if refs:
+        body.append(f"<h2>Theory references</h2><ul class=\"note\">{refs}</ul>")
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>raysim report: {html.escape(name)}</title><style>{_CSS}</style>"
@@ -260,6 +265,23 @@ def build(where: str | Path | Location) -> str:
         + "\n".join(b for b in body if b)
         + "\n</body></html>\n"
     )
+
+
+CHORD_REFERENCE = ("½·log₂N hops per lookup; failures and churn (Stoica, Morris, Karger, "
+                   "Kaashoek & Balakrishnan 2001)")
+
+
+def _references(runs: pd.DataFrame) -> dict[str, str]:
+    """The theory references of the sections this report has (none for other protocols)."""
+    protocols = set(map(str, runs["protocol"].unique())) if len(runs) else set()
+    refs: dict[str, str] = {}
+    if any(p.startswith("gossip") and p != "gossip.average" for p in protocols):
+        refs.update({k: v for k, v in REFERENCES.items() if k != "averaging"})
+    if "gossip.average" in protocols:
+        refs["averaging"] = REFERENCES["averaging"]
+    if "chord" in protocols:
+        refs["chord"] = CHORD_REFERENCE
+    return refs
 
 
 def write(where: str | Path, out_name: str = REPORT) -> list[str]:

@@ -42,15 +42,8 @@ def gossip(where: Where, runs: pd.DataFrame) -> list[Part]:
     curves = ra.convergence_curves(where, runs=runs, times=times)
     per_run = ra.milestones(where, runs=runs, times=times)
     summary = ra.milestone_summary(per_run)
-    return [
-        Part("Convergence",
-             "Fraction of nodes that know the update against rounds (time / protocol.period): "
-             "the line is the mean over seeds, the band its 95 % confidence interval; dotted "
-             "lines are the mean-field prediction for synchronous rounds (Demers et al. 1987), "
-             "which runs with phase = \"random\" beat because news can travel several hops "
-             "within one round.",
-             ra.fig_convergence(curves, ra.theory_curves(curves, runs)),
-             figure_id="fig-convergence"),
+    missing = _against_n_missing(runs)
+    against_n = [
         Part("Rounds to 50 %, 99 % and 100 %",
              "Mean ± 95 % confidence interval over seeds against the number of nodes; thin "
              "lines: mean-field rounds; black dash-dot: Pittel's log₂N + ln N for push "
@@ -60,8 +53,31 @@ def gossip(where: Where, runs: pd.DataFrame) -> list[Part]:
         Part("Messages per node",
              "Messages sent until the run stopped, divided by the number of nodes.",
              ra.fig_messages(summary), figure_id="fig-messages"),
+    ] if missing is None else [Part("Rounds and messages against N", missing)]
+    return [
+        Part("Convergence",
+             "Fraction of nodes that know the update against rounds (time / protocol.period): "
+             "the line is the mean over seeds, the band its 95 % confidence interval; dotted "
+             "lines are the mean-field prediction for synchronous rounds (Demers et al. 1987), "
+             "which runs with phase = \"random\" beat because news can travel several hops "
+             "within one round.",
+             ra.fig_convergence(curves, ra.theory_curves(curves, runs)),
+             figure_id="fig-convergence"),
+        *against_n,
         Part("Summary over seeds", table=summary),
     ]
+
+
+def _against_n_missing(runs: pd.DataFrame) -> str | None:
+    """Why figures against N cannot be drawn from ``runs`` (None when they can)."""
+    ns = sorted(runs["network.nodes"].dropna().unique()) if "network.nodes" in runs else []
+    if len(ns) > 1:
+        return None
+    where = f"N = {ns[0]}" if ns else "one network size"
+    return ("Not shown: rounds and messages against N need runs at several network sizes, "
+            f"and these runs all have {where} (a sweep over network.nodes, or raysim run … "
+            "--set network.nodes=… into the same results directory, gives them). Their "
+            "figures are in the summary table below.")
 
 
 def averaging(where: Where, runs: pd.DataFrame) -> list[Part]:

@@ -27,7 +27,9 @@ class Context(TypingProtocol):
     """What a handler may do. The engine passes one; tests may pass a fake.
 
     Attributes ``node`` (this node's id), ``now`` (virtual time in ticks), ``n_nodes``
-    (size of the system) and ``cause`` are read-only for the protocol. ``cause`` is the id
+    (size of the system), ``seed`` and ``cause`` are read-only for the protocol. ``seed`` is
+    the run's seed, the same at every node: for what all nodes of a run must agree on, such
+    as Chord's identifiers. ``cause`` is the id
     of what the running handler handles: the message's ``msg_id`` in ``on_message`` (what
     its sender's ``send`` returned), the timer's id in ``on_timer`` (what ``set_timer``
     returned), -1 in the lifecycle handlers (start, crash, recover, join, leave).
@@ -36,6 +38,7 @@ class Context(TypingProtocol):
     node: int
     now: int
     n_nodes: int
+    seed: int
     cause: int
 
     def send(self, dst: int, msg: object) -> int:
@@ -284,10 +287,11 @@ class BatchContext(TypingProtocol):
 
     Every method takes a batch's own columns (``ev.node``, ``ev.time`` or subsets of them
     selected with the same mask). Each node's random stream is the one a per-node protocol
-    would see through :class:`Context`, draw for draw.
+    would see through :class:`Context`, draw for draw. ``seed`` is the run's seed.
     """
 
     n_nodes: int
+    seed: int
 
     def send(self, src: Any, time: Any, dst: Any, mtype: int | Any, **fields: Any) -> Any:
         """Send one message per element (src node, send time, destination, type, fields).

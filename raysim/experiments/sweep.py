@@ -45,6 +45,7 @@ import copy
 import hashlib
 import itertools
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,7 @@ from raysim.experiments.config import (
 )
 
 RESERVED = ("seeds", "zip")
+MAX_RUNS = 100_000  # runs one sweep may plan; every one is validated and listed in sweep.json
 AXIS_SECTIONS = tuple(s for s in SECTIONS if s != "sweep")
 FORBIDDEN_AXES = {
     "experiment.seed": "the seed of each run is derived from it; use sweep.seeds for replicates",
@@ -155,12 +157,18 @@ def _replicates(value: Any, where: str) -> tuple[int, ...]:
     if isinstance(value, bool):
         raise ConfigError(f"{where}: sweep.seeds: expected a count or a list of replicate indices")
     if isinstance(value, int):
-        if value < 1:
-            raise ConfigError(f"{where}: sweep.seeds: must be at least 1 (got {value})")
+        if not 1 <= value <= MAX_RUNS:
+            raise ConfigError(
+                f"{where}: sweep.seeds: must be at least 1 and at most {MAX_RUNS} (got {value})"
+            )
         return tuple(range(value))
     if isinstance(value, list) and value:
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
-            raise ConfigError(f"{where}: sweep.seeds: list entries must be non-negative integers")
+        if not all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63 for v in value
+        ):
+            raise ConfigError(
+                f"{where}: sweep.seeds: list entries must be non-negative integers below 2**63"
+            )
         if len(set(value)) != len(value):
             raise ConfigError(f"{where}: sweep.seeds: replicate indices must be distinct")
         return tuple(value)
@@ -191,6 +199,13 @@ def parse_sweep(table: Mapping[str, Any], where: str = "[sweep]") -> SweepSpec:
             raise ConfigError(f"{where}: sweep.zip.{i}: zipped axes need equal lengths ({desc})")
         zips.append(members)
     spec = SweepSpec(axes, tuple(zips), replicates)
+    total = len(replicates) * math.prod(len(v) for _, v in axes)
+    total *= math.prod(len(g[0][1]) for g in zips)
+    if total > MAX_RUNS:
+        raise ConfigError(
+            f"{where}: the sweep has {total} runs; at most {MAX_RUNS} may be planned at once "
+            "(split it, e.g. with sweep.seeds = [a list of replicate indices])"
+        )
     names = spec.names
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:

@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 import traceback
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,17 +40,21 @@ from typing import TYPE_CHECKING, Any
 
 from raysim.errors import ConfigError
 from raysim.experiments.results import (
+    EVENTS,
     MANIFEST,
     Location,
     append_rows,
+    check_runs_table,
     event_run_ids,
     locate,
     publish_events,
     read_runs,
     remove_stale_staging,
+    remove_torn_temporaries,
     remove_tree,
     write_text,
 )
+from raysim.runtime.staging import remove_dead
 
 if TYPE_CHECKING:
     from raysim.experiments.config import ExperimentConfig
@@ -187,6 +192,24 @@ def _sweep_lock(loc: Location) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def _check_target(base: Location, loc: Location, out: str | Path) -> None:
+    """Bad ``--out`` or a foreign ``runs.parquet``: ConfigError before anything is written."""
+    try:
+        if base.local is not None and base.local.exists() and not base.local.is_dir():
+            raise ConfigError(f"--out {out}: exists and is not a directory")
+        if loc.exists() and not loc.is_dir():
+            raise ConfigError(f"--out {out}: {loc} exists and is not a directory")
+        check_runs_table(loc)
+        loc.fs.create_dir(loc.path, recursive=True)
+        if loc.local is not None:
+            probe = loc.local / f".write-test-{uuid.uuid4().hex}"
+            probe.write_bytes(b"")
+            probe.unlink()
+    except OSError as e:
+        reason = getattr(e, "strerror", None) or str(e)
+        raise ConfigError(f"--out {out}: results directory is not writable ({reason})") from None
+
+
 def finished_run_ids(loc: Location, runs: Sequence[PlannedRun]) -> set[str]:
     """run_ids of ``runs`` that are complete at ``loc``: an ok row, and events if logged."""
     table = read_runs(loc, columns=["run_id", "status"])
@@ -233,16 +256,11 @@ def run_sweep(
         for r in plan.runs:
             check_strict(r.cfg)
     base = locate(out)
-    if base.local is not None and base.local.exists() and not base.local.is_dir():
-        raise ConfigError(f"--out {out}: exists and is not a directory")
     loc = base.child(plan.experiment)
+    _check_target(base, loc, out)
     t0 = time.perf_counter()
     summary = SweepSummary(plan.experiment, str(loc), len(plan.runs))
     with _sweep_lock(loc):
-        try:
-            loc.fs.create_dir(loc.path, recursive=True)
-        except OSError as e:
-            raise ConfigError(f"--out {out}: results directory is not writable ({e})") from None
         done = finished_run_ids(loc, plan.runs)
         todo = [r for r in plan.runs if r.run_id not in done]
         summary.skipped = len(plan.runs) - len(todo)
@@ -250,10 +268,27 @@ def run_sweep(
         write_text(loc, MANIFEST, json.dumps(plan.manifest(), indent=1, sort_keys=True))
         if todo:
             target = base.display if base.local is None else str(base.local)
-            _drive(todo, target, loc, summary, address=address, max_parallel=max_parallel,
-                   progress=progress, strict=strict)
+            try:
+                _drive(todo, target, loc, summary, address=address, max_parallel=max_parallel,
+                       progress=progress, strict=strict)
+            finally:
+                _settle(loc, todo, summary)
     summary.wall_seconds = time.perf_counter() - t0
     return summary
+
+
+def _settle(loc: Location, todo: list[PlannedRun], summary: SweepSummary) -> None:
+    """After the runs: count what is really done, remove what dead attempts left behind.
+
+    The ok count is read back from ``runs.parquet`` rather than kept while rows are written,
+    so a Ctrl-C between writing a row and counting it cannot make the summary disagree with
+    the table. Staging folders of attempts whose process died (Ray retried them) and torn
+    temporaries of the runs table are removed.
+    """
+    summary.ok = len(finished_run_ids(loc, todo))
+    if loc.local is not None:
+        remove_dead(loc.local / EVENTS)
+    remove_torn_temporaries(loc)
 
 
 def _drive(
