@@ -68,6 +68,8 @@ FAST: dict[str, list[str]] = {
     ".venv/bin/raysim run experiments/chord_keys.toml --out results": [
         "--set", "network.nodes=32", "--set", "experiment.duration=20000",
         "--set", "faults.churn.end=15000"],
+    ".venv/bin/raysim sweep experiments/causal_broadcast.toml --out results": [
+        *_ONE_SEED, "--set", "sweep.network.jitter=[0, 400]", "--set", "protocol.until=1000"],
     ".venv/bin/python -m raysim.analysis.chord load --nodes 1024": ["--nodes", "64"],
     ".venv/bin/python -m raysim.analysis.chord moves --nodes 1024": ["--nodes", "64"],
 }
