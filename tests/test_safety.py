@@ -30,7 +30,7 @@ class LeakyGossip(Gossip):
     """Broken on purpose: any message at all informs the receiver (a pull request too)."""
 
     def on_message(self, ctx: Context, src: int, msg: Any) -> None:
-        self._learn(ctx)
+        self._learn(ctx, 0)
         super().on_message(ctx, src, msg)
 
 
@@ -40,7 +40,7 @@ class EagerGossip(Gossip):
     def on_start(self, ctx: Context) -> None:
         super().on_start(ctx)
         if self.node == 7:
-            self._learn(ctx)
+            self._learn(ctx, 0)
 
 
 class SummingAveraging(AveragingColumns):

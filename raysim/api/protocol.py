@@ -136,6 +136,11 @@ class Contract:
     """Names of the safety properties :meth:`safety` checks; each becomes a column
     ``metric.violations.<check>`` of ``runs.parquet`` (0 when it held)."""
 
+    log_needs: ClassVar[str] = "all"
+    """The ``log.level`` that :meth:`safety` and :meth:`log_metrics` need: ``"all"`` (they
+    read message rows) or ``"observations"`` (observation and lifecycle rows are enough, so
+    they also run on observation-only logs)."""
+
     report: ClassVar[str | None] = None
     """``"module:function"`` of this protocol's section of ``raysim report``, or None (the
     report then shows only its generic parts for these runs). The function takes
@@ -158,6 +163,17 @@ class Contract:
         ``stats`` holds ``nodes``, ``end_time``, ``sent``, ``delivered``, ``lost``, … and
         ``<milestone>_nodes`` / ``<milestone>_time``; each returned ``name`` becomes the
         column ``metric.<name>``. The default returns none.
+        """
+        return {}
+
+    @classmethod
+    def log_metrics(
+        cls, params: Any, events: Mapping[str, Any], n_nodes: int
+    ) -> dict[str, float]:
+        """Derived numbers for the run row that need the event log (``metric.<name>``).
+
+        ``events`` is the mapping :meth:`safety` receives; called after the run when the
+        run's ``log.level`` covers :attr:`log_needs`. The default returns none.
         """
         return {}
 

@@ -12,9 +12,12 @@ total), and counts what ``safety`` yields:
 - ``violations``: the first :data:`KEEP` violations as JSON text (check, time, nodes,
   detail), which ``raysim report`` lists.
 
-With ``log.level = "observations"`` or ``"none"`` the log does not hold what the checks
-read (messages, or anything), so they are *not run*: the counts are NaN ("not checked"),
-never 0, and ``--strict`` refuses such a run up front.
+A protocol whose checks read only observation and lifecycle rows says so with
+``log_needs = "observations"``; its checks then run on observation-only logs too. When the
+log does not hold what the checks read (``"none"``, or ``"observations"`` for a protocol
+that needs ``"all"``) they are *not run*: the counts are NaN ("not checked"), never 0, and
+``--strict`` refuses such a run up front. The protocol's :meth:`log_metrics` (numbers that
+need the log) run under the same condition and become ``metric.<name>`` columns.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from raysim.api.protocol import ProtocolSpec, Violation
+from raysim.api.protocol import Contract, ProtocolSpec, Violation
 from raysim.log.schema import CANONICAL_SORT
 
 KEEP = 10  # violations kept in the run row for the report
@@ -43,6 +46,7 @@ class SafetyResult:
     checked: bool
     counts: dict[str, int] = field(default_factory=dict)
     first: list[Violation] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)  # the protocol's log_metrics
 
     @property
     def total(self) -> int:
@@ -117,16 +121,22 @@ def _sort_key(values: np.ndarray) -> np.ndarray:
 
 
 def run_checks(
-    spec: ProtocolSpec, params: Any, events_dir: Path | None, level: str
+    spec: ProtocolSpec, params: Any, events_dir: Path | None, level: str, n_nodes: int = 0
 ) -> SafetyResult:
     """Run the protocol's safety checks over a finished run's log (see the module docstring)."""
     checks = spec.cls.checks
-    if not checks:
+    # NOTE: log_metrics is a classmethod; compare the functions to see if it is overridden.
+    wants_metrics = spec.cls.log_metrics.__func__ is not Contract.log_metrics.__func__  # type: ignore[attr-defined]
+    if not checks and not wants_metrics:
         return SafetyResult(checked=True)
-    if level != "all" or events_dir is None:
+    if not covers(level, spec.cls.log_needs) or events_dir is None:
         return SafetyResult(checked=False)
     events: Mapping[str, np.ndarray] = load_events(events_dir)
     result = SafetyResult(checked=True, counts=dict.fromkeys(checks, 0))
+    if wants_metrics:
+        result.metrics = {
+            k: float(v) for k, v in spec.cls.log_metrics(params, events, n_nodes).items()
+        }
     for v in spec.cls.safety(params, events):
         if not isinstance(v, Violation):
             raise TypeError(f"{spec.name}.safety yielded {type(v).__name__}, not a Violation")
@@ -141,4 +151,9 @@ def run_checks(
     return result
 
 
-__all__ = ["KEEP", "SafetyResult", "load_events", "run_checks"]
+def covers(level: str, needs: str) -> bool:
+    """Whether a run logged at ``level`` holds what checks needing ``needs`` read."""
+    return level == "all" or (level == "observations" and needs == "observations")
+
+
+__all__ = ["KEEP", "SafetyResult", "covers", "load_events", "run_checks"]

@@ -28,7 +28,7 @@ from raysim._version import __version__
 from raysim.api.protocol import ProtocolSpec, Violation
 from raysim.engine.shard import RunSpec
 from raysim.errors import ConfigError, ProtocolError, RunFailed
-from raysim.experiments.checks import SafetyResult, run_checks
+from raysim.experiments.checks import SafetyResult, covers, run_checks
 from raysim.experiments.config import ExperimentConfig
 from raysim.experiments.results import append_run_row, check_runs_table, locate
 from raysim.network.lifecycle import read_trace
@@ -281,7 +281,7 @@ def run(
     params = proto.make_params(cfg.protocol)
     metrics = {k: float(v) for k, v in proto.cls.metrics(params, stats).items()}
     try:
-        safety = run_checks(proto, params, log_dir, cfg.log.level)
+        safety = run_checks(proto, params, log_dir, cfg.log.level, spec.n_nodes)
     except BaseException:
         if staging is not None:
             staging.discard()
@@ -291,6 +291,7 @@ def run(
     status, error = _verdict(safety, strict)
     row.update(status=status, error=error, traceback=None)
     row.update(stats)
+    metrics.update(safety.metrics)
     row.update({f"metric.{k}": v for k, v in metrics.items()})
     row.update(safety.row(proto.cls.checks))
     row["peak_rss_mib"] = raw["peak_rss_mib"]
@@ -313,11 +314,11 @@ def _protocol(cfg: ExperimentConfig, strict: bool) -> ProtocolSpec:
 def check_strict(cfg: ExperimentConfig, proto: ProtocolSpec | None = None) -> None:
     """A ConfigError if ``--strict`` cannot be honoured: checks need the full event log."""
     proto = proto or cfg.protocol_spec()
-    if proto.cls.checks and cfg.log.level != "all":
+    if proto.cls.checks and not covers(cfg.log.level, proto.cls.log_needs):
         raise ConfigError(
             f"--strict: protocol {cfg.experiment.protocol!r} checks {', '.join(proto.cls.checks)}"
-            f" over the full event log, but log.level = {cfg.log.level!r}; set log.level = "
-            "'all' or drop --strict"
+            f" over the log at level {proto.cls.log_needs!r}, but log.level = "
+            f"{cfg.log.level!r}; set log.level = {proto.cls.log_needs!r} or drop --strict"
         )
 
 

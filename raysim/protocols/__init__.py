@@ -29,7 +29,7 @@ from pathlib import Path
 
 from raysim.api.protocol import BatchProtocol, Protocol, ProtocolSpec, registered
 from raysim.errors import ConfigError
-from raysim.protocols import causality, chord, gossip
+from raysim.protocols import causality, chord, gossip, replication
 
 
 def lookup(name: str) -> ProtocolSpec:
@@ -187,5 +187,6 @@ __all__ = [
     "import_modules",
     "lookup",
     "module_sources",
+    "replication",
     "resolve",
 ]

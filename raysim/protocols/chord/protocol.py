@@ -68,15 +68,17 @@ the paper's 3-bit examples), and ``keys = [...]`` lists the stored key identifie
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from raysim.api.protocol import Context, Params, Protocol, register
+from raysim.api.protocol import Context, Params, Protocol, Violation, register
 from raysim.protocols.chord import messages as cm
 from raysim.protocols.chord.lookup import FINGER, JOIN, USER, ChordRouting, PendingLookup
 from raysim.protocols.chord.ring import check_ids, ideal_ring, key_positions, placement_ids
+from raysim.protocols.chord.safety import CHECK, lookup_owner_violations
 
 
 class ChordParams(Params):
@@ -102,6 +104,11 @@ class ChordParams(Params):
     hop_timeout: int = Field(500, ge=1, description="a request unanswered this long failed")
     max_retries: int = Field(3, ge=0, description="timeouts a lookup routes around")
     lookup_deadline: int = Field(10_000, ge=1, description="recursive: origin gives up after")
+    settle: int = Field(
+        30_000, ge=0,
+        description="safety check: ticks without a membership change before a lookup must "
+        "end at the key's owner",
+    )
     lookup_rate: float = Field(0.1, ge=0.0, description="lookups per node per 1000 ticks")
     lookup_start: int = Field(0, ge=0, description="no lookups before this time")
     keys_per_node: int = Field(0, ge=0, description="stored keys = keys_per_node * nodes")
@@ -164,6 +171,7 @@ class Chord(ChordRouting, Protocol):
 
     Params: ClassVar[type[ChordParams]] = ChordParams
     report: ClassVar[str | None] = "raysim.analysis.section:chord"
+    checks: ClassVar[tuple[str, ...]] = (CHECK,)
     HANDLERS: ClassVar[dict[type, tuple[str, int, str]]] = _handlers()
 
     def __init__(self, params: ChordParams, node: int) -> None:
@@ -215,6 +223,12 @@ class Chord(ChordRouting, Protocol):
         return {"messages_per_node": stats["sent"] / n,
                 "messages_per_node_per_s": stats["sent"] / n / (end / 1000.0)}
 
+    @classmethod
+    def safety(cls, params: ChordParams, events: Mapping[str, Any]) -> Iterator[Violation]:
+        """``stable_lookup_owner`` (:mod:`raysim.protocols.chord.safety`) over the log."""
+        for v in lookup_owner_violations(params.settle, events):
+            yield Violation(v.check, v.time, (v.node,), v.detail)
+
     # --- phases -----------------------------------------------------------------------------
 
     def _goto(self, event: str) -> None:
@@ -230,6 +244,7 @@ class Chord(ChordRouting, Protocol):
         p = self.p
         self.ids = placement_ids(ctx.n_nodes, p.m, p.placement, ctx.seed, p.ids)
         self.id = self.ids[self.node]
+        ctx.emit("chord_id", self.id)  # the log names the ring (the safety check reads it)
 
     def on_start(self, ctx: Context) -> None:
         self._place(ctx)

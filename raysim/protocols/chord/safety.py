@@ -8,14 +8,16 @@ true owner* — the successor of the key among the nodes up during the lookup.
 
 This is a plain function over plain rows (no pandas, no engine), so the protocol family can
 ship it; the platform's ``checks`` / ``safety`` hook on the protocol classes calls it once
-that hook exists (see :meth:`raysim.protocols.chord.protocol.Chord.safety_violations`).
+through :func:`lookup_owner_violations`, which reads the rows out of the event log.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
 
 CHECK = "stable_lookup_owner"
 
@@ -73,4 +75,48 @@ def stable_lookup_owner(
     return out
 
 
-__all__ = ["CHECK", "Violation", "stable_lookup_owner"]
+_UP = {"start": True, "join": True, "recover": True, "crash": False, "leave": False}
+
+
+def lookup_owner_violations(settle: int, events: Mapping[str, Any]) -> list[Violation]:
+    """:func:`stable_lookup_owner` over a run's event log (columns as numpy arrays).
+
+    Node identifiers come from the ``chord_id`` observations (one per session), membership
+    from the lifecycle rows, lookups from the ``lookup`` observations (``peer`` = the node
+    it ended at, ``ref`` = the key) and their ``lookup_latency`` twins.
+    """
+    kind, name = events["kind"], events["name"]
+    time, node, peer, ref = events["time"], events["node"], events["peer"], events["msg_id"]
+    obs = kind == "obs"
+    ident = obs & (name == "chord_id")
+    if not ident.any():
+        return []
+    vals = events["value_int"] if "value_int" in events else events["value"]
+    ids: dict[int, int] = {}
+    for nd, v in zip(node[ident].tolist(), vals[ident].tolist(), strict=True):
+        ids[int(nd)] = int(v)
+    n = max(ids) + 1
+    table = [ids.get(i, -1) for i in range(n)]
+    life = np.isin(kind, list(_UP))
+    changes = [
+        (int(t), int(nd), _UP[k])
+        for t, nd, k in zip(time[life].tolist(), node[life].tolist(), kind[life].tolist(),
+                            strict=True)
+        if nd in ids
+    ]
+    done = obs & (name == "lookup")
+    lat = obs & (name == "lookup_latency")
+    latency = {
+        (int(t), int(nd), int(k)): int(v)
+        for t, nd, k, v in zip(time[lat].tolist(), node[lat].tolist(), ref[lat].tolist(),
+                               events["value"][lat].tolist(), strict=True)
+    }
+    lookups = [
+        (int(t), int(nd), int(k), int(e), latency.get((int(t), int(nd), int(k)), 0))
+        for t, nd, k, e in zip(time[done].tolist(), node[done].tolist(), ref[done].tolist(),
+                               peer[done].tolist(), strict=True)
+    ]
+    return stable_lookup_owner(table, changes, lookups, settle)
+
+
+__all__ = ["CHECK", "Violation", "lookup_owner_violations", "stable_lookup_owner"]
