@@ -341,3 +341,91 @@ def report(
         return
     for path in written:
         typer.echo(f"report: {path}")
+
+
+NodesOpt = Annotated[
+    str | None, typer.Option("--nodes", help="Nodes to show, e.g. 0-9,17 (default: all).")
+]
+RunOpt = Annotated[
+    str | None, typer.Option("--run", help="Run id (default: the ok run with fewest events).")
+]
+FromOpt = Annotated[int | None, typer.Option("--from", help="First virtual time shown.")]
+ToOpt = Annotated[int | None, typer.Option("--to", help="Last virtual time shown.")]
+
+
+def _diagram_data(results_dir: str, run: str | None, nodes: str | None,
+                  t_from: int | None, t_to: int | None) -> Any:
+    from raysim.analysis import diagram as dg
+
+    try:
+        picked = dg.parse_nodes(nodes) if nodes is not None else None
+    except ValueError as e:
+        raise ConfigError(f"--nodes {nodes!r}: {e}") from None
+    if t_from is not None and t_to is not None and t_to < t_from:
+        raise ConfigError(f"--to {t_to}: must not be below --from {t_from}")
+    return dg.load_diagram(results_dir, run, picked, t_from, t_to)
+
+
+@app.command()
+def diagram(
+    results_dir: Annotated[str, typer.Argument(help="A results directory (results/<experiment>).")],
+    run: RunOpt = None,
+    nodes: NodesOpt = None,
+    t_from: FromOpt = None,
+    t_to: ToOpt = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="HTML file (default: RESULTS_DIR/diagram.html).")
+    ] = None,
+) -> None:
+    """Write a run's space-time diagram: one timeline per node, messages as arrows (HTML)."""
+    from raysim.analysis import diagram as dg
+
+    try:
+        data = _diagram_data(results_dir, run, nodes, t_from, t_to)
+        if not len(data.events):
+            raise ConfigError(f"{results_dir}: run {data.run_id} has no events there")
+        target = out if out is not None else Path(results_dir) / "diagram.html"
+        if target.parent and not target.parent.is_dir():
+            raise ConfigError(f"--out {target}: no such directory {target.parent}")
+        fig, graph = dg.build_figure(data)
+        note = (f"Run {data.run_id}: {len(data.nodes)} of {data.n_nodes} nodes, "
+                f"{len(data.events)} rows.")
+        target.write_text(dg.page(fig, graph, note), encoding="utf-8")
+    except ConfigError as e:
+        _fail(str(e))
+        return
+    typer.echo(f"diagram: {target} (run {data.run_id}, {len(data.events)} rows)")
+
+
+export_app = typer.Typer(no_args_is_help=True, help="Export a run's log for other tools.")
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("shiviz")
+def export_shiviz(
+    results_dir: Annotated[str, typer.Argument(help="A results directory (results/<experiment>).")],
+    run: RunOpt = None,
+    nodes: NodesOpt = None,
+    t_from: FromOpt = None,
+    t_to: ToOpt = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Output file (default: standard output).")
+    ] = None,
+) -> None:
+    """Write a run's events in ShiViz's input format (with vector clocks)."""
+    from raysim.analysis import diagram as dg
+
+    try:
+        data = _diagram_data(results_dir, run, nodes, t_from, t_to)
+        text = dg.shiviz(data)
+        if out is not None:
+            if not out.parent.is_dir():
+                raise ConfigError(f"--out {out}: no such directory {out.parent}")
+            out.write_text(text, encoding="utf-8")
+    except ConfigError as e:
+        _fail(str(e))
+        return
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        typer.echo(f"shiviz: {out} ({text.count(chr(10)) - 2} events)", err=True)

@@ -74,6 +74,8 @@ FAST: dict[str, list[str]] = {
     ".venv/bin/raysim sweep experiments/chord_byzantine.toml --out results": [
         "--set", "network.nodes=32", "--set", "experiment.duration=8000",
         "--set", "sweep.faults.byzantine.fraction=[0.1]"],
+    ".venv/bin/raysim sweep experiments/causal_broadcast.toml --out results": [
+        *_ONE_SEED, "--set", "sweep.network.jitter=[0, 400]", "--set", "protocol.until=1000"],
     ".venv/bin/python -m raysim.analysis.chord load --nodes 1024": ["--nodes", "64"],
     ".venv/bin/python -m raysim.analysis.chord moves --nodes 1024": ["--nodes", "64"],
     ".venv/bin/raysim sweep experiments/raft_election.toml --out results": [

@@ -11,12 +11,24 @@ Typical use (a notebook or a script)::
     per_run = ra.milestones("results/gossip_convergence", runs=runs)
     summary = ra.milestone_summary(per_run)                     # mean and 95 % band over seeds
 
+Happens-before (``happens_before``, ``check_clock_condition``, ``causal_order_violations``)
+is rebuilt from one run's events: see :mod:`raysim.analysis.causality`.
+
 Event logs are read through ``pyarrow.dataset`` with only the needed columns and rows
 (observations of one name, runs of the table), so large logs are never read whole.
 """
 
 from raysim.analysis import theory
 from raysim.analysis.averaging import variance_per_round, variance_summary
+from raysim.analysis.causality import (
+    ClockViolation,
+    HappensBefore,
+    causal_order_violations,
+    check_clock_condition,
+    happens_before,
+    lamport_disagreement,
+    stamped_events,
+)
 from raysim.analysis.figures import (
     fig_convergence,
     fig_messages,
@@ -47,7 +59,11 @@ from raysim.analysis.stats import band_of, summarize, t975
 
 __all__ = [
     "FRACTIONS",
+    "ClockViolation",
+    "HappensBefore",
     "band_of",
+    "causal_order_violations",
+    "check_clock_condition",
     "convergence_curves",
     "events_dataset",
     "fig_convergence",
@@ -55,7 +71,9 @@ __all__ = [
     "fig_milestones",
     "fig_variance",
     "fixed_params",
+    "happens_before",
     "informed_times",
+    "lamport_disagreement",
     "load_events",
     "load_runs",
     "milestone_column",
@@ -64,6 +82,7 @@ __all__ = [
     "observations",
     "open_results",
     "param_columns",
+    "stamped_events",
     "summarize",
     "t975",
     "theory",

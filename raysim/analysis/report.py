@@ -21,6 +21,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from raysim import analysis as ra
+from raysim.analysis import causality_report
 from raysim.analysis.section import Part
 from raysim.analysis.theory import REFERENCES
 from raysim.errors import ConfigError
@@ -250,6 +251,7 @@ def build(where: str | Path | Location) -> str:
     ]
     if len(runs):
         body.append(_protocol_sections(loc, runs))
+        body.append(causality_report.diagram_section(loc, runs))
     body.append(_violations_section(runs_all))
     body.append(_runs_section(runs_all))
     refs = "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>"

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from raysim.api.protocol import BatchProtocol, Protocol, ProtocolSpec, registered
 from raysim.errors import ConfigError
-from raysim.protocols import byzantine, chord, consensus, detection, gossip, replication
+from raysim.protocols import byzantine, causality, chord, consensus, detection, gossip, replication
 
 
 def lookup(name: str) -> ProtocolSpec:
@@ -182,6 +182,7 @@ def module_sources(ref: str, modules: Sequence[str] = ()) -> list[str]:
 __all__ = [
     "available",
     "byzantine",
+    "causality",
     "chord",
     "consensus",
     "detection",
