@@ -77,6 +77,24 @@ FAST: dict[str, list[str]] = {
     ".venv/bin/raysim sweep experiments/causal_broadcast.toml --out results": [
         *_ONE_SEED, "--set", "sweep.network.jitter=[0, 400]", "--set", "protocol.until=1000"],
     ".venv/bin/python -m raysim.analysis.chord load --nodes 1024": ["--nodes", "64"],
+    ".venv/bin/raysim sweep experiments/retry_ack.toml --out results": [
+        *_ONE_SEED, "--set", "sweep.faults.loss=[0.5]", "--set", 'sweep.protocol.ack=["each"]',
+        "--set", 'sweep.protocol.timeout=["adaptive"]', "--set", "sweep.protocol.jitter=[0.0]"],
+    ".venv/bin/raysim sweep experiments/retry_ack_timeout.toml --out results": [
+        *_ONE_SEED, "--set", 'sweep.protocol.timeout=["fixed"]', "--set",
+        "sweep.protocol.rto=[150]", "--set",
+        'sweep.network.delay=[{dist="lognormal", median=50, sigma=1.0, min=10}]'],
+    ".venv/bin/raysim sweep experiments/anti_entropy.toml --out results": [
+        *_ONE_SEED, "--set", 'sweep.protocol.crdt=["or_set"]',
+        "--set", 'sweep.protocol.mode=["digest"]'],
+    ".venv/bin/raysim sweep experiments/anti_entropy_partition.toml --out results": [
+        *_ONE_SEED, "--set", "sweep.protocol.period=[1000]", "--set", "sweep.faults.loss=[0.0]"],
+    ".venv/bin/raysim sweep experiments/rumor.toml --out results": [
+        *_ONE_SEED, "--set", "sweep.protocol.k=[2]",
+        "--set", 'sweep.experiment.protocol=["gossip.rumor"]'],
+    ".venv/bin/raysim sweep experiments/log_rebuild.toml --out results": [
+        *_ONE_SEED, "--set", "sweep.protocol.flush=[4]", "--set",
+        "sweep.faults.crashes=[[{nodes=[1, 2], at=3000, recover_at=3200}]]"],
     ".venv/bin/python -m raysim.analysis.chord moves --nodes 1024": ["--nodes", "64"],
     ".venv/bin/raysim sweep experiments/raft_election.toml --out results": [
         *_ONE_SEED, "--set", "sweep.network.nodes=[5]",
