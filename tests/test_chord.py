@@ -98,8 +98,9 @@ class FakeContext(testing.FakeContext):
 
     @property
     def records(self) -> list[tuple[Any, ...]]:
-        """The observations as (name, value, peer, ref)."""
-        return [o[:4] for o in self.observations]
+        """The observations as (name, value, peer, ref), but for the ``chord_id`` a session
+        announces first (tested on its own)."""
+        return [o[:4] for o in self.observations if o[0] != "chord_id"]
 
     def live_timers(self, kind: str) -> list[tuple[int, Hashable]]:
         return [(t.id, t.tag) for t in self.pending()
@@ -123,6 +124,12 @@ def ideal(node: int, **kw: Any) -> tuple[Chord, FakeContext]:
     ctx = FakeContext(node, N)
     c.on_start(ctx)
     return c, ctx
+
+
+def test_a_session_announces_its_identifier_once() -> None:
+    c, ctx = ideal(5)
+    ids = [o[:2] for o in ctx.observations if o[0] == "chord_id"]
+    assert ids == [("chord_id", c.id)] and c.id == c.ids[5]
 
 
 def test_ideal_start_gives_exact_pointers_keys_and_timers() -> None:
