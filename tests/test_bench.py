@@ -35,3 +35,43 @@ def test_unknown_workload_is_exit_2() -> None:
     r = CliRunner().invoke(app, ["bench", "--only", "nope"])
     assert r.exit_code == 2
     assert "unknown workload" in r.stderr
+
+
+def test_per_node_workloads_run_the_per_node_protocols() -> None:
+    from raysim.bench import chord_config, reference_config
+
+    ref = reference_config(300)
+    assert ref.experiment.protocol == "gossip.reference"
+    twin = measure("gossip_push_pull", gossip_config(300), "local")
+    line = measure("gossip_reference", ref, "local")
+    # the per-node twin does the same work, message for message
+    assert (line["delivered"], line["timers"]) == (twin["delivered"], twin["timers"])
+    chord = chord_config()
+    assert chord.experiment.protocol == "chord" and chord.network.nodes == 1024
+
+
+def test_cycle_workload_is_lockstep_with_observations_only() -> None:
+    from raysim.bench import cycle_config
+
+    cfg = cycle_config(400, rounds=3)
+    assert cfg.protocol["phase"] == "lockstep" and cfg.log.level == "observations"
+    line = measure("cycle", cfg, "local")
+    assert line["timers"] == 400 * 3
+    assert line["events_logged"] < line["delivered"] + line["timers"]  # no message rows
+
+
+def test_scaling_rows_carry_speedup_and_efficiency(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import raysim.bench as bench
+
+    calls: list[tuple[str, int | None]] = []
+
+    def fake(workload, cfg, backend, shards=None, *a, **k):  # type: ignore[no-untyped-def]
+        calls.append((backend, shards))
+        return {"wall_s": 8.0 if backend == "local" else 8.0 / (shards or 1) * 1.25}
+
+    monkeypatch.setattr(bench, "measure", fake)
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    rows = list(bench.run_scaling(1000, rounds=1))
+    assert calls == [("local", None), ("ray", 1), ("ray", 2), ("ray", 4)]
+    assert [r["efficiency"] for r in rows] == [1.0, 0.8, 0.8, 0.8]
+    assert rows[-1]["speedup"] == 3.2
