@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from raysim.bench import averaging_config, gossip_config, measure
@@ -60,12 +61,12 @@ def test_cycle_workload_is_lockstep_with_observations_only() -> None:
     assert line["events_logged"] < line["delivered"] + line["timers"]  # no message rows
 
 
-def test_scaling_rows_carry_speedup_and_efficiency(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_scaling_rows_carry_speedup_and_efficiency(monkeypatch: pytest.MonkeyPatch) -> None:
     import raysim.bench as bench
 
     calls: list[tuple[str, int | None]] = []
 
-    def fake(workload, cfg, backend, shards=None, *a, **k):  # type: ignore[no-untyped-def]
+    def fake(workload: str, cfg: object, backend: str, shards: int | None = None) -> dict:
         calls.append((backend, shards))
         return {"wall_s": 8.0 if backend == "local" else 8.0 / (shards or 1) * 1.25}
 

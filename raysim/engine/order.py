@@ -49,7 +49,11 @@ class Window:
 
 
 def _sort(
-    time: np.ndarray, prio: np.ndarray, node: np.ndarray, k1: np.ndarray, k2: np.ndarray,
+    time: np.ndarray,
+    prio: np.ndarray,
+    node: np.ndarray,
+    k1: np.ndarray,
+    k2: np.ndarray,
     copies: bool,
 ) -> np.ndarray:
     """``np.lexsort((k2, k1, node, prio, time))``, with fewer keys where that is the same.
@@ -84,7 +88,7 @@ def order_window(
     k1 = np.concatenate([life[3], msgs[3], timers[2]])
     copy = msgs[5].astype(np.int64)
     k2 = np.concatenate([np.zeros(n_l, np.int64), copy, np.zeros(n_t, np.int64)])
-    order = _sort(time, prio, node, k1, k2, copy.any() if n_m else False)
+    order = _sort(time, prio, node, k1, k2, bool(n_m and copy.any()))
     return Window(
         end, life, msgs, payloads, timers, tags, [time, prio, node, k1, k2], order, n_l, n_l + n_m
     )
