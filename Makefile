@@ -1,16 +1,23 @@
-# Two commands on a fresh machine: `make run` and `make test`.
+# Two commands on a fresh machine: `make run` and `make test`. Every target uses the
+# project's own virtual environment (.venv), created on first use.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+ANALYSIS_STAMP := $(VENV)/.installed-analysis
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench notebook clean distclean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# JupyterLab is only needed to open the notebooks (the tests execute them without it).
+$(ANALYSIS_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,analysis]'
+	touch $(ANALYSIS_STAMP)
 
 install: $(STAMP)
 
@@ -29,5 +36,17 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/raysim bench
 
+notebook: $(ANALYSIS_STAMP)
+	$(BIN)/jupyter lab analysis/
+
+# Caches only: the virtual environment and every results/ directory are kept.
 clean:
-	rm -rf $(VENV) results .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .pytest_cache .mypy_cache .ruff_cache
+	find raysim tests -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# Everything `make` made, results included: says what it deletes first.
+distclean: clean
+	@if [ -d results ]; then \
+	  echo "distclean: deleting results/ ($$(du -sh results | cut -f1)) and $(VENV)"; \
+	else echo "distclean: deleting $(VENV)"; fi
+	rm -rf $(VENV) results

@@ -58,6 +58,7 @@ _EXPORTS: dict[str, str] = {
             "Context",
             "Params",
             "Protocol",
+            "Violation",
             "register",
         ),
         "raysim.api.protocol",
@@ -102,6 +103,7 @@ __all__ = [
     "TwoPSet",
     "VectorClock",
     "VersionVector",
+    "Violation",
     "__version__",
     "classify_history",
     "key_moves",
@@ -134,6 +136,7 @@ if TYPE_CHECKING:
         Context,
         Params,
         Protocol,
+        Violation,
         register,
     )
     from raysim.errors import ConfigError, ProtocolError

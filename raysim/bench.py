@@ -15,27 +15,36 @@ Workloads (targets for a 2-core machine are in the README):
   per-node), local;
 - ``cycle``: cycle-driven averaging (every node's rounds at multiples of the period,
   ``phase = "lockstep"``), columnar, 10^5 and 10^6 nodes, observation log only;
-- ``scaling`` (only with ``--only scaling``): a fixed 10^6-node cycle-driven workload on Ray
-  at 1, 2, 4, ... shards up to the machine's cores, with speed-up and efficiency against
-  the local backend.
+- ``scaling`` (only with ``--only scaling``): a fixed 10^6-node cycle-driven workload on the
+  local backend, then on Ray at 1, 2, 4, ... shards up to the machine's cores, with
+  ``speedup`` and ``efficiency`` against the local line.
 
 Every workload writes its full event log (``log.level = "all"``) to a temporary directory,
 since logging is part of the cost being measured. Wall time covers the whole run (shard
 actors' start-up included) but not ``ray.init``, which a session pays once.
+
+Each measurement runs in a fresh Python process (``python -m raysim.bench``, with its own
+local Ray where it needs one), so ``peak_rss_mib`` is that workload's own peak: the
+largest of its driver's resident memory (``driver_peak_rss_mib``) and, on Ray, each shard
+or router actor's, never an earlier workload's.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from raysim.errors import ConfigError
 from raysim.experiments.config import ExperimentConfig, validate
 from raysim.experiments.runner import run
-from raysim.runtime.backends import ensure_ray
+from raysim.runtime.backends import ensure_ray, peak_rss_mib
 
 WORKLOADS = (
     "gossip_push_pull",
@@ -48,6 +57,7 @@ WORKLOADS = (
     "cycle",
 )
 EXTRA_WORKLOADS = ("scaling",)  # not in the default set: minutes of Ray runs
+_MARK = "raysim-bench-result "
 
 
 def gossip_config(nodes: int) -> ExperimentConfig:
@@ -191,66 +201,127 @@ def measure(
     }
 
 
-def run_all(only: list[str] | None = None, quick: bool = False) -> Iterator[dict[str, Any]]:
-    """Yield the result line of every selected workload, in order."""
+_CONFIGS: dict[str, Callable[..., ExperimentConfig]] = {
+    "gossip": gossip_config,
+    "averaging": averaging_config,
+    "reference": reference_config,
+    "chord": chord_config,
+    "cycle": cycle_config,
+}
+
+
+def _job_result(job: dict[str, Any]) -> dict[str, Any]:
+    """Run one measurement job in this process (the body of the per-workload subprocess)."""
+    kind = job["kind"]
+    if kind == "ring":
+        from raysim import bench_toolkit
+
+        line = bench_toolkit.bench_ring()
+    elif kind == "vector_clock":
+        from raysim import bench_toolkit
+
+        line = bench_toolkit.bench_vector_clock_merge()
+    else:
+        cfg = _CONFIGS[kind](*job["args"])
+        line = measure(job["workload"], cfg, **job["run"])  # peak: driver's or an actor's
+    line["driver_peak_rss_mib"] = round(peak_rss_mib(), 1)
+    line["peak_rss_mib"] = max(line["driver_peak_rss_mib"], line.get("peak_rss_mib", 0.0))
+    return line
+
+
+def _in_subprocess(job: dict[str, Any]) -> dict[str, Any]:
+    """Run ``job`` in a fresh interpreter, so its peak memory is its own."""
+    env = dict(os.environ)
+    # NOTE: the naive workload starts ~50 actor processes at once, and Ray's raylet warns
+    # ("N PYTHON worker processes have been started ...") at every 4x of its soft limit of
+    # workers; that many processes is the point of the baseline, so the limit is raised in
+    # the workload's own Ray instead of filtering its output.
+    env.setdefault("RAY_num_workers_soft_limit", "1000")
+    proc = subprocess.run(
+        [sys.executable, "-m", "raysim.bench", json.dumps(job)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        check=False,
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(_MARK)]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"bench workload {job['workload']!r} failed (exit {proc.returncode})")
+    result: dict[str, Any] = json.loads(lines[-1][len(_MARK) :])
+    return result
+
+
+def jobs(only: list[str] | None = None, quick: bool = False) -> list[dict[str, Any]]:
+    """The measurements of the selected workloads, in order (one subprocess each)."""
     chosen = list(only or WORKLOADS)
     allowed = WORKLOADS + EXTRA_WORKLOADS
     bad = [w for w in chosen if w not in allowed]
     if bad:
         raise ConfigError(f"--only {bad[0]!r}: unknown workload; allowed: {', '.join(allowed)}")
     big = 10_000 if quick else 100_000
+    out: list[dict[str, Any]] = []
+
+    def add(workload: str, kind: str, args: list[int], **run: Any) -> None:
+        out.append({"workload": workload, "kind": kind, "args": args, "run": run})
+
     if "gossip_push_pull" in chosen:
         for n in (big // 10, big):
-            yield measure("gossip_push_pull", gossip_config(n), "local")
-            yield measure("gossip_push_pull", gossip_config(n), "ray", shards=2)
+            add("gossip_push_pull", "gossip", [n], backend="local")
+            add("gossip_push_pull", "gossip", [n], backend="ray", shards=2)
     if "averaging" in chosen:
-        cfg = averaging_config(big, rounds=5 if quick else 30)
-        yield measure("averaging", cfg, "local")
-        yield measure("averaging", cfg, "ray", shards=2, router="shard")
-        yield measure("averaging", cfg, "ray", shards=2, router="actor")
+        rounds = 5 if quick else 30
+        add("averaging", "averaging", [big, rounds], backend="local")
+        add("averaging", "averaging", [big, rounds], backend="ray", shards=2, router="shard")
+        add("averaging", "averaging", [big, rounds], backend="ray", shards=2, router="actor")
     if "naive" in chosen:
-        yield measure("naive", gossip_config(50), "ray", shard_size=1)
-    yield from run_per_node(chosen, quick)
-    if "cycle" in chosen:
-        for n in (big, big * 10):
-            yield measure("cycle", cycle_config(n, rounds=5 if quick else 30), "local")
-    if "scaling" in chosen:
-        yield from run_scaling(big * 10, rounds=3 if quick else 10)
-    if "ring" in chosen or "vector_clock" in chosen:
-        from raysim import bench_toolkit
-
-        if "ring" in chosen:
-            yield bench_toolkit.bench_ring()
-        if "vector_clock" in chosen:
-            yield bench_toolkit.bench_vector_clock_merge()
-
-
-def run_per_node(chosen: list[str], quick: bool = False) -> Iterator[dict[str, Any]]:
-    """The per-node driver's workloads: ``gossip_reference`` and ``chord`` (local)."""
+        add("naive", "gossip", [50], backend="ray", shard_size=1)
+    for toolkit in ("ring", "vector_clock"):
+        if toolkit in chosen:
+            add(toolkit, toolkit, [])
     if "gossip_reference" in chosen:
         for n in (1_000, 10_000) if quick else (10_000, 100_000):
-            yield measure("gossip_reference", reference_config(n), "local")
+            add("gossip_reference", "reference", [n], backend="local")
     if "chord" in chosen:
-        yield measure("chord", chord_config(), "local")
+        add("chord", "chord", [], backend="local")
+    if "cycle" in chosen:
+        for n in (big, big * 10):
+            add("cycle", "cycle", [n, 5 if quick else 30], backend="local")
+    if "scaling" in chosen:
+        out.extend(scaling_jobs(big * 10, rounds=3 if quick else 10))
+    return out
 
 
-def run_scaling(nodes: int = 1_000_000, rounds: int = 10) -> Iterator[dict[str, Any]]:
-    """A fixed cycle-driven workload on Ray at 1, 2, 4, ... shards (up to the cores).
-
-    Each line adds ``speedup`` (local wall time / this wall time) and ``efficiency``
-    (speed-up / shards); the first line is the local backend itself.
-    """
-    import os
-
-    cfg = cycle_config(nodes, rounds)
-    base = measure("scaling", cfg, "local")
-    base.update(speedup=1.0, efficiency=1.0)
-    yield base
-    cores = os.cpu_count() or 1
-    shards = 1
+def scaling_jobs(nodes: int = 1_000_000, rounds: int = 10) -> list[dict[str, Any]]:
+    """The scaling workload: ``cycle`` at ``nodes`` locally, then on Ray at 1, 2, 4, ...
+    shards up to the machine's cores."""
+    args = [nodes, rounds]
+    out = [{"workload": "scaling", "kind": "cycle", "args": args, "run": {"backend": "local"}}]
+    shards, cores = 1, os.cpu_count() or 1
     while shards <= cores:
-        row = measure("scaling", cfg, "ray", shards=shards)
-        speedup = base["wall_s"] / row["wall_s"]
-        row.update(speedup=round(speedup, 3), efficiency=round(speedup / shards, 3))
-        yield row
+        run = {"backend": "ray", "shards": shards}
+        out.append({"workload": "scaling", "kind": "cycle", "args": args, "run": run})
         shards *= 2
+    return out
+
+
+def with_speedup(lines: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Add ``speedup`` (local wall / this wall) and ``efficiency`` (speed-up / shards) to
+    the scaling workload's lines; the first scaling line is the local one."""
+    local: float | None = None
+    for line in lines:
+        if line.get("workload") == "scaling":
+            if local is None:
+                local = line["wall_s"]
+            speedup = local / line["wall_s"]
+            shards = line["shards"] if line["backend"] == "ray" else 1
+            line.update(speedup=round(speedup, 3), efficiency=round(speedup / shards, 3))
+        yield line
+
+
+def run_all(only: list[str] | None = None, quick: bool = False) -> Iterator[dict[str, Any]]:
+    """Yield the result line of every selected workload, in order, each from its own process."""
+    yield from with_speedup(_in_subprocess(job) for job in jobs(only, quick))
+
+
+if __name__ == "__main__":
+    print(_MARK + json.dumps(_job_result(json.loads(sys.argv[1]))), flush=True)

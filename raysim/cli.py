@@ -28,6 +28,20 @@ SetOpt = Annotated[
     typer.Option("--set", help="Override a value: section.key=value (repeatable)."),
 ]
 OutOpt = Annotated[Path, typer.Option("--out", help="Results directory.")]
+ImportOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--import",
+        help="Import this module first (beside the experiment file or on PYTHONPATH), e.g. "
+        "one that registers your protocol; added to experiment.modules (repeatable).",
+    ),
+]
+StrictOpt = Annotated[
+    bool,
+    typer.Option(
+        "--strict", help="A run whose safety checks find violations fails (exit code 1)."
+    ),
+]
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -48,15 +62,26 @@ def run(
     address: Annotated[
         str | None, typer.Option(help="Ray cluster to join (default: RAY_ADDRESS or local).")
     ] = None,
+    import_: ImportOpt = None,
+    strict: StrictOpt = False,
+    progress: Annotated[
+        bool, typer.Option(help="Show a progress bar (only ever on a terminal).")
+    ] = True,
 ) -> None:
     """Run one experiment and write its event log and runs.parquet row."""
     from raysim.experiments import config, runner
 
     try:
-        cfg = config.load(experiment, set_ or [], seed)
+        _ray_only_options(backend, shards=shards, shard_size=shard_size, address=address)
+        cfg = config.load(experiment, set_ or [], seed, imports=import_ or [])
         if backend == "ray" and shards is None and shard_size is None:
             shards = 2
-        result = runner.run(cfg, out, backend, shards, shard_size, router, address)
+        earlier = _earlier_backend(Path(out) / cfg.experiment.name, cfg.run_id())
+        with _RunBar(cfg.experiment.duration_ticks, cfg.experiment.tick_ms, progress) as bar:
+            result = runner.run(
+                cfg, out, backend, shards, shard_size, router, address, strict=strict,
+                progress=bar.update,
+            )
     except ConfigError as e:
         _fail(str(e))
         return
@@ -65,23 +90,127 @@ def run(
         raise typer.Exit(1)
     row = result.row
     typer.echo(
-        f"run {result.run_id}: {cfg.experiment.protocol}, {row['nodes']} nodes, "
+        f"run {result.run_id}: {row['protocol']}, {row['nodes']} nodes, "
         f"{row['backend']} backend, {row['shards']} shard(s), {row['wall_seconds']:.2f} s"
     )
-    typer.echo(
-        f"  virtual time {row['end_time']} ticks; sent {row['sent']}, delivered "
-        f"{row['delivered']}, lost {row['lost']}, events logged {row['events_logged']}"
-    )
+    typer.echo(_summary(row))
     for k, v in result.metrics.items():
         typer.echo(f"  {k.replace('_', ' ')}: {v:.3f}")
+    _echo_safety(row)
     typer.echo(f"  results: {Path(out) / cfg.experiment.name}")
+    if earlier is not None:
+        typer.echo(
+            f"  note: replaced this run_id's earlier row ({earlier} backend): the same "
+            "configuration and seed give the same run_id and event log"
+        )
+
+
+def _summary(row: dict[str, Any]) -> str:
+    """The run's message accounting: every copy sent ends in exactly one of the terms."""
+    g = row.get
+    dup = f" + duplicated {g('duplicated', 0)}" if g("duplicated", 0) else ""
+    return (
+        f"  virtual time {row['end_time']} ticks; events logged {row['events_logged']}\n"
+        f"  messages sent {row['sent']}{dup} = delivered {g('delivered', 0)}"
+        f" + lost {g('lost', 0)} + partitioned {g('partitioned', 0)}\n"
+        f"    + dropped at crashed nodes {g('dropped_crashed', 0)} + corrupt {g('corrupt', 0)}"
+        f" + in flight at the end {g('in_flight', 0)}"
+    )
+
+
+def _earlier_backend(results: Path, run_id: str) -> str | None:
+    """The backend of an ok row of ``run_id`` already in ``results``, if there is one."""
+    runs = results / "runs.parquet"
+    if not runs.is_file():
+        return None
+    import pandas as pd
+
+    try:
+        df = pd.read_parquet(runs, columns=["run_id", "status", "backend"])
+    except Exception:
+        return None  # the runner reports an unusable runs table with its one clear line
+    hit = df[(df["run_id"] == run_id) & (df["status"] == "ok")]
+    return None if hit.empty else str(hit["backend"].iloc[-1])
+
+
+class _RunBar:
+    """A tqdm bar of virtual time against the duration, with events/s; terminals only."""
+
+    def __init__(self, duration_ticks: int, tick_ms: float, enabled: bool) -> None:
+        self.scale = tick_ms / 1000.0  # ticks -> virtual seconds
+        self.total = duration_ticks * self.scale
+        self.enabled = enabled
+        self.bar: Any = None
+
+    def __enter__(self) -> _RunBar:
+        from tqdm import tqdm
+
+        self.bar = tqdm(
+            total=self.total,
+            file=sys.stderr,
+            # None: tqdm stays silent when stderr is not a terminal (pipes, CI logs)
+            disable=None if self.enabled else True,
+            dynamic_ncols=True,
+            leave=False,
+            bar_format="{percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} virtual s "
+            "[{elapsed}<{remaining}{postfix}]",
+        )
+        return self
+
+    def update(self, end: int, events: int) -> None:
+        """Coordinator callback: a window ending at ``end`` is done, ``events`` handled."""
+        bar = self.bar
+        if bar is None or bar.disable:
+            return
+        bar.update(min(end * self.scale, self.total) - bar.n)
+        elapsed = bar.format_dict["elapsed"] or 1e-9
+        bar.set_postfix_str(f"{events / elapsed:,.0f} events/s", refresh=False)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _echo_safety(row: dict[str, Any]) -> None:
+    """The safety-check line of a run's summary (nothing if its protocol declares none)."""
+    total = row.get("metric.violations")
+    if total is None:
+        return
+    if total != total:  # NaN: not checked
+        typer.echo("  safety checks: not run (they need log.level = 'all')")
+        return
+    per = {k.removeprefix("metric.violations."): int(v) for k, v in row.items()
+           if k.startswith("metric.violations.")}
+    typer.echo(f"  safety violations: {int(total)} ("
+               + ", ".join(f"{k} {v}" for k, v in per.items()) + ")")
+    for v in json.loads(row.get("violations") or "[]")[:3]:
+        typer.echo(f"    {v['check']} at time {v['time']}, nodes {v['nodes']}: {v['detail']}")
+def _ray_only_options(backend: str, **given: object) -> None:
+    """Options that only the Ray backend reads are refused with another backend.
+
+    NOTE: refused rather than ignored: ``--shards 4`` on the local backend would otherwise
+    run one shard and record ``shards = 1`` while the user believes they tested four.
+    """
+    if backend != "ray":
+        for name, value in given.items():
+            if value is not None:
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(
+                    f"{flag} {value}: only the Ray backend uses it; add --backend ray "
+                    f"(or drop {flag} for a local run)"
+                )
+
 
 
 @app.command()
-def protocols() -> None:
-    """List the registered protocols and their parameters."""
-    from raysim.protocols import available
+def protocols(import_: ImportOpt = None) -> None:
+    """List the registered protocols and their parameters (``--import`` yours first)."""
+    from raysim.protocols import available, import_modules
 
+    try:
+        import_modules(import_ or [], Path.cwd(), label="--import")
+    except ConfigError as e:
+        _fail(str(e))
     for spec in available():
         typer.echo(f"{spec.name}  —  {spec.summary}")
         for name, f in spec.cls.Params.model_fields.items():
@@ -96,14 +225,42 @@ def _type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
-@app.command()
+@app.command(
+    epilog="Each workload runs in its own process, so its peak_rss_mib is its own. "
+    "Figures from this machine are in the README's Performance section."
+)
 def bench(
     only: Annotated[
-        list[str] | None, typer.Option(help="Run only these workloads (repeatable).")
+        list[str] | None,
+        typer.Option(
+            help="Run only this workload (repeatable): gossip_push_pull, averaging, naive, "
+            "ring, vector_clock, gossip_reference, chord, cycle, or scaling (not run by "
+            "default)."
+        ),
     ] = None,
     quick: Annotated[bool, typer.Option(help="Smaller sizes, for a smoke test.")] = False,
 ) -> None:
-    """Run the fixed benchmark workloads; print one JSON line each."""
+    """Run the fixed benchmark workloads; print one JSON line each. The workloads:
+
+    gossip_push_pull: push-pull gossip to every node, 10^4 and 10^5 nodes, local and Ray.
+
+    averaging: push-pull averaging, k = 20 overlay, 10^5 nodes x 30 rounds, local and Ray.
+
+    naive: one Ray actor per node (shard_size = 1), 50 nodes: the baseline.
+
+    ring: a hash ring of 10^4 nodes x 20 virtual nodes; place 10^6 keys.
+
+    vector_clock: merge two 10^5-entry vector clocks, dense and sparse.
+
+    gossip_reference: the per-node twin of gossip_push_pull, 10^4 and 10^5 nodes, local.
+
+    chord: the first run of experiments/chord_hops.toml (1024 nodes, per-node), local.
+
+    cycle: cycle-driven averaging (lockstep rounds), 10^5 and 10^6 nodes, observation log.
+
+    scaling: (only with --only scaling) cycle at 10^6 nodes, local, then Ray at 1, 2, 4, ...
+    shards up to the cores, with speed-up and efficiency.
+    """
     from raysim import bench as benchmod
 
     try:
@@ -111,6 +268,26 @@ def bench(
             typer.echo(json.dumps(line))
     except ConfigError as e:
         _fail(str(e))
+
+
+def _version(value: bool) -> None:
+    if value:
+        from raysim._version import __version__
+
+        typer.echo(f"raysim {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Deterministic, fault-injecting simulation of distributed-systems algorithms on Ray."""
 
 
 def main(argv: list[str] | None = None) -> Any:
@@ -134,15 +311,18 @@ def sweep(
         int | None, typer.Option(help="Runs in flight at once (default: the cluster's CPUs).")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    import_: ImportOpt = None,
+    strict: StrictOpt = False,
 ) -> None:
     """Run every point of the experiment's sweep table as Ray tasks; skip runs already done."""
     from raysim.experiments import sweep as sweepmod
     from raysim.experiments.sweep_exec import run_sweep
 
     try:
-        plan = sweepmod.plan(experiment, set_ or [])
+        plan = sweepmod.plan(experiment, set_ or [], imports=import_ or [])
         summary = run_sweep(
-            plan, out, address=address, max_parallel=max_parallel, progress=progress
+            plan, out, address=address, max_parallel=max_parallel, progress=progress,
+            strict=strict,
         )
     except ConfigError as e:
         _fail(str(e))

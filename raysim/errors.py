@@ -26,3 +26,17 @@ class ProtocolError(Exception):
 
     def __reduce__(self) -> tuple[type, tuple[str, int, int, str, str]]:
         return (ProtocolError, (self.run_id, self.node, self.time, self.event, self.traceback))
+
+
+class RunFailed(Exception):
+    """A run that could not finish for a reason outside its protocol (a shard actor died).
+
+    The message is one line naming the run; ``detail`` holds the full story (Ray's error).
+    """
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return (RunFailed, (str(self), self.detail))

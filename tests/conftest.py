@@ -16,19 +16,27 @@ from raysim.log.schema import CANONICAL_SORT
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
+# The README run (tests/readme_support.py) is shared by the README, notebook and report
+# screenshot tests: registered here, once, so that it runs once per session.
+from tests.readme_support import readme_results, workdir  # noqa: F401
+
 
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[None]:
     """Start Ray once per test session: small object store, temp dir under /tmp."""
     import ray
 
+    from raysim.runtime.backends import LOOPBACK, bind_loopback
+
     if not ray.is_initialized():
+        bind_loopback()  # like every local Ray raysim starts (tests turn token auth off above)
         ray.init(
             num_cpus=2,
             include_dashboard=False,
             object_store_memory=150 * 1024**2,
             logging_level="ERROR",
             _temp_dir=os.environ.get("RAYSIM_TEST_RAY_TMP", "/tmp/raysim-test-ray"),
+            _node_ip_address=LOOPBACK,
         )
     yield
     ray.shutdown()

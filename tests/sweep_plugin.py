@@ -1,8 +1,8 @@
 """A protocol that fails on purpose, for sweep failure tests.
 
-Sweep tasks import this module (``run_sweep(..., imports=["tests.sweep_plugin"])``) so the
-protocol is registered in the Ray workers too; they find it because Ray puts the driver's
-working directory (the repository root under pytest) on the workers' ``sys.path``.
+Sweep tasks import this module (``[experiment] modules = ["tests.sweep_plugin"]``) so the
+protocol is registered in the Ray workers too; they get its package through the tasks'
+``runtime_env`` (``py_modules``), as a worker on another machine would.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from raysim import bench
 from raysim.bench import averaging_config, gossip_config, measure
 from raysim.cli import app
 
@@ -38,6 +39,31 @@ def test_unknown_workload_is_exit_2() -> None:
     assert "unknown workload" in r.stderr
 
 
+def test_each_workload_reports_its_own_peak_memory() -> None:
+    # A large run first, then a small one: a process-lifetime peak would repeat the first.
+    big, small = (
+        bench._in_subprocess(
+            {
+                "workload": "gossip_push_pull",
+                "kind": "gossip",
+                "args": [n],
+                "run": {"backend": "local"},
+            }
+        )
+        for n in (30_000, 200)
+    )
+    assert big["nodes"] == 30_000 and small["nodes"] == 200
+    assert small["peak_rss_mib"] < big["peak_rss_mib"] - 20
+    assert small["driver_peak_rss_mib"] == small["peak_rss_mib"]  # local: no actors
+
+
+def test_bench_help_lists_every_workload() -> None:
+    r = CliRunner().invoke(app, ["bench", "--help"])
+    assert r.exit_code == 0
+    for workload in bench.WORKLOADS:
+        assert f"{workload}:" in r.stdout
+
+
 def test_per_node_workloads_run_the_per_node_protocols() -> None:
     from raysim.bench import chord_config, reference_config
 
@@ -61,18 +87,21 @@ def test_cycle_workload_is_lockstep_with_observations_only() -> None:
     assert line["events_logged"] < line["delivered"] + line["timers"]  # no message rows
 
 
-def test_scaling_rows_carry_speedup_and_efficiency(monkeypatch: pytest.MonkeyPatch) -> None:
-    import raysim.bench as bench
-
-    calls: list[tuple[str, int | None]] = []
-
-    def fake(workload: str, cfg: object, backend: str, shards: int | None = None) -> dict:
-        calls.append((backend, shards))
-        return {"wall_s": 8.0 if backend == "local" else 8.0 / (shards or 1) * 1.25}
-
-    monkeypatch.setattr(bench, "measure", fake)
+def test_scaling_runs_local_then_ray_doubling_shards(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("os.cpu_count", lambda: 4)
-    rows = list(bench.run_scaling(1000, rounds=1))
-    assert calls == [("local", None), ("ray", 1), ("ray", 2), ("ray", 4)]
+    js = bench.scaling_jobs(1000, rounds=1)
+    assert [j["run"] for j in js] == [
+        {"backend": "local"},
+        {"backend": "ray", "shards": 1},
+        {"backend": "ray", "shards": 2},
+        {"backend": "ray", "shards": 4},
+    ]
+    assert {j["kind"] for j in js} == {"cycle"} and all(j["args"] == [1000, 1] for j in js)
+    lines = [{"workload": "scaling", "backend": "local", "shards": 1, "wall_s": 8.0}] + [
+        {"workload": "scaling", "backend": "ray", "shards": k, "wall_s": 10.0 / k}
+        for k in (1, 2, 4)
+    ]
+    rows = list(bench.with_speedup(iter(lines)))
     assert [r["efficiency"] for r in rows] == [1.0, 0.8, 0.8, 0.8]
     assert rows[-1]["speedup"] == 3.2
+    assert "speedup" not in next(bench.with_speedup(iter([{"workload": "ring"}])))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from raysim import testing
 from raysim.analysis import chord as rc
 from raysim.errors import ConfigError
 from raysim.experiments.config import validate
@@ -27,7 +28,6 @@ from raysim.protocols.chord.ring import (
     span,
 )
 from raysim.values.ring import HashRing
-from raysim.values.rng import NodeRng
 
 from .conftest import canonical
 
@@ -80,69 +80,46 @@ def test_the_fingers_command_prints_them(capsys: pytest.CaptureFixture[str]) -> 
 
 def test_too_few_bits_for_the_nodes_is_a_config_error() -> None:
     data = {"experiment": {"name": "c", "protocol": "chord"}, "network": {"nodes": 8},
-            "protocol": {"m": 5}}
+            "protocol": {"m": 5, "placement": "index"}}
     with pytest.raises(ConfigError, match=r"m = 5 bits is too few for 8 nodes: nodes \d+ and"):
         validate(data, "t")
-    validate({**data, "protocol": {"m": 6}}, "t")
+    validate({**data, "protocol": {"m": 6, "placement": "index"}}, "t")
+    validate({**data, "protocol": {"m": 5}}, "t")  # seeded identifiers never collide
 
 
 # --- handlers with a fake context -----------------------------------------------------------
 
 
-class FakeContext:
-    """Records what a handler does; no engine involved."""
+class FakeContext(testing.FakeContext):
+    """raysim.testing's fake context plus helpers for Chord's timers and replies."""
 
     def __init__(self, node: int, n_nodes: int, now: int = 0) -> None:
-        self.node, self.n_nodes, self.now = node, n_nodes, now
-        self.sent: list[tuple[int, Any]] = []
-        self.timers: dict[int, tuple[int, Hashable]] = {}
-        self.cancelled: set[int] = set()
-        self.emitted: list[tuple[str, float, int, int]] = []
-        self.rng = NodeRng(node)
-        self.storage: dict[str, Any] = {}
-
-    def send(self, dst: int, msg: object) -> None:
-        self.sent.append((dst, msg))
-
-    def set_timer(self, delay: int, tag: Hashable = None) -> int:
-        tid = len(self.timers)
-        self.timers[tid] = (self.now + delay, tag)
-        return tid
-
-    def cancel_timer(self, timer_id: int) -> None:
-        self.cancelled.add(timer_id)
-
-    def emit(self, name: str, value: float = 1.0, peer: int = -1, ref: int = -1) -> None:
-        self.emitted.append((name, value, peer, ref))
+        super().__init__(node, n_nodes, now=now, seed=0)
 
     @property
-    def peers(self) -> Sequence[int]:
-        return [p for p in range(self.n_nodes) if p != self.node]
-
-    def random_peer(self) -> int:
-        return self.rng.choice(self.peers)
+    def records(self) -> list[tuple[Any, ...]]:
+        """The observations as (name, value, peer, ref)."""
+        return [o[:4] for o in self.observations]
 
     def live_timers(self, kind: str) -> list[tuple[int, Hashable]]:
-        return [(tid, tag) for tid, (_, tag) in self.timers.items()
-                if tid not in self.cancelled and (tag == kind or
-                                                  (isinstance(tag, tuple) and tag[0] == kind))]
+        return [(t.id, t.tag) for t in self.pending()
+                if t.tag == kind or (isinstance(t.tag, tuple) and t.tag[0] == kind)]
 
     def fire(self, proto: Chord, kind: str) -> None:
         """Fire the one pending timer of ``kind``."""
         (tid, tag), = self.live_timers(kind)
-        self.cancelled.add(tid)
+        self.timers[tid].fired = True
         proto.on_timer(self, tag)
 
     def take(self) -> list[tuple[int, Any]]:
-        out, self.sent = self.sent, []
-        return out
+        return [(s.dst, s.msg) for s in self.take_sent()]
 
 
 N = 32
 
 
 def ideal(node: int, **kw: Any) -> tuple[Chord, FakeContext]:
-    c = Chord(ChordParams(m=16, lookup_rate=0, **kw), node)
+    c = Chord(ChordParams(m=16, lookup_rate=0, placement="index", **kw), node)
     ctx = FakeContext(node, N)
     c.on_start(ctx)
     return c, ctx
@@ -157,7 +134,7 @@ def test_ideal_start_gives_exact_pointers_keys_and_timers() -> None:
     keys = key_positions(10 * N, 16)
     lo, hi = ring.ids[ring.rank[ring.predecessor(5)]], c.id
     assert c.keys == sorted(k for k in keys if span(lo, k, 0xFFFF) <= span(lo, hi, 0xFFFF))
-    kinds = sorted(str(tag) for _, (_, tag) in ctx.timers.items())
+    kinds = sorted(str(t.tag) for t in ctx.timers.values())
     assert kinds == ["check_pred", "fix_fingers", "stabilize"]
 
 
@@ -195,6 +172,7 @@ def test_notify_from_a_joining_node_moves_exactly_its_keys_to_it() -> None:
     node, j = joiner_between()
     c, ctx = ideal(node, keys_per_node=50)
     c.ids = node_ids(2 * N, 16)  # the same identifiers, and node j's as well
+    ctx.n_nodes = 2 * N  # ... in a network that has node j
     before, pred_id, mask = list(c.keys), c.ids[c.pred], c.mask  # type: ignore[index]
     ctx.take()
     c.on_message(ctx, j, cm.Notify())
@@ -202,7 +180,7 @@ def test_notify_from_a_joining_node_moves_exactly_its_keys_to_it() -> None:
     moved = [k for k in before if span(pred_id, k, mask) <= span(pred_id, c.ids[j], mask)]
     assert moved and c.keys == [k for k in before if k not in moved]
     assert ctx.take() == [(j, cm.Keys(tuple(moved)))]
-    assert ctx.emitted == [("keys_moved", float(len(moved)), j, -1)]
+    assert ctx.records == [("keys_moved", float(len(moved)), j, -1)]
     c.on_message(ctx, (node + 1) % N, cm.Notify())  # not in (new predecessor, self): ignored
     assert c.pred == j and ctx.take() == []
 
@@ -231,9 +209,9 @@ def test_iterative_lookup_routes_around_a_dead_hop_then_gives_up() -> None:
     (second, _q2), = ctx.take()
     assert second != first and first not in c.fingers and first in c.suspect
     ctx.fire(c, "timeout")  # and so is the next: max_retries = 1 exceeded
-    assert ctx.emitted[0][:3] == ("lookup", 0.0, -1)
-    assert [e[0] for e in ctx.emitted] == ["lookup", "lookup_latency", "lookup_timeouts"]
-    assert ctx.emitted[2][1] == 2.0 and not c.lookups
+    assert ctx.records[0][:3] == ("lookup", 0.0, -1)
+    assert [e[0] for e in ctx.records] == ["lookup", "lookup_latency", "lookup_timeouts"]
+    assert ctx.records[2][1] == 2.0 and not c.lookups
 
 
 def test_iterative_lookup_follows_next_and_probes_the_owner() -> None:
@@ -248,7 +226,7 @@ def test_iterative_lookup_follows_next_and_probes_the_owner() -> None:
     assert dst == 21 and type(probe) is cm.Probe
     ctx.now = 150
     c.on_message(ctx, 21, cm.Alive(probe.req))
-    assert ctx.emitted == [("lookup", 1.0, 21, key), ("lookup_latency", 150.0, 21, key),
+    assert ctx.records == [("lookup", 1.0, 21, key), ("lookup_latency", 150.0, 21, key),
                            ("lookup_timeouts", 0.0, 21, key)]
 
 
@@ -281,10 +259,10 @@ def test_fix_fingers_lookups_use_their_own_message_types() -> None:
 
 
 def test_phase_table_ignores_what_a_phase_does_not_handle_and_rejects_bad_moves() -> None:
-    c = Chord(ChordParams(m=16, bootstrap="join"), 3)
+    c = Chord(ChordParams(m=16, bootstrap="join", placement="index"), 3)
     ctx = FakeContext(3, N)
     c.on_start(ctx)
-    assert c.phase == "waiting" and next(iter(ctx.timers.values()))[1] == "join"
+    assert c.phase == "waiting" and next(iter(ctx.timers.values())).tag == "join"
     c.on_message(ctx, 1, cm.Query(1, 5))
     c.on_timer(ctx, "stabilize")
     assert ctx.sent == []
@@ -375,7 +353,7 @@ def test_keys_move_only_to_joining_nodes_and_are_conserved(tmp_path: Path) -> No
     last = obs[(obs["name"] == "keys") & (obs["time"] == obs["time"].max())]
     assert last["value"].sum() == 20 * 64  # nothing lost: every departure was graceful
     # and each live node holds exactly the keys in (true predecessor, itself]
-    ids = np.asarray(node_ids(64, 48))
+    ids = rc.run_ids(rc.chord_runs(res), rc.chord_runs(res)["run_id"].iloc[0])
     live = np.sort(last["node"].to_numpy())
     order = live[np.argsort(ids[live])]
     owner = order[np.searchsorted(ids[order], key_positions(20 * 64, 48)) % len(order)]

@@ -208,3 +208,32 @@ def test_notebook_runs_on_a_small_sweep(
     text, figures = execute_notebook(NOTEBOOK, chord_results, monkeypatch)
     assert "4 chord runs" in text and "swept: network.nodes, churn_rate" in text
     assert figures == 5
+
+
+def test_key_loss_is_about_p_and_matches_a_brute_force_count(failure_results: Path) -> None:
+    """The paper's failed lookup: the key's data is gone (its owner, and with r replicas
+    its r successors, all failed) — about p without replication, about p^(r+1) with it."""
+    runs = rc.chord_runs(failure_results)
+    life = rc.lifecycle(failure_results, runs)
+    look = rc.lookups(failure_results, runs=runs)
+    later = look[look["start"] >= 40_000]
+    for r in (0, 2):
+        lost = rc.lost_keys(later, life, runs, replicas=r)
+        for rid, g in later.groupby("run_id"):
+            ids = rc.run_ids(runs, str(rid))
+            lf = life[life["run_id"] == rid]
+            dead = set(lf.loc[~lf["up"], "node"].tolist())  # crashed at 10 s, never back
+            ring = sorted(range(len(ids)), key=lambda n: ids[n])
+            want = []
+            for key in g["key"].tolist():
+                i = next((j for j, n in enumerate(ring) if ids[n] >= key), 0)
+                want.append(all(ring[(i + j) % len(ring)] in dead for j in range(r + 1)))
+            assert lost[later.index.get_indexer(g.index)].tolist() == want
+    summary = rc.lookup_summary(later, ["fail_fraction"])
+    p = summary["fail_fraction"].to_numpy()
+    assert summary["lost"].iloc[0] == 0.0
+    assert (abs(summary["lost"] - p) < 0.12).all(), summary[["fail_fraction", "lost"]]
+    assert (summary["failed"] < 0.02).all()  # routing recovered; the data did not
+    fig = rc.fig_key_loss({"r = 0": summary}, "fail_fraction")
+    assert len(fig.data) == 3  # routing failed, key lost, y = p
+    assert report.build(failure_results).count("Chord: routing failures and lost keys") == 1

@@ -44,3 +44,29 @@ def test_sweep_on_a_two_node_cluster_equals_local_runs(tmp_path: Path) -> None:
                                   check_dtype=False)
     for r in plan.runs:
         pd.testing.assert_frame_equal(events(on_cluster, r.run_id), events(local, r.run_id))
+
+
+def test_a_users_protocol_module_reaches_every_node_of_the_cluster(tmp_path: Path) -> None:
+    """The module lives only in the experiment's folder: the tasks get it through their
+    runtime_env (py_modules), not from the driver's disk, and the logs equal local runs."""
+    from tests.test_platform import write_experiment, write_protocol
+
+    module, name = write_protocol(tmp_path)
+    exp = write_experiment(tmp_path, name, [module], nodes=40)
+    exp.write_text(exp.read_text().replace('name = "mine"', 'name = "tiny"')
+                   + "\n[sweep]\nseeds = 4\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.cluster_sweep", str(exp), str(tmp_path / "cluster")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert info["exit_code"] == 0, info["summary"]
+    table = pd.read_parquet(tmp_path / "cluster" / "tiny" / "runs.parquet")
+    assert len(table) == 4 and set(table["status"]) == {"ok"}
+    assert set(table["ray_node_id"]) == set(info["nodes"]), "runs should use both nodes"
+    for r in sweep.plan(exp).runs:
+        result = runner.run(r.cfg, tmp_path / "local")
+        assert result.events_dir is not None
+        pd.testing.assert_frame_equal(events(tmp_path / "cluster" / "tiny", r.run_id),
+                                      events(tmp_path / "local" / "tiny", r.run_id))

@@ -31,7 +31,7 @@ def _log(tmp_path: Path, name: str, sections: dict) -> pd.DataFrame:
 
 @pytest.mark.parametrize("mode", ["push", "pull", "push_pull"])
 @pytest.mark.parametrize("fanout", [1, 3])
-@pytest.mark.parametrize("phase", ["random", "lockstep"])
+@pytest.mark.parametrize("phase", ["random", "lockstep", "synchronous"])
 def test_columnar_gossip_equals_the_reference(
     tmp_path: Path, mode: str, fanout: int, phase: str
 ) -> None:

@@ -399,13 +399,13 @@ def test_every_delay_respects_the_lookahead(spec: dict[str, Any]) -> None:
 
 
 def test_pareto_cap_below_scale_cannot_break_the_lookahead() -> None:
-    """Either the config is rejected or the delays stay >= the lower bound."""
-    try:
-        delay = ParetoDelay(dist="pareto", alpha=1.5, scale=10, cap=5)
-    except ValueError:
-        return
+    """A cap below the scale is refused; a cap equal to it keeps every delay at the bound."""
+    with pytest.raises(ValueError, match="cap"):
+        ParetoDelay(dist="pareto", alpha=1.5, scale=10, cap=5)
+    delay = ParetoDelay(dist="pareto", alpha=1.5, scale=10, cap=10)
     d = delay.sample(np.array([0.0, 0.5, 0.99]), np.zeros(3))
     assert (d >= delay.lower_bound).all(), (d, delay.lower_bound)
+    assert (d == 10).all()
 
 
 def test_lognormal_extreme_tail_does_not_overflow() -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from raysim.experiments.config import validate
 from raysim.experiments.runner import run
+from raysim.protocols.gossip.dissemination import round_of
 
 
 def rounds_to_full(
@@ -37,6 +38,111 @@ def rounds_to_full(
     assert res.row["informed_nodes"] == nodes
     # Round r fires at r·period; the last node learns during the round that reached it.
     return int(res.row["informed_time"] // 1000)
+
+
+def synchronous_model(mode: str, n: int, runs: int, seed: int) -> np.ndarray:
+    """Rounds to inform all n nodes in the textbook synchronous-round model, fanout 1.
+
+    Independent of raysim: each round every node picks one uniform peer other than itself;
+    push: informed callers inform their peer; pull: a caller whose peer is informed learns;
+    push-pull: both. Everything uses the state at the start of the round. One row per run.
+    """
+    rng = np.random.default_rng(seed)
+    informed = np.zeros((runs, n), dtype=bool)
+    informed[:, 0] = True
+    rounds = np.zeros(runs, dtype=np.int64)
+    row = np.repeat(np.arange(runs)[:, None], n, axis=1)
+    r = 0
+    while not informed.all():
+        r += 1
+        peer = rng.integers(0, n - 1, size=(runs, n))
+        peer += peer >= np.arange(n)  # uniform over the other n - 1 nodes
+        new = informed.copy()
+        if mode in ("push", "push_pull"):
+            new[row[informed], peer[informed]] = True
+        if mode in ("pull", "push_pull"):
+            new |= informed[row, peer]
+        rounds[new.all(axis=1) & ~informed.all(axis=1)] = r
+        informed = new
+    return rounds
+
+
+@pytest.mark.parametrize("nodes", [100, 1000])
+@pytest.mark.parametrize("mode", ["push", "pull", "push_pull"])
+def test_synchronous_phase_matches_the_synchronous_round_model(
+    tmp_path: Path, mode: str, nodes: int
+) -> None:
+    """phase = "synchronous": rounds to full over 200 seeds, against the numpy model's mean.
+
+    Delays of 400–499 ticks in a 1000-tick period put requests and replies late in the
+    round, where the other phases let earlier news leak into answers.
+    """
+    seeds = 200
+    sim = []
+    for seed in range(seeds):
+        cfg = validate(
+            {
+                "experiment": {
+                    "name": "sync",
+                    "protocol": "gossip",
+                    "seed": seed,
+                    "duration": 200_000,
+                    "stop_when": "informed",
+                },
+                "protocol": {"mode": mode, "phase": "synchronous", "period": 1000},
+                "network": {"nodes": nodes, "delay": {"dist": "uniform", "low": 400, "high": 499}},
+                "log": {"level": "none"},
+            },
+            "test",
+        )
+        res = run(cfg, tmp_path, write_row=False)
+        assert res.row["informed_nodes"] == nodes
+        sim.append(res.metrics["rounds_to_full"])
+        assert res.metrics["rounds_to_full"] == round_of(
+            res.row["informed_time"], 1000, "synchronous"
+        )
+    model = synchronous_model(mode, nodes, 2000, seed=nodes)
+    sim_a = np.array(sim)
+    se = math.sqrt(sim_a.var(ddof=1) / len(sim_a) + model.var(ddof=1) / len(model))
+    assert abs(sim_a.mean() - model.mean()) < 3 * se, (sim_a.mean(), model.mean(), se)
+
+
+def test_lockstep_push_pull_is_faster_than_the_synchronous_model(tmp_path: Path) -> None:
+    """What lockstep is not: replies carry news learned earlier in the round (issue 13)."""
+    rounds = {}
+    for phase in ("lockstep", "synchronous"):
+        vals = []
+        for seed in range(30):
+            cfg = validate(
+                {
+                    "experiment": {"name": "ls", "protocol": "gossip", "seed": seed,
+                                   "duration": 200_000, "stop_when": "informed"},
+                    "protocol": {"mode": "push_pull", "phase": phase, "period": 1000},
+                    "network": {"nodes": 1000,
+                                "delay": {"dist": "uniform", "low": 10, "high": 100}},
+                    "log": {"level": "none"},
+                },
+                "test",
+            )
+            vals.append(run(cfg, tmp_path, write_row=False).metrics["rounds_to_full"])
+        rounds[phase] = statistics.mean(vals)
+    assert rounds["lockstep"] < rounds["synchronous"] - 0.5, rounds
+
+
+def test_late_messages_stop_a_synchronous_run(tmp_path: Path) -> None:
+    cfg = validate(
+        {
+            "experiment": {"name": "late", "protocol": "gossip.reference", "seed": 1,
+                           "duration": 20_000, "stop_when": "informed"},
+            "protocol": {"mode": "push_pull", "phase": "synchronous", "period": 100},
+            "network": {"nodes": 20, "delay": {"dist": "uniform", "low": 40, "high": 90}},
+            "log": {"level": "none"},
+        },
+        "test",
+    )
+    res = run(cfg, tmp_path, write_row=False)
+    assert res.status == "failed"
+    assert "synchronous rounds need network delays" in (res.error or "")
 
 
 def test_push_matches_pittel(tmp_path: Path) -> None:

@@ -204,12 +204,20 @@ def test_sweep_writes_rows_and_resumes_only_what_is_missing(
     before = events(res, gone_row)
     shutil.rmtree(res / "events" / f"run_id={gone_events}")
     table[table["run_id"] != gone_row].to_parquet(res / "runs.parquet", index=False)
+    # Leftovers of killed writers: a torn runs-table temporary, and staging folders of
+    # attempts whose process died (one for a run to redo, one for a run Ray retried fine).
+    (res / ".runs-0123456789abcdef.parquet").write_bytes(b"PAR1 torn")
+    for rid in (gone_events, plan.runs[3].run_id):
+        dead = res / "events" / f".staging-{rid}-0badcafe"
+        dead.mkdir()
+        (dead / "part-00000.parquet").write_bytes(b"half")
     capsys.readouterr()
     third = run_sweep(plan, tmp_path, progress=True)
     assert (third.ok, third.skipped) == (2, 2)
     bar = capsys.readouterr().err
     assert "4/4" in bar and "ok=2" in bar and "run/s" in bar  # counts and rate (for the ETA)
     assert len(pd.read_parquet(res / "runs.parquet")) == 4
+    assert not list(res.glob(".runs-*")) and not list((res / "events").glob(".staging-*"))
     pd.testing.assert_frame_equal(events(res, gone_row), before)
 
 
@@ -219,12 +227,13 @@ def test_a_failing_run_is_recorded_and_the_others_continue(
     import tests.sweep_plugin  # noqa: F401  (registers test.flaky in this process)
 
     raw = {
-        "experiment": {"name": "flaky", "protocol": "test.flaky", "seed": 1, "duration": 5000},
+        "experiment": {"name": "flaky", "protocol": "test.flaky", "seed": 1, "duration": 5000,
+                       "modules": ["tests.sweep_plugin"]},
         "network": {"nodes": 8},
         "sweep": {"seeds": 2, "protocol.fail": [False, True]},
     }
     plan = plan_data(raw, where="flaky")
-    summary = run_sweep(plan, tmp_path, progress=False, imports=["tests.sweep_plugin"])
+    summary = run_sweep(plan, tmp_path, progress=False)
     assert (summary.ok, len(summary.failed), summary.exit_code) == (2, 2, 1)
     assert "protocol handler failed at node 1" in summary.describe()
     table = pd.read_parquet(tmp_path / "flaky" / "runs.parquet")
@@ -233,7 +242,7 @@ def test_a_failing_run_is_recorded_and_the_others_continue(
     assert failed["error"].str.contains("node 1").all()
     assert failed["traceback"].str.contains("failed on purpose").all()
     assert not any((tmp_path / "flaky" / "events").glob(f"run_id={failed['run_id'].iloc[0]}"))
-    retry = run_sweep(plan, tmp_path, progress=False, imports=["tests.sweep_plugin"])
+    retry = run_sweep(plan, tmp_path, progress=False)
     assert (retry.skipped, retry.ok, len(retry.failed)) == (2, 0, 2)
 
 
@@ -342,6 +351,20 @@ def _wait_for_rows(proc: subprocess.Popen[str], runs: Path, at_least: int) -> in
     pytest.fail("no rows appeared")
 
 
+def _wait_until_no_live_staging(events: Path) -> None:
+    """Poll until no staging folder under ``events`` has a live owner (twice in a row)."""
+    from raysim.runtime.staging import STAGING, owner_gone
+
+    deadline = time.monotonic() + 120
+    quiet = 0
+    while quiet < 2:
+        live = [p for p in events.glob(".staging-*") if STAGING.match(p.name) and not owner_gone(p)]
+        quiet = 0 if live else quiet + 1
+        if time.monotonic() > deadline:
+            pytest.fail(f"staging folders still owned by live tasks: {live}")
+        time.sleep(0.1)
+
+
 def _check_complete(results: Path) -> pd.DataFrame:
     """Every visible events directory is a complete, readable run; rows are unique."""
     table = pd.read_parquet(results / "runs.parquet")
@@ -365,9 +388,9 @@ def test_kill_9_mid_sweep_then_rerun_equals_an_uninterrupted_sweep(
     proc.wait()
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)  # anything the killed driver left in its group
-    # NOTE: Ray kills a dead driver's tasks asynchronously; give them a moment to go, so
-    # no straggler renames a run into place while the checks below look.
-    time.sleep(1.0)
+    # NOTE: Ray kills a dead driver's tasks asynchronously; wait until none of them holds a
+    # staging folder any more, so no straggler renames a run into place while we look.
+    _wait_until_no_live_staging(out / "tiny" / "events")
     done = _check_complete(out / "tiny")
     assert 2 <= len(done) < 8, "the sweep should have been killed half-way"
     resumed = run_sweep(plan, out, progress=False)

@@ -37,7 +37,7 @@ import pyarrow.dataset as ds
 from raysim.analysis.load import Where, load_events, load_runs, varying_params
 from raysim.analysis.stats import band_of
 from raysim.protocols.chord.messages import MAINTENANCE
-from raysim.protocols.chord.ring import format_finger_tables, node_ids
+from raysim.protocols.chord.ring import check_ids, format_finger_tables, placement_ids
 from raysim.values.ring import HashRing, key_moves, load_stats
 
 UP_KINDS = {"start": True, "join": True, "recover": True, "crash": False, "leave": False}
@@ -159,18 +159,79 @@ def _m_of(runs: pd.DataFrame, rid: str) -> int:
     return int(row["protocol.m"].iloc[0]) if "protocol.m" in row else 48
 
 
+def run_ids(runs: pd.DataFrame, rid: str) -> np.ndarray:
+    """Node identifiers of run ``rid`` (int64, indexed by node), as its protocol placed them:
+    from the run's resolved configuration (``placement``, ``ids``, ``m``) and seed."""
+    row = runs.loc[runs["run_id"] == rid].iloc[0]
+    proto = json.loads(row["config"]).get("protocol", {}) if "config" in row else {}
+    n = int(row["network.nodes"])
+    m = int(proto.get("m", _m_of(runs, rid)))
+    ids = placement_ids(n, m, proto.get("placement", "index"), int(row["seed"]), proto.get("ids"))
+    return np.asarray(ids, dtype=np.int64)
+
+
+def up_at(life: pd.DataFrame, nodes: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Whether each ``nodes[i]`` is up at ``times[i]`` (after every change at times <= it),
+    from one run's lifecycle rows (``time``, ``node``, ``up``; in log order)."""
+    nodes, times = np.asarray(nodes, dtype=np.int64), np.asarray(times, dtype=np.int64)
+    out = np.zeros(len(nodes), dtype=bool)
+    life = life.sort_values("time", kind="stable")
+    for node, g in life.groupby("node", sort=True):
+        sel = np.flatnonzero(nodes == node)
+        if not len(sel):
+            continue
+        at = np.searchsorted(g["time"].to_numpy(), times[sel], side="right") - 1
+        ok = at >= 0
+        out[sel[ok]] = g["up"].to_numpy()[at[ok]]
+    return out
+
+
+def lost_keys(
+    look: pd.DataFrame, life: pd.DataFrame, runs: pd.DataFrame, replicas: int = 0
+) -> np.ndarray:
+    """Per lookup: whether its key's data is gone — the paper's failed lookup (Stoica et al.
+    2001, §6.3: "the key's node failed", so nothing is left to return).
+
+    A key is stored at time 0 on its owner among the nodes up then and, with ``replicas``
+    = r, on that owner's r successors (a replication factor the simulated protocol does not
+    implement: this asks what r replicas would have saved). It is lost when every holder is
+    down at the lookup's end. Keys moved by joins and graceful leaves are not followed, so
+    this is the metric of a simultaneous failure (``chord_failures``), not of churn.
+    """
+    out = np.zeros(len(look), dtype=bool)
+    for rid, idx in look.groupby("run_id").groups.items():
+        ids = run_ids(runs, str(rid))
+        lf = life[life["run_id"] == rid]
+        first = lf[lf["time"] == 0]
+        up0 = np.unique(first.loc[first["up"].astype(bool), "node"].to_numpy(dtype=np.int64))
+        if not len(up0):
+            continue
+        ring = up0[np.argsort(ids[up0], kind="stable")]
+        sub = look.loc[idx]
+        at = np.searchsorted(ids[ring], sub["key"].to_numpy(dtype=np.int64), side="left")
+        alive = np.zeros(len(sub), dtype=bool)
+        for j in range(min(replicas, len(ring) - 1) + 1):
+            holder = ring[(at + j) % len(ring)]
+            alive |= up_at(lf, holder, sub["time"].to_numpy())
+        out[look.index.get_indexer(idx)] = ~alive
+    return out
+
+
 def lookups(
     where: Where,
     runs: pd.DataFrame | None = None,
     params: Sequence[str] | None = None,
     members: Literal["up", "joined"] = "up",
+    replicas: int = 0,
 ) -> pd.DataFrame:
     """One row per finished lookup of the chord runs.
 
     Columns: ``run_id``, ``time`` (end), ``start``, ``origin``, ``key``, ``end`` (-1 if it
     gave up), ``hops``, ``latency``, ``timeouts``, ``owner`` (true owner), ``gave_up``,
-    ``wrong`` (ended at another node), ``failed`` (either), plus ``params`` (default:
-    ``network.nodes`` and the varying parameters, with ``fail_fraction`` and ``churn_rate``).
+    ``wrong`` (ended at another node), ``failed`` (either: a *routing* failure), ``lost``
+    (the key's data is gone, see :func:`lost_keys`; ``replicas`` = r successors also held
+    it), plus ``params`` (default: ``network.nodes`` and the varying parameters, with
+    ``fail_fraction`` and ``churn_rate``).
     """
     runs = chord_runs(where) if runs is None else runs
     params = list(dict.fromkeys(["network.nodes", *axes(runs)])) if params is None else list(
@@ -194,8 +255,7 @@ def lookups(
     joined = (_joined(where, runs) if members == "joined" and len(look)
               else pd.DataFrame(columns=["run_id"]))
     for rid, idx in look.groupby("run_id").groups.items():
-        n = int(runs.loc[runs["run_id"] == rid, "network.nodes"].iloc[0])
-        ids = np.asarray(node_ids(n, _m_of(runs, str(rid))), dtype=np.int64)
+        ids = run_ids(runs, str(rid))
         lf = life[life["run_id"] == rid]
         if members == "joined":
             lf = _delay_joins(lf, joined[joined["run_id"] == rid])
@@ -207,8 +267,9 @@ def lookups(
     look["gave_up"] = look["end"] < 0
     look["wrong"] = ~look["gave_up"] & (look["end"] != look["owner"])
     look["failed"] = look["gave_up"] | look["wrong"]
+    look["lost"] = lost_keys(look, life, runs, replicas) if len(look) else False
     cols = ["run_id", "time", "start", "origin", "key", "end", "owner", "hops", "latency",
-            "timeouts", "gave_up", "wrong", "failed"]
+            "timeouts", "gave_up", "wrong", "failed", "lost"]
     look = look[cols].sort_values(["run_id", "time", "origin"], kind="stable")
     extra = [p for p in params if p in runs.columns]
     if extra:
@@ -250,7 +311,8 @@ def lookup_summary(
 
     ``window = (t0, t1)`` keeps lookups *started* in ``[t0, t1)`` (e.g. after stabilization).
     Columns: ``*by, runs, lookups, hops_mean, hops_p1, hops_p50, hops_p99, timeouts_mean,
-    latency_mean, failed, failed_lo, failed_hi, wrong, gave_up``.
+    latency_mean, failed, failed_lo, failed_hi, wrong, gave_up, lost, lost_lo, lost_hi``
+    (``lost``: the share of lookups whose key's data is gone, NaN without a ``lost`` column).
     """
     by = [c for c in (axes_of(look) if by is None else by)]
     if window is not None:
@@ -259,8 +321,13 @@ def lookup_summary(
     groups = look.groupby(by, sort=True, dropna=False) if by else [((), look)]
     for key, g in groups:
         key = key if isinstance(key, tuple) else (key,)
-        per_run = g.groupby("run_id")[["failed", "wrong", "gave_up"]].mean()
+        cols_ = ["failed", "wrong", "gave_up", *(["lost"] if "lost" in g else [])]
+        per_run = g.groupby("run_id")[cols_].mean()
         mean, lo, hi, n = band_of(per_run["failed"].to_numpy(dtype=float))
+        lmean, llo, lhi = math.nan, math.nan, math.nan
+        if "lost" in per_run:
+            lm, ll, lh, _ = band_of(per_run["lost"].to_numpy(dtype=float))
+            lmean, llo, lhi = float(lm), float(ll), float(lh)
         ok = g[~g["gave_up"]]["hops"].to_numpy(dtype=float)
         p1, p50, p99 = np.percentile(ok, [1, 50, 99]) if len(ok) else (math.nan,) * 3
         rows.append({
@@ -271,17 +338,18 @@ def lookup_summary(
             "latency_mean": float(g["latency"].mean()),
             "failed": float(mean), "failed_lo": float(np.maximum(0.0, lo)), "failed_hi": float(hi),
             "wrong": float(per_run["wrong"].mean()), "gave_up": float(per_run["gave_up"].mean()),
+            "lost": float(lmean), "lost_lo": float(np.maximum(0.0, llo)), "lost_hi": float(lhi),
         })
     cols = [*by, "runs", "lookups", "hops_mean", "hops_p1", "hops_p50", "hops_p99",
             "timeouts_mean", "latency_mean", "failed", "failed_lo", "failed_hi", "wrong",
-            "gave_up"]
+            "gave_up", "lost", "lost_lo", "lost_hi"]
     return pd.DataFrame(rows, columns=cols)
 
 
 def axes_of(look: pd.DataFrame) -> list[str]:
     """The parameter columns of a lookups table that take more than one value."""
     known = {"run_id", "time", "start", "origin", "key", "end", "owner", "hops", "latency",
-             "timeouts", "gave_up", "wrong", "failed"}
+             "timeouts", "gave_up", "wrong", "failed", "lost"}
     return [c for c in look.columns if c not in known and look[c].nunique(dropna=False) > 1]
 
 
@@ -363,8 +431,7 @@ def ring_correctness(where: Where, runs: pd.DataFrame | None = None) -> pd.DataF
     snap = load_events(where, ["run_id", "time", "node", "peer"], flt, runs=runs)
     rows = []
     for (rid, t), g in snap.groupby(["run_id", "time"], sort=True):
-        n = int(runs.loc[runs["run_id"] == rid, "network.nodes"].iloc[0])
-        ids = np.asarray(node_ids(n, _m_of(runs, str(rid))), dtype=np.int64)
+        ids = run_ids(runs, str(rid))
         nodes = g["node"].to_numpy()
         order = nodes[np.argsort(ids[nodes])]
         true_succ = dict(zip(order.tolist(), np.roll(order, -1).tolist(), strict=True))
@@ -420,19 +487,35 @@ def keys_moved_on_join(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m raysim.analysis.chord load|moves|fingers [--nodes N] [--keys K] [--bits M]``:
-    the experiments that need no simulation, as tables: keys per node against virtual nodes,
-    keys moved on a join (ring toolkit), the finger tables of a small ring."""
+    """``python -m raysim.analysis.chord load|moves|fingers [--nodes N] [--keys K] [--bits M]
+    [--ids 0,1,3] [--key-ids 1,2,6]``: the experiments that need no simulation, as tables:
+    keys per node against virtual nodes, keys moved on a join (ring toolkit), the finger
+    tables of a small ring (index-hashed, or at the listed identifiers) and which node holds
+    each listed key."""
     import argparse
+    import sys
 
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("what", choices=["load", "moves", "fingers"])
     ap.add_argument("--nodes", type=int, default=None, help="default 1024 (fingers: 8)")
     ap.add_argument("--keys", type=int, default=100, help="keys per node")
     ap.add_argument("--bits", type=int, default=6, help="fingers: identifier bits m")
+    ap.add_argument("--ids", default=None, help="fingers: node identifiers, e.g. 0,1,3")
+    ap.add_argument("--key-ids", default=None, help="fingers: key identifiers, e.g. 1,2,6")
     args = ap.parse_args(argv)
     if args.what == "fingers":
-        print(format_finger_tables(args.nodes or 8, args.bits))
+        try:
+            ids = _int_list(args.ids, "--ids")
+            keys = _int_list(args.key_ids, "--key-ids")
+            n = len(ids) if ids is not None else (args.nodes or 8)
+            if not 1 <= args.bits <= 62:
+                raise ValueError(f"--bits {args.bits}: allowed 1..62")
+            if ids is not None:
+                check_ids(ids, args.bits, n)
+            print(format_finger_tables(n, args.bits, ids, keys))
+        except ValueError as e:
+            print(f"error: fingers: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
         return
     args.nodes = args.nodes or 1024
     with pd.option_context("display.width", 120, "display.max_columns", 20):
@@ -449,12 +532,23 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(table.to_string(index=False))
 
 
+def _int_list(text: str | None, flag: str) -> list[int] | None:
+    """``"0,1,3"`` → ``[0, 1, 3]``; ValueError naming ``flag`` if it is not such a list."""
+    if text is None:
+        return None
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"{flag} {text!r}: give comma-separated integers, e.g. 0,1,3") from None
+
+
 from raysim.analysis.chord_figures import (  # noqa: E402  (figures re-exported here)
     fig_failures,
     fig_hop_distribution,
     fig_hops_vs,
     fig_hops_vs_n,
     fig_key_load,
+    fig_key_loss,
     fig_maintenance,
 )
 
@@ -469,6 +563,7 @@ __all__ = [
     "fig_hops_vs",
     "fig_hops_vs_n",
     "fig_key_load",
+    "fig_key_loss",
     "fig_maintenance",
     "half_log2",
     "hop_distribution",
@@ -477,11 +572,14 @@ __all__ = [
     "lifecycle",
     "lookup_summary",
     "lookups",
+    "lost_keys",
     "maintenance",
     "maintenance_summary",
     "node_seconds",
     "ring_correctness",
+    "run_ids",
     "true_owners",
+    "up_at",
 ]
 
 if __name__ == "__main__":

@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from raysim.analysis.figures import PALETTE, label
+from raysim.analysis.figures import PALETTE, label, log_ticks
 
 _SUMMARY_STATS = {"runs", "lookups", "hops_mean", "hops_p1", "hops_p50", "hops_p99",
                   "timeouts_mean", "latency_mean", "failed", "failed_lo", "failed_hi", "wrong",
-                  "gave_up"}
+                  "gave_up", "lost", "lost_lo", "lost_hi"}
 NAMES = {"network.nodes": "nodes N", "fail_fraction": "fraction p of nodes failed at once",
          "churn_rate": "churn rate R (joins and departures per second, each)"}
 
@@ -40,8 +40,7 @@ def fig_hops_vs_n(summary: pd.DataFrame, title: str = "Lookup path length agains
     x = "network.nodes"
     fig = go.Figure()
     fig.update_layout(title=title, template="plotly_white", height=440,
-                      xaxis={"title": "nodes N", "type": "log", "dtick": np.log10(2),
-                             "tickformat": ",d"},
+                      xaxis={"title": "nodes N", **log_ticks(summary.get(x, []))},
                       yaxis_title="hops")
     for k, (name, d) in enumerate(_lines(summary, x, _SUMMARY_STATS)):
         color = PALETTE[k % len(PALETTE)]
@@ -66,10 +65,31 @@ def fig_hop_distribution(dist: pd.DataFrame, title: str = "Path length distribut
     fig = go.Figure()
     fig.update_layout(title=title, template="plotly_white", height=400, barmode="group",
                       xaxis_title="hops", yaxis_title="share of lookups")
+    cap = _hop_cap(dist)
+    if cap is not None:  # a few long paths: fold them into a last "≥ cap" bar
+        dist = dist.assign(hops=dist["hops"].clip(upper=cap))
+        keys = [c for c in dist.columns if c not in ("count", "share")]
+        dist = dist.groupby(keys, dropna=False, sort=True)[["count", "share"]].sum().reset_index()
     for k, (name, d) in enumerate(_lines(dist, "hops", {"hops", "count", "share"})):
         fig.add_trace(go.Bar(x=d["hops"], y=d["share"], name=name,
                              marker_color=PALETTE[k % len(PALETTE)]))
+    if len(dist):
+        hops = list(range(int(dist["hops"].min()), int(dist["hops"].max()) + 1))
+        text = [str(h) for h in hops]
+        if cap is not None:
+            text[-1] = f"≥ {cap}"
+        fig.update_xaxes(tickmode="array", tickvals=hops, ticktext=text)
     return fig
+
+
+def _hop_cap(dist: pd.DataFrame, quantile: float = 0.995) -> int | None:
+    """The hop count below which ``quantile`` of all lookups fall, if longer ones exist."""
+    if not len(dist):
+        return None
+    by_hops = dist.groupby("hops")["count"].sum().sort_index()
+    cum = by_hops.cumsum() / by_hops.sum()
+    cap = int(cum.index[int(np.searchsorted(cum.to_numpy(), quantile))])
+    return cap + 1 if by_hops.index.max() > cap + 1 else None
 
 
 def fig_failures(summaries: dict[str, pd.DataFrame], x: str,
@@ -98,6 +118,36 @@ def fig_failures(summaries: dict[str, pd.DataFrame], x: str,
         fig.add_trace(go.Scatter(x=xs, y=xs, name="y = p (keys lost without replication)",
                                  mode="lines", line={"color": "gray", "dash": "dot",
                                                      "width": 1}))
+    return fig
+
+
+def fig_key_loss(summaries: dict[str, pd.DataFrame], x: str = "fail_fraction",
+                 title: str = "Routing failures and lost keys against p") -> go.Figure:
+    """Two metrics per named summary against ``x``: the share of lookups that failed to
+    route (gave up or ended at a wrong node; solid) and the share whose key's data is gone
+    (every holder failed; dashed) — the latter is the Chord paper's failed lookup (Fig. 11).
+    Each summary is a :func:`raysim.analysis.chord.lookup_summary` table; bars: 95 % interval
+    over runs. Gray dotted: y = p."""
+    fig = go.Figure()
+    fig.update_layout(title=title, template="plotly_white", height=440,
+                      xaxis_title=NAMES.get(x, x), yaxis_title="share of lookups")
+    k = 0
+    for which, summary in summaries.items():
+        for name, d in _lines(summary, x, _SUMMARY_STATS):
+            color = PALETTE[k % len(PALETTE)]
+            k += 1
+            tag = which if name == "all runs" else f"{which}, {name}"
+            for col, what, dash in (("failed", "routing failed", "solid"),
+                                    ("lost", "key lost", "dash")):
+                fig.add_trace(go.Scatter(
+                    x=d[x], y=d[col], name=f"{what} ({tag})", mode="lines+markers",
+                    line={"color": color, "dash": dash},
+                    error_y={"type": "data", "symmetric": False,
+                             "array": d[f"{col}_hi"] - d[col],
+                             "arrayminus": d[col] - d[f"{col}_lo"]}))
+    xs = sorted({v for s in summaries.values() if x in s for v in s[x]})
+    fig.add_trace(go.Scatter(x=xs, y=xs, name="y = p", mode="lines",
+                             line={"color": "gray", "dash": "dot", "width": 1}))
     return fig
 
 
@@ -144,7 +194,8 @@ def fig_key_load(load: pd.DataFrame, percentiles: Sequence[str] = ("p1", "p50", 
     agg = load.groupby("vnodes", sort=True)[[*percentiles, "mean"]].mean()
     fig = go.Figure()
     fig.update_layout(title=title, template="plotly_white", height=420,
-                      xaxis={"title": "virtual nodes per physical node", "type": "log"},
+                      xaxis={"title": "virtual nodes per physical node",
+                             **log_ticks(agg.index.to_numpy())},
                       yaxis_title="keys per node / mean")
     for k, p in enumerate(percentiles):
         fig.add_trace(go.Scatter(x=agg.index, y=agg[p] / agg["mean"], name=p,

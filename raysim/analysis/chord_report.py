@@ -18,10 +18,12 @@ from raysim.analysis import chord as rc
 from raysim.analysis.figures import PALETTE
 from raysim.analysis.load import Where
 
+KEY_REPLICAS = 2  # the replication factor whose key loss the report also shows
 AFTER_FAILURE = 10_000  # "right after the failure": lookups started in the first 10 s
 SETTLED = 30_000  # "after stabilization": lookups started 30 s or more after it
 CHURN_WARMUP = 10_000  # under churn, lookups started 10 s or more after churn began
 MAX_DISTRIBUTIONS = 4  # hop distributions shown at most (for evenly spaced N)
+PLACEMENTS = 3  # key-load figure: node placements averaged (as `raysim.analysis.chord load`)
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,14 @@ def report_parts(where: Where, runs: pd.DataFrame) -> list[Part]:
     axes = [a for a in rc.axes(runs) if a in look]
     parts: list[Part] = []
     n = "network.nodes"
-    if look[n].nunique() > 1:
+    if look[n].nunique() <= 1:
+        ns = look[n].unique().tolist() or runs[n].unique().tolist()
+        parts.append(Part(
+            "Chord: hops against N (not drawn)",
+            f"Path length against N needs runs at several N, and these runs all have N = "
+            f"{', '.join(map(str, ns))} (experiments/chord_path_length.toml sweeps N). "
+            "The mean hops are in the lookup summary at the end."))
+    else:
         by = [n, *_other_axes(look, n, axes)]
         parts.append(Part(
             "Chord: lookup path length against N",
@@ -91,6 +100,20 @@ def report_parts(where: Where, runs: pd.DataFrame) -> list[Part]:
             "replication (the failures of Stoica et al.'s Fig. 11).",
             rc.fig_failures({"right after the failure": soon, "after stabilization": later},
                             "fail_fraction")))
+        life = rc.lifecycle(where, runs)
+        replicated = look.assign(lost=rc.lost_keys(look, life, runs, replicas=KEY_REPLICAS))
+        parts.append(Part(
+            "Chord: routing failures and lost keys against p",
+            "Two metrics for the lookups started 30 s or more after the failure: routing "
+            "failed (solid: gave up or ended at a wrong node) and key lost (dashed: every "
+            "node that stored the key at time 0 has failed — the paper's failed lookup, "
+            "Stoica et al. 2001 §6.3 and Fig. 11). Without replication (r = 0) only the "
+            f"owner stores a key, so about p are lost; with r = {KEY_REPLICAS} the owner's "
+            f"{KEY_REPLICAS} successors also hold it (an analysis of what replicas would "
+            f"save: the protocol does not copy keys), so about p^{KEY_REPLICAS + 1}. Mean "
+            "over seeds, 95 % interval.",
+            rc.fig_key_loss({"r = 0": later, f"r = {KEY_REPLICAS}": rc.lookup_summary(
+                replicated, by, window=(at + SETTLED, np.inf))}, "fail_fraction")))
         parts.append(Part("Chord: hops and timeouts right after the failure", "",
                           rc.fig_hops_vs(soon, "fail_fraction")))
     start = rc.churn_start(runs)
@@ -132,8 +155,9 @@ def report_parts(where: Where, runs: pd.DataFrame) -> list[Part]:
     parts.append(Part(
         "Consistent hashing: keys per node against virtual nodes",
         f"{n_load} nodes, {100 * n_load} keys (the ring toolkit, no simulation): percentiles "
-        "of keys per physical node divided by the mean, averaged over 2 node placements.",
-        rc.fig_key_load(rc.key_load(n_load, 100, replicates=2))))
+        f"of keys per physical node divided by the mean, averaged over {PLACEMENTS} node "
+        "placements.",
+        rc.fig_key_load(rc.key_load(n_load, 100, replicates=PLACEMENTS))))
     moves = rc.keys_moved_on_join(n_load, 100, joins=10)
     parts.append(Part(
         "Consistent hashing: keys moved on a join",

@@ -55,6 +55,46 @@ def roles(by: Sequence[str]) -> tuple[list[str], str | None, str | None]:
     return ([color] if color else []) + rest, col, row
 
 
+_SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def tick_label(v: float) -> str:
+    """A short tick label for a count: ``1000``, ``10k``, ``2.5M``, and ``2¹⁶`` for powers
+    of two from 2¹⁰ that are not round decimals."""
+    if v >= 1024 and float(v).is_integer() and int(v) & (int(v) - 1) == 0:
+        return "2" + str(int(v).bit_length() - 1).translate(_SUPERSCRIPT)
+    for scale, suffix in ((1e6, "M"), (1e4, "k")):
+        if v >= scale:
+            unit = 1e3 if suffix == "k" else scale
+            return f"{v / unit:g}{suffix}"
+    return f"{v:g}"
+
+
+def log_ticks(values: Sequence[float] | np.ndarray | pd.Series) -> dict[str, Any]:
+    """Axis settings for a log axis over ``values``: a labelled tick at each value (no
+    minor-tick digits like the "2" and "5" plotly writes between decades, which collide
+    with their neighbours); with more than 16 values, decades only."""
+    vals = sorted({float(v) for v in values if v is not None and float(v) > 0})
+    if not vals or len(vals) > 16:
+        return {"type": "log", "dtick": 1, "exponentformat": "power"}
+    return {"type": "log", "tickmode": "array", "tickvals": vals,
+            "ticktext": [tick_label(v) for v in vals]}
+
+
+def legend_below(fig: go.Figure, base_height: int, per_row: int = 3) -> None:
+    """Put the legend under the plot, in rows, and make room for all of it.
+
+    NOTE: a legend beside the plot scrolls (hiding entries) once it is taller than the plot.
+    """
+    entries = sum(1 for t in fig.data if t.showlegend is not False and t.name)
+    rows = -(-entries // per_row)
+    fig.update_layout(height=base_height + 24 * rows,
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.22,
+                              "xanchor": "left", "x": 0, "entrywidth": 1.0 / per_row - 0.01,
+                              "entrywidthmode": "fraction"},
+                      margin={"b": 40 + 24 * rows})
+
+
 def _rgba(color: str, alpha: float) -> str:
     color = color.lstrip("#")
     r, g, b = (int(color[i:i + 2], 16) for i in (0, 2, 4))
@@ -198,8 +238,9 @@ def fig_milestones(summary: pd.DataFrame, theory: pd.DataFrame | None = None,
                             row=1, col=mi)
                         shown.add("pittel")
     if x:
-        fig.update_xaxes(type="log", title_text="nodes N")
+        fig.update_xaxes(title_text="nodes N", **log_ticks(data[x]))
     fig.update_yaxes(title_text="rounds", col=1)
+    legend_below(fig, 440)
     return fig
 
 
@@ -223,7 +264,7 @@ def fig_messages(summary: pd.DataFrame, title: str = "Messages sent per node") -
             error_y={"type": "data", "symmetric": False, "array": d["hi"] - d["mean"],
                      "arrayminus": d["mean"] - d["lo"]}))
     if x:
-        fig.update_xaxes(type="log")
+        fig.update_xaxes(**log_ticks(data[x]))
     return fig
 
 

@@ -1,9 +1,17 @@
 """Gossip convergence: fraction informed against round, rounds to 50/99/100 %, messages.
 
 Every gossip node emits the observation ``informed`` once, when it first learns the update;
-``protocol.period`` (ticks per round) turns its time into rounds. Curves and milestones are
-computed per run, then summarised over the runs (seeds) of each parameter combination: the
-mean and a 95 % band (see :mod:`raysim.analysis.stats`).
+``protocol.period`` (ticks per round) turns its time into rounds. Two measures of "when":
+
+* milestones (``rounds_to_50`` …, like the run row's ``metric.rounds_to_full``) are integer
+  *rounds*: the round in which the node that completed the fraction learned
+  (:func:`raysim.protocols.gossip.dissemination.round_of`: ⌊t / period⌋ for lockstep and
+  synchronous phases, ⌈t / period⌉ for random phases);
+* curves (:func:`convergence_curves`) are against *time in periods*, t / period, a continuous
+  axis (the run row's ``metric.periods_to_full`` is the same for the last node).
+
+Curves and milestones are computed per run, then summarised over the runs (seeds) of each
+parameter combination: the mean and a 95 % band (see :mod:`raysim.analysis.stats`).
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import pandas as pd
 from raysim.analysis import theory
 from raysim.analysis.load import Where, load_runs, observations, varying_params
 from raysim.analysis.stats import Band, band_of, summarize
+from raysim.protocols.gossip.dissemination import round_of
 
 FRACTIONS = (0.5, 0.99, 1.0)
 
@@ -42,19 +51,25 @@ def milestones(
     runs: pd.DataFrame | None = None,
     times: dict[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
-    """One row per run: its parameters, and ``rounds_to_<pct>`` for each fraction (NaN if
-    never reached) plus ``messages_per_node`` (messages sent / nodes)."""
+    """One row per run: its parameters, and ``rounds_to_<pct>`` for each fraction (the
+    integer round in which that fraction was reached, see the module docstring; NaN if never
+    reached) plus ``messages_per_node`` (messages sent / nodes)."""
     runs = load_runs(where) if runs is None else runs
     times = informed_times(where, runs) if times is None else times
     out = runs.copy()
     n = _nodes(runs).to_numpy()
-    period = runs["protocol.period"].to_numpy(dtype=float)
+    period = runs["protocol.period"].to_numpy(dtype=np.int64)
+    if "protocol.phase" in runs:
+        phase = runs["protocol.phase"].fillna("random").astype(str).to_numpy()
+    else:
+        phase = np.full(len(runs), "random")
     for f in fractions:
-        vals = []
+        vals: list[float] = []
         for i, rid in enumerate(runs["run_id"]):
             t = times.get(rid, np.array([]))
             k = math.ceil(f * n[i] - 1e-9)
-            vals.append(t[k - 1] / period[i] if 0 < k <= len(t) else math.nan)
+            ok = 0 < k <= len(t)
+            vals.append(float(round_of(t[k - 1], int(period[i]), phase[i])) if ok else math.nan)
         out[milestone_column(f)] = vals
     out["messages_per_node"] = runs["sent"].to_numpy(dtype=float) / n
     return out
@@ -85,9 +100,10 @@ def convergence_curves(
     runs: pd.DataFrame | None = None,
     times: dict[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
-    """Fraction of nodes informed against round, per parameter combination.
+    """Fraction of nodes informed against time in periods, per parameter combination.
 
-    Columns: ``*by, round, mean, lo, hi, n`` (n = runs averaged). ``by`` defaults to the
+    Columns: ``*by, round, mean, lo, hi, n`` (n = runs averaged); ``round`` is time / period
+    (continuous, not the integer round of :func:`milestones`). ``by`` defaults to the
     parameters that vary across the runs. Each run's curve is evaluated on a grid of
     ``step`` rounds from 0 to the last round any run of its group needed.
     """

@@ -20,7 +20,7 @@ import pyarrow.dataset as ds
 
 from raysim.errors import ConfigError
 from raysim.experiments.results import EVENTS, RUNS, Location, locate, read_runs
-from raysim.log.schema import EVENT_SCHEMA
+from raysim.log.schema import CANONICAL_SORT, EVENT_SCHEMA
 
 PARAM_SECTIONS = ("experiment.", "protocol.", "network.", "faults.")
 # Columns that identify a run rather than describe what was simulated.
@@ -122,12 +122,55 @@ def load_events(
                   for c in cols]
         table = pa.schema(fields).empty_table()
     else:
-        table = dataset.to_table(columns=cols, filter=expr)
+        table = _read_events(dataset, cols, expr, where)
     frame = _to_pandas(table)
     frame["run_id"] = frame["run_id"].astype(str)
+    frame = _canonical_order(frame)
     if params:
         frame = frame.merge(runs[["run_id", *params]], on="run_id", how="left")
     return frame
+
+
+def _read_events(
+    dataset: ds.Dataset, cols: list[str], expr: ds.Expression, where: Where
+) -> pa.Table:
+    """The selected event rows, or one ConfigError line if a part file cannot be read."""
+    try:
+        return dataset.to_table(columns=cols, filter=expr)
+    except (pa.ArrowException, OSError) as e:
+        text = str(e).strip().splitlines()
+        reason = text[0] if text else type(e).__name__
+        raise ConfigError(
+            f"{where}: an event log file cannot be read ({reason}); "
+            "rerun that run, or move its events/run_id=… folder away"
+        ) from None
+
+
+def _canonical_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """Events in the log's canonical order, whatever the number and order of part files.
+
+    NOTE: analysis sums floats over these rows; summing in one fixed order makes results
+    independent of how many shards (part files) a run wrote.
+    """
+    if not len(frame):
+        return frame
+    keys = [c for c in ("run_id", *CANONICAL_SORT) if c in frame.columns and _sortable(frame[c])]
+    if not keys:
+        return frame
+    return frame.sort_values(keys, kind="stable", key=_by_value).reset_index(drop=True)
+
+
+def _sortable(col: pd.Series) -> bool:
+    """Scalar columns sort; a column of vectors (lists) does not."""
+    if col.dtype != object:
+        return True
+    first = col.dropna()
+    return not len(first) or not isinstance(first.iloc[0], (list, tuple, np.ndarray))
+
+
+def _by_value(col: pd.Series) -> pd.Series:
+    # Categories (Arrow dictionaries) are ordered as the files listed them: sort by text.
+    return col.astype(str) if isinstance(col.dtype, pd.CategoricalDtype) else col
 
 
 def _to_pandas(table: pa.Table) -> pd.DataFrame:

@@ -10,17 +10,18 @@ The page depends only on the results (no timestamps), so rebuilding it gives the
 from __future__ import annotations
 
 import html
+import importlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from raysim import analysis as ra
-from raysim.analysis.chord_report import report_parts as chord_parts
+from raysim.analysis.section import Part
 from raysim.analysis.theory import REFERENCES
 from raysim.errors import ConfigError
 from raysim.experiments.results import (
@@ -101,6 +102,9 @@ def _params_section(runs_all: pd.DataFrame, manifest: Any) -> str:
                      f"</code>, master seed {html.escape(str(manifest.get('master_seed')))}; "
                      "each run's seed is derived from it and the run's parameters.</p>")
         parts.append(_table(pd.DataFrame(rows)))
+    else:
+        parts.append('<p class="note">No sweep here (no <code>sweep.json</code>): these are '
+                     "single <code>raysim run</code>s. Below are the values they took.</p>")
     varying = ra.varying_params(runs_all)
     if varying:
         vals = [{"parameter": c, "values": ", ".join(map(str, _sorted(runs_all[c].dropna())))}
@@ -115,63 +119,96 @@ def _params_section(runs_all: pd.DataFrame, manifest: Any) -> str:
     return "\n".join(parts)
 
 
-def _gossip_section(loc: Location, runs: pd.DataFrame) -> str:
-    times = ra.informed_times(loc, runs)
-    if not any(len(t) for t in times.values()):
-        return ""
-    curves = ra.convergence_curves(loc, runs=runs, times=times)
-    per_run = ra.milestones(loc, runs=runs, times=times)
-    summary = ra.milestone_summary(per_run)
-    parts = [
-        "<h2>Convergence</h2>",
-        "<p>Fraction of nodes that know the update against rounds (time / "
-        "<code>protocol.period</code>): the line is the mean over seeds, the band its 95 % "
-        "confidence interval; dotted lines are the mean-field prediction for synchronous "
-        "rounds (Demers et al. 1987), which runs with <code>phase = \"random\"</code> beat "
-        "because news can travel several hops within one round.</p>",
-        _figure(ra.fig_convergence(curves, ra.theory_curves(curves, runs)), "fig-convergence"),
-        "<h2>Rounds to 50 %, 99 % and 100 %</h2>",
-        "<p>Mean ± 95 % confidence interval over seeds against the number of nodes; thin "
-        "lines: mean-field rounds; black dash-dot: Pittel's log₂N + ln N for push without "
-        "loss.</p>",
-        _figure(ra.fig_milestones(summary, ra.theory_milestones(summary, runs)),
-                "fig-milestones"),
-        "<h2>Messages per node</h2>",
-        "<p>Messages sent until the run stopped, divided by the number of nodes.</p>",
-        _figure(ra.fig_messages(summary), "fig-messages"),
-        "<h2>Summary over seeds</h2>",
-        _table(summary),
-    ]
-    return "\n".join(parts)
+def _section_of(protocol: str, modules: tuple[str, ...]) -> tuple[str | None, str]:
+    """The ``report`` reference of a protocol (None if it has none) or why it is unknown."""
+    from raysim.protocols import resolve
+
+    try:
+        return resolve(protocol, modules).cls.report, ""
+    except ConfigError as e:
+        return None, str(e)
 
 
-def _averaging_section(loc: Location, runs: pd.DataFrame) -> str:
-    avg = runs[runs["protocol"] == "gossip.average"]
-    if not len(avg):
-        return ""
-    summary = ra.variance_summary(loc, runs=avg)
-    if not len(summary):
-        return ""
-    return "\n".join([
-        "<h2>Averaging: variance per round</h2>",
-        "<p>Variance of the nodes' values per round (mean and 95 % band over seeds); dotted: "
-        "× 1/(2√e) ≈ 0.30 per round (Jelasity, Montresor and Babaoglu 2005).</p>",
-        _figure(ra.fig_variance(summary), "fig-variance"),
-    ])
+def _modules(value: Any) -> tuple[str, ...]:
+    """The ``experiment.modules`` cell of a run row (JSON text of a list) as a tuple."""
+    if not isinstance(value, str) or not value:
+        return ()
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return ()
+    return tuple(str(m) for m in parsed) if isinstance(parsed, list) else ()
 
 
-def _chord_section(loc: Location, runs: pd.DataFrame) -> str:
-    """Chord figures and tables (see raysim.analysis.chord_report), when there are chord runs."""
+def _load_section(ref: str) -> Callable[[Location, pd.DataFrame], Sequence[Part]]:
+    module, _, name = ref.partition(":")
+    fn: Any = getattr(importlib.import_module(module), name)
+    return cast(Callable[[Location, pd.DataFrame], Sequence[Part]], fn)
+
+
+def _render(parts: Sequence[Part], counter: list[int]) -> str:
     out = []
-    for i, part in enumerate(chord_parts(loc, runs)):
+    for part in parts:
         out.append(f"<h2>{html.escape(part.title)}</h2>")
         if part.note:
             out.append(f"<p>{html.escape(part.note)}</p>")
         if part.figure is not None:
-            out.append(_figure(part.figure, f"fig-chord-{i}"))
+            fid = part.figure_id or f"fig-section-{counter[0]}"
+            counter[0] += 1
+            out.append(_figure(part.figure, fid))
         if part.table is not None:
             out.append(_table(part.table))
     return "\n".join(out)
+
+
+def _protocol_sections(loc: Location, runs: pd.DataFrame) -> str:
+    """Each protocol's own section (its ``report`` attribute), once per distinct section,
+    with the ok runs of every protocol sharing it, in the order the runs first name them."""
+    mods = runs.get("experiment.modules", pd.Series([None] * len(runs)))
+    keys = [(str(p), _modules(m)) for p, m in zip(runs["protocol"], mods, strict=True)]
+    refs: dict[str, list[int]] = {}
+    unknown: dict[str, str] = {}
+    found: dict[tuple[str, tuple[str, ...]], str | None] = {}
+    for i, key in enumerate(keys):
+        if key not in found:
+            found[key], why = _section_of(*key)
+            if why:
+                unknown[key[0]] = why
+        ref = found[key]
+        if ref is not None:
+            refs.setdefault(ref, []).append(i)
+    body, counter = [], [0]
+    for ref, rows in refs.items():
+        parts = _load_section(ref)(loc, runs.iloc[rows].reset_index(drop=True))
+        body.append(_render(parts, counter))
+    for protocol, why in unknown.items():
+        body.append(f'<p class="note">Runs of {html.escape(protocol)}: no protocol section '
+                    f"({html.escape(why)}).</p>")
+    return "\n".join(b for b in body if b)
+
+
+def _violations_section(runs_all: pd.DataFrame) -> str:
+    """Runs whose safety checks found violations, with the first few of each."""
+    if "metric.violations" not in runs_all:
+        return ""
+    hit = runs_all[runs_all["metric.violations"].fillna(0) > 0]
+    if not len(hit):
+        return ""
+    checks = sorted(c for c in runs_all.columns if c.startswith("metric.violations."))
+    parts = [f"<h2>Safety violations ({len(hit)} run(s))</h2>",
+             "<p>Safety properties the protocols declare, checked over each run's full event "
+             "log; the first violations of each run (time, nodes, what).</p>",
+             _table(hit[["run_id", "protocol", "metric.violations", *checks]])]
+    for r in hit.itertuples():
+        try:
+            first = json.loads(str(getattr(r, "violations", "") or "[]"))
+        except ValueError:
+            first = []
+        rows = pd.DataFrame([{"check": v["check"], "time": v["time"],
+                              "nodes": ", ".join(map(str, v["nodes"])), "detail": v["detail"]}
+                             for v in first[:5]])
+        parts.append(f"<p>Run <code>{html.escape(str(r.run_id))}</code>:</p>" + _table(rows))
+    return "\n".join(parts)
 
 
 def _runs_section(runs_all: pd.DataFrame) -> str:
@@ -212,16 +249,13 @@ def build(where: str | Path | Location) -> str:
         _params_section(runs_all, read_json(loc, MANIFEST)),
     ]
     if len(runs):
-        gossip = runs[runs["protocol"].astype(str).str.startswith("gossip")
-                      & (runs["protocol"] != "gossip.average")].reset_index(drop=True)
-        if len(gossip):
-            body.append(_gossip_section(loc, gossip))
-        body.append(_averaging_section(loc, runs))
-        if (runs["protocol"] == "chord").any():
-            body.append(_chord_section(loc, runs))
+        body.append(_protocol_sections(loc, runs))
+    body.append(_violations_section(runs_all))
     body.append(_runs_section(runs_all))
-    refs = "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in REFERENCES.items())
-    body.append(f"<h2>Theory references</h2><ul class=\"note\">{refs}</ul>")
+    refs = "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>"
+                   for k, v in _references(runs).items())
+    if refs:
+        body.append(f"<h2>Theory references</h2><ul class=\"note\">{refs}</ul>")
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>raysim report: {html.escape(name)}</title><style>{_CSS}</style>"
@@ -229,6 +263,23 @@ def build(where: str | Path | Location) -> str:
         + "\n".join(b for b in body if b)
         + "\n</body></html>\n"
     )
+
+
+CHORD_REFERENCE = ("½·log₂N hops per lookup; failures and churn (Stoica, Morris, Karger, "
+                   "Kaashoek & Balakrishnan 2001)")
+
+
+def _references(runs: pd.DataFrame) -> dict[str, str]:
+    """The theory references of the sections this report has (none for other protocols)."""
+    protocols = set(map(str, runs["protocol"].unique())) if len(runs) else set()
+    refs: dict[str, str] = {}
+    if any(p.startswith("gossip") and p != "gossip.average" for p in protocols):
+        refs.update({k: v for k, v in REFERENCES.items() if k != "averaging"})
+    if "gossip.average" in protocols:
+        refs["averaging"] = REFERENCES["averaging"]
+    if "chord" in protocols:
+        refs["chord"] = CHORD_REFERENCE
+    return refs
 
 
 def write(where: str | Path, out_name: str = REPORT) -> list[str]:

@@ -13,7 +13,7 @@ engine, Ray or pyarrow.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 from typing import Protocol as TypingProtocol
@@ -27,7 +27,9 @@ class Context(TypingProtocol):
     """What a handler may do. The engine passes one; tests may pass a fake.
 
     Attributes ``node`` (this node's id), ``now`` (virtual time in ticks), ``n_nodes``
-    (size of the system) and ``cause`` are read-only for the protocol. ``cause`` is the id
+    (size of the system), ``seed`` and ``cause`` are read-only for the protocol. ``seed`` is
+    the run's seed, the same at every node: for what all nodes of a run must agree on, such
+    as Chord's identifiers. ``cause`` is the id
     of what the running handler handles: the message's ``msg_id`` in ``on_message`` (what
     its sender's ``send`` returned), the timer's id in ``on_timer`` (what ``set_timer``
     returned), -1 in the lifecycle handlers (start, crash, recover, join, leave).
@@ -36,6 +38,7 @@ class Context(TypingProtocol):
     node: int
     now: int
     n_nodes: int
+    seed: int
     cause: int
 
     def send(self, dst: int, msg: object) -> int:
@@ -100,15 +103,103 @@ class Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Protocol:
+@dataclass(frozen=True)
+class Violation:
+    """One breach of a safety property, found in a run's event log by ``safety``.
+
+    ``check`` is one of the protocol's declared :attr:`Contract.checks`; ``time`` the
+    virtual time (ticks) at which it shows; ``nodes`` the nodes involved; ``detail`` one
+    line a reader can act on.
+    """
+
+    check: str
+    time: int
+    nodes: tuple[int, ...]
+    detail: str
+
+
+class Contract:
+    """What the engine, runner and report read from a protocol class, with their defaults.
+
+    :class:`Protocol` and :class:`BatchProtocol` both derive from it; override what your
+    protocol needs. Every member is optional and looked up directly (no ``getattr``).
+    """
+
+    Params: ClassVar[type[BaseModel]] = NoParams
+
+    milestones: ClassVar[tuple[str, ...]] = ()
+    """Observation names whose *first* emission per node the engine counts; the run row
+    gets ``<name>_nodes`` (how many nodes emitted it) and ``<name>_time`` (when the last of
+    them first did)."""
+
+    checks: ClassVar[tuple[str, ...]] = ()
+    """Names of the safety properties :meth:`safety` checks; each becomes a column
+    ``metric.violations.<check>`` of ``runs.parquet`` (0 when it held)."""
+
+    log_needs: ClassVar[str] = "all"
+    """The ``log.level`` that :meth:`safety` and :meth:`log_metrics` need: ``"all"`` (they
+    read message rows) or ``"observations"`` (observation and lifecycle rows are enough, so
+    they also run on observation-only logs)."""
+
+    report: ClassVar[str | None] = None
+    """``"module:function"`` of this protocol's section of ``raysim report``, or None (the
+    report then shows only its generic parts for these runs). The function takes
+    ``(where, runs)`` (a results location and the ok runs of protocols sharing the
+    section, a pandas DataFrame) and returns a list of
+    :class:`raysim.analysis.section.Part`; it is imported only when a report is built."""
+
+    @classmethod
+    def check(cls, params: Any, n_nodes: int) -> None:
+        """Check the parameters against the network size when the experiment is loaded.
+
+        Raise ``ValueError`` with a clear message (it becomes the one-line config error,
+        exit code 2, before anything runs). The default accepts everything.
+        """
+
+    @classmethod
+    def metrics(cls, params: Any, stats: dict[str, Any]) -> dict[str, float]:
+        """Derived numbers for the run row, from the run's totals.
+
+        ``stats`` holds ``nodes``, ``end_time``, ``sent``, ``delivered``, ``lost``, … and
+        ``<milestone>_nodes`` / ``<milestone>_time``; each returned ``name`` becomes the
+        column ``metric.<name>``. The default returns none.
+        """
+        return {}
+
+    @classmethod
+    def log_metrics(
+        cls, params: Any, events: Mapping[str, Any], n_nodes: int
+    ) -> dict[str, float]:
+        """Derived numbers for the run row that need the event log (``metric.<name>``).
+
+        ``events`` is the mapping :meth:`safety` receives; called after the run when the
+        run's ``log.level`` covers :attr:`log_needs`. The default returns none.
+        """
+        return {}
+
+    @classmethod
+    def safety(cls, params: Any, events: Mapping[str, Any]) -> Iterable[Violation]:
+        """Check safety properties over the run's whole event log; yield each breach.
+
+        ``events`` maps every column of the log (``time``, ``kind``, ``node``, ``peer``,
+        ``msg_id``, ``msg_type``, ``name``, ``value``, … whatever the schema has) to a
+        numpy array, rows in canonical order (time, node, then the node's event sequence
+        where the log has one); string columns are object arrays (None where null). It is
+        called once, after the run, only when :attr:`checks` is not empty and the run was
+        logged with ``log.level = "all"``. Each :class:`Violation` must name one of
+        :attr:`checks`. The default finds nothing.
+        """
+        return ()
+
+
+class Protocol(Contract):
     """Base class of a node's state machine. Override the handlers you need.
 
     ``Params`` names the pydantic model of the protocol's parameters (validated from the
     experiment file's ``[protocol]`` table); an instance is built per node as
-    ``cls(params, node)``.
+    ``cls(params, node)``. The rest of the contract (milestones, checks, metrics, safety,
+    report) is documented on :class:`Contract`.
     """
-
-    Params: ClassVar[type[BaseModel]] = NoParams
 
     def __init__(self, params: Any, node: int) -> None:
         self.params = params
@@ -150,6 +241,11 @@ class ProtocolSpec:
     cls: type[Protocol] | type[BatchProtocol]
     presets: dict[str, Any] = field(default_factory=dict)
     summary: str = ""
+
+    @property
+    def reference(self) -> str:
+        """Where the class lives, ``"module:QualName"`` (recorded in the run row)."""
+        return f"{self.cls.__module__}:{self.cls.__qualname__}"
 
     def make_params(self, values: dict[str, Any]) -> BaseModel:
         """Validate ``values`` (merged over the presets) into the protocol's Params model."""
@@ -207,10 +303,11 @@ class BatchContext(TypingProtocol):
 
     Every method takes a batch's own columns (``ev.node``, ``ev.time`` or subsets of them
     selected with the same mask). Each node's random stream is the one a per-node protocol
-    would see through :class:`Context`, draw for draw.
+    would see through :class:`Context`, draw for draw. ``seed`` is the run's seed.
     """
 
     n_nodes: int
+    seed: int
 
     def send(self, src: Any, time: Any, dst: Any, mtype: int | Any, **fields: Any) -> Any:
         """Send one message per element (src node, send time, destination, type, fields).
@@ -241,7 +338,7 @@ class BatchContext(TypingProtocol):
         """One uniformly random neighbour of each node (nodes distinct)."""
 
 
-class BatchProtocol:
+class BatchProtocol(Contract):
     """A protocol written over columns: state is numpy arrays over a shard's nodes.
 
     The engine calls each handler with a batch of events at *distinct* nodes, in the same
@@ -251,12 +348,11 @@ class BatchProtocol:
     express with numpy, where the per-event Python call would dominate the run.
 
     ``message_types`` names the messages; every message carries the float64 ``fields``.
+    The rest of the contract is documented on :class:`Contract`.
     """
 
-    Params: ClassVar[type[BaseModel]] = NoParams
     message_types: ClassVar[tuple[str, ...]] = ()
     fields: ClassVar[tuple[str, ...]] = ()
-    milestones: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: Any, lo: int, hi: int) -> None:
         self.params = params

@@ -74,8 +74,10 @@ class BatchShardContext:
         field_names: tuple[str, ...],
         epoch: np.ndarray,
         rng_keys: list[int],
+        seed: int = 0,
     ) -> None:
         self.n_nodes = n_nodes
+        self.seed = seed
         self.lo = lo
         n_local = hi - lo
         self.epoch = epoch  # the driver's session epochs (timers carry them)

@@ -48,7 +48,7 @@ class ColumnarDriver:
         self.proto: Any = cls(protocol.make_params(spec.params), lo, hi)
         self.ctx = BatchShardContext(
             spec.n_nodes, lo, hi, topology, tuple(getattr(cls, "fields", ())), self.epoch,
-            node_keys(rng_key, lo, hi),
+            node_keys(rng_key, lo, hi), seed=spec.seed,
         )
         self._life: list[tuple[np.ndarray, int, np.ndarray, np.ndarray, np.ndarray]] = []
 

@@ -79,6 +79,7 @@ class ShardContext:
         "n_nodes",
         "node",
         "now",
+        "seed",
     )
 
     def __init__(
@@ -92,8 +93,10 @@ class ShardContext:
         rngs: list[NodeRng],
         cancelled: set[tuple[int, int]],
         storage: list[dict[str, Any]],
+        seed: int = 0,
     ) -> None:
         self.n_nodes = n_nodes
+        self.seed = seed
         self.node = -1
         self.now = 0
         self._li = -1

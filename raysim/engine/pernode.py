@@ -79,7 +79,7 @@ class PerNodeDriver:
         self._type_codes: dict[type, int] = {}
         self.ctx = ShardContext(
             spec.n_nodes, topology, self.send_seq, self.timer_seq, self.event_seq,
-            self.epoch, self.rngs, self.cancelled, self.storage,
+            self.epoch, self.rngs, self.cancelled, self.storage, seed=spec.seed,
         )
         self._life: list[tuple[int, int, int, int, int]] = []  # time kind node arg seq
 

@@ -165,7 +165,11 @@ class Shard:
 
     def info(self, out_min: list[int]) -> StepInfo:
         """The shard's state for the coordinator."""
-        return StepInfo(self.next_time(), out_min, self.milestones.done())
+        c = self.counts
+        return StepInfo(
+            self.next_time(), out_min, self.milestones.done(),
+            events=c["delivered"] + c["timers"],
+        )
 
     def next_time(self) -> int:
         """The earliest pending local event."""

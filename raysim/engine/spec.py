@@ -48,6 +48,7 @@ class StepInfo:
     out_min_time: list[int]  # per destination shard, the earliest delivery sent there
     done: bool  # every live local node has emitted the stop observation
     stopped: bool = False  # the stop rule held after the previous window: nothing was done
+    events: int = 0  # deliveries and timers handled so far (for progress display only)
 
 
 # What a shard hands to a destination shard after a window: whether the sender had met the

@@ -24,7 +24,6 @@ import json
 import os
 import re
 import shutil
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -120,7 +119,9 @@ def _shared_lock(loc: Location) -> Iterator[None]:
         yield
         return
     try:
-        f = open(loc.local / "runs.lock", "a")  # noqa: SIM115
+        # Never created here: a reader must leave a directory as it found it; with no lock
+        # file there is no writer to wait for (writers create it before they lock it).
+        f = open(loc.local / "runs.lock")  # noqa: SIM115
     except OSError:
         yield
         return
@@ -130,6 +131,44 @@ def _shared_lock(loc: Location) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def check_runs_table(loc: Location) -> None:
+    """ConfigError unless ``runs.parquet`` at ``loc`` is absent or a readable runs table.
+
+    Takes no lock and writes nothing: the table is only ever replaced by an atomic rename,
+    so a reader sees the old file or the new one, whole.
+    """
+    runs = loc.child(RUNS)
+    if not runs.exists():
+        return
+    try:
+        schema = pq.read_schema(runs.path, filesystem=loc.fs)
+    except Exception as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(
+            f"{runs}: exists but is not a raysim runs table ({reason}); move it away"
+        ) from None
+    if "run_id" not in schema.names or "status" not in schema.names:
+        raise ConfigError(
+            f"{runs}: exists but is not a raysim runs table (no run_id/status columns); "
+            "move it away"
+        )
+
+
+def remove_torn_temporaries(loc: Location) -> int:
+    """Remove ``.runs-*.parquet`` temporaries (torn writes of a killed writer); returns how many.
+
+    Call with the writers' lock held (``runs.lock``), so no live writer owns one.
+    """
+    if loc.local is None or not loc.local.is_dir():
+        return 0
+    removed = 0
+    with _locked(loc.local / RUNS):
+        for tmp in loc.local.glob(".runs-*.parquet"):
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def merge_rows(old: pd.DataFrame | None, rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -210,7 +249,7 @@ def remove_stale_staging(loc: Location, run_ids: set[str]) -> int:
     """Remove staging folders left by interrupted attempts of ``run_ids``; returns how many.
 
     Only call this while no other process may be running those runs (the sweep holds
-    ``.sweep.lock``). Also removes ``runs.parquet`` temporaries older than a minute.
+    ``.sweep.lock``). Also removes torn ``runs.parquet`` temporaries.
     """
     removed = 0
     events = loc.child(EVENTS)
@@ -220,10 +259,7 @@ def remove_stale_staging(loc: Location, run_ids: set[str]) -> int:
             if m and m.group(1) in run_ids:
                 loc.fs.delete_dir(info.path)
                 removed += 1
-    if loc.local is not None and loc.local.is_dir():
-        for tmp in loc.local.glob(".runs-*.parquet"):
-            if time.time() - tmp.stat().st_mtime > 60:
-                tmp.unlink(missing_ok=True)
+    remove_torn_temporaries(loc)
     return removed
 
 

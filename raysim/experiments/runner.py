@@ -24,17 +24,24 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from raysim._version import __version__
+from raysim.api.protocol import ProtocolSpec, Violation
 from raysim.engine.shard import RunSpec
-from raysim.errors import ConfigError, ProtocolError
+from raysim.errors import ConfigError, ProtocolError, RunFailed
+from raysim.experiments.checks import SafetyResult, covers, run_checks
 from raysim.experiments.config import ExperimentConfig
-from raysim.experiments.results import _locked, append_run_row
+from raysim.experiments.results import append_run_row, check_runs_table, locate
 from raysim.network.lifecycle import read_trace
 from raysim.network.router import RouteStats
-from raysim.protocols import lookup
-from raysim.runtime.backends import ROUTER_PLACEMENTS, run_local, run_ray, shard_bounds
+from raysim.protocols import available, lookup, module_sources
+from raysim.runtime.backends import (
+    ROUTER_PLACEMENTS,
+    Progress,
+    run_local,
+    run_ray,
+    shard_bounds,
+)
+from raysim.runtime.staging import Staging, remove_dead
 
 BACKENDS = ("local", "ray")
 
@@ -49,6 +56,7 @@ class RunResult:
     events_dir: Path | None
     metrics: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    violations: list[Violation] = field(default_factory=list)
 
 
 @cache
@@ -83,10 +91,17 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def prepare_results_dir(out: Path, experiment: str) -> Path:
-    """Create ``out/experiment`` or fail with one clear line if it cannot be written."""
+    """Create ``out/experiment`` or fail with one clear line if it cannot be written.
+
+    Everything is checked before anything is created: a bad results directory is left
+    exactly as it was.
+    """
     target = out / experiment
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a directory")
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"--out {out}: {target} exists and is not a directory")
+    check_runs_table(locate(target))
     try:
         (target / "events").mkdir(parents=True, exist_ok=True)
         probe = target / f".write-test-{uuid.uuid4().hex}"
@@ -96,17 +111,31 @@ def prepare_results_dir(out: Path, experiment: str) -> Path:
         raise ConfigError(
             f"--out {out}: results directory is not writable ({e.strerror})"
         ) from None
-    runs = target / "runs.parquet"
-    if runs.exists():
-        try:
-            # Under the writers' lock: a sweep driver may be replacing the file right now.
-            with _locked(runs):
-                pd.read_parquet(runs, columns=["run_id"])
-        except Exception:
-            raise ConfigError(
-                f"{runs}: exists but is not a raysim runs table; move it away"
-            ) from None
     return target
+
+
+def effective_protocol(cfg: ExperimentConfig) -> str:
+    """The registered name that describes what the run really runs.
+
+    A name implies parameter presets (``gossip.push_pull`` is ``mode = "push_pull"``); a
+    ``--set protocol.mode=push`` overrides them, and the run is then ``gossip.push``. Among
+    the names registered for the same class whose presets all hold for the run's effective
+    parameters, the one with the most presets wins (ties: the name as written, then the
+    alphabetically first); with no match, the name as written.
+    """
+    given = lookup(cfg.experiment.protocol)
+    params = given.make_params(cfg.protocol).model_dump(mode="json")
+    candidates = [
+        spec
+        for spec in available()
+        if spec.cls is given.cls
+        and all(params.get(k) == v for k, v in spec.presets.items())
+    ]
+    if not candidates:
+        return given.name
+    best = max(len(s.presets) for s in candidates)
+    names = [s.name for s in candidates if len(s.presets) == best]
+    return given.name if given.name in names else names[0]
 
 
 def make_spec(cfg: ExperimentConfig, run_id: str) -> RunSpec:
@@ -161,7 +190,13 @@ def summarize(spec: RunSpec, raw: dict[str, Any]) -> dict[str, Any]:
         "corrupted": route.corrupted,
         **counts,
     }
-    for name, (count, last) in milestones.items():
+    # Every copy the network carried (sent + duplicated) was delivered, lost, cut by a
+    # partition, dropped at a crashed node, failed its checksum, or is still on its way.
+    accounted = sum(
+        stats.get(k, 0) for k in ("delivered", "lost", "partitioned", "dropped_crashed", "corrupt")
+    )
+    stats["in_flight"] = route.sent + route.duplicated - accounted
+    for name, (count, last) in sorted(milestones.items()):
         stats[f"{name}_nodes"] = count
         stats[f"{name}_time"] = last
     return stats
@@ -176,12 +211,18 @@ def run(
     router: str = "shard",
     address: str | None = None,
     write_row: bool = True,
+    strict: bool = False,
+    progress: Progress | None = None,
 ) -> RunResult:
     """Run one experiment; write its event log and its ``runs.parquet`` row.
 
     With ``write_row=False`` the row is only returned (``RunResult.row``) and the caller
-    writes it: the sweep driver does, so that one process owns ``runs.parquet``.
+    writes it: the sweep driver does, so that one process owns ``runs.parquet``. The
+    protocol's safety checks run at the end (:mod:`raysim.experiments.checks`); with
+    ``strict`` a run with violations is recorded as failed (its events are kept).
+    ``progress(window end, events so far)`` is called after each window (``raysim run``'s bar).
     """
+    proto = _protocol(cfg, strict)
     if backend not in BACKENDS:
         raise ConfigError(f"--backend {backend!r}: allowed: {', '.join(BACKENDS)}")
     if router not in ROUTER_PLACEMENTS:
@@ -197,14 +238,13 @@ def run(
         spec.n_nodes, shards if backend == "ray" else 1, shard_size if backend == "ray" else None
     )
     final = results / "events" / f"run_id={run_id}"
-    staging = results / "events" / f".staging-{run_id}-{uuid.uuid4().hex[:8]}"
-    log_dir = staging if cfg.log.level != "none" else None
-    if log_dir is not None:
-        log_dir.mkdir(parents=True)
+    remove_dead(results / "events")  # whatever killed runs left behind
+    staging = Staging(results / "events", run_id) if cfg.log.level != "none" else None
+    log_dir = staging.path if staging is not None else None
     row: dict[str, Any] = {
         "run_id": run_id,
         "experiment": cfg.experiment.name,
-        "protocol": cfg.experiment.protocol,
+        "protocol": effective_protocol(cfg),
         "seed": cfg.experiment.seed,
         "backend": backend,
         "shards": len(bounds) - 1,
@@ -214,47 +254,91 @@ def run(
     t0 = time.perf_counter()
     try:
         if backend == "local":
-            raw = run_local(spec, bounds, log_dir)
+            raw = run_local(spec, bounds, log_dir, progress=progress)
         else:
-            raw = run_ray(spec, bounds, log_dir, router=router, address=address)
-    except ProtocolError as e:
-        shutil.rmtree(staging, ignore_errors=True)
-        row.update(status="failed", error=str(e).splitlines()[0], traceback=e.traceback)
+            # NOTE: absolute, since Ray actors need not share this process's working
+            # directory (they do not when joining a running cluster).
+            ray_dir = log_dir.absolute() if log_dir is not None else None
+            raw = run_ray(spec, bounds, ray_dir, router=router, address=address,
+                          modules=cfg.experiment.modules,
+                          sources=module_sources(cfg.experiment.protocol, cfg.experiment.modules),
+                          progress=progress)
+    except (ProtocolError, RunFailed) as e:
+        if staging is not None:
+            staging.discard()
+        tb = e.traceback if isinstance(e, ProtocolError) else e.detail
+        row.update(status="failed", error=str(e).splitlines()[0], traceback=tb)
         row.update(_meta(time.perf_counter() - t0, cfg))
         if write_row:
             append_run_row(results, row)
         return RunResult(run_id, "failed", row, None, error=str(e))
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            staging.discard()
         raise
     wall = time.perf_counter() - t0
     stats = summarize(spec, raw)
-    metrics = _metrics(cfg, stats)
-    if log_dir is not None:
-        if final.exists():
-            trash = final.with_name(f".old-{uuid.uuid4().hex[:8]}")
-            os.replace(final, trash)
-            os.replace(staging, final)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(staging, final)
-    row.update(status="ok", error=None, traceback=None)
+    params = proto.make_params(cfg.protocol)
+    metrics = {k: float(v) for k, v in proto.cls.metrics(params, stats).items()}
+    try:
+        safety = run_checks(proto, params, log_dir, cfg.log.level, spec.n_nodes)
+    except BaseException:
+        if staging is not None:
+            staging.discard()
+        raise
+    if staging is not None:
+        _publish(staging, final)
+    status, error = _verdict(safety, strict)
+    row.update(status=status, error=error, traceback=None)
     row.update(stats)
+    metrics.update(safety.metrics)
     row.update({f"metric.{k}": v for k, v in metrics.items()})
+    row.update(safety.row(proto.cls.checks))
     row["peak_rss_mib"] = raw["peak_rss_mib"]
     row.update(_meta(wall, cfg))
     if write_row:
         append_run_row(results, row)
-    return RunResult(run_id, "ok", row, final if log_dir is not None else None, metrics)
+    return RunResult(run_id, status, row, final if log_dir is not None else None, metrics,
+                     error=error, violations=safety.first)
 
 
-def _metrics(cfg: ExperimentConfig, stats: dict[str, Any]) -> dict[str, float]:
-    spec = lookup(cfg.experiment.protocol)
-    fn = getattr(spec.cls, "metrics", None)
-    if fn is None:
-        return {}
-    params = spec.make_params(cfg.protocol)
-    return {k: float(v) for k, v in fn(params, stats).items()}
+def _protocol(cfg: ExperimentConfig, strict: bool) -> ProtocolSpec:
+    """The run's protocol (importing its modules here, e.g. in a sweep task on another
+    machine); with ``strict``, a config error if its checks could not be run."""
+    proto = cfg.protocol_spec()
+    if strict:
+        check_strict(cfg, proto)
+    return proto
+
+
+def check_strict(cfg: ExperimentConfig, proto: ProtocolSpec | None = None) -> None:
+    """A ConfigError if ``--strict`` cannot be honoured: checks need the full event log."""
+    proto = proto or cfg.protocol_spec()
+    if proto.cls.checks and not covers(cfg.log.level, proto.cls.log_needs):
+        raise ConfigError(
+            f"--strict: protocol {cfg.experiment.protocol!r} checks {', '.join(proto.cls.checks)}"
+            f" over the log at level {proto.cls.log_needs!r}, but log.level = "
+            f"{cfg.log.level!r}; set log.level = {proto.cls.log_needs!r} or drop --strict"
+        )
+
+
+def _verdict(safety: SafetyResult, strict: bool) -> tuple[str, str | None]:
+    """A run's status and error: violations fail it only under ``strict``."""
+    if strict and safety.total:
+        return "failed", safety.describe()
+    return "ok", None
+
+
+def _publish(staging: Staging, final: Path) -> None:
+    """Rename a finished run's staging folder into place (replacing an older copy)."""
+    if final.exists():
+        trash = final.with_name(f".old-{uuid.uuid4().hex[:8]}")
+        os.replace(final, trash)
+        os.replace(staging.path, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(staging.path, final)
+    staging.close()
 
 
 def _meta(wall: float, cfg: ExperimentConfig) -> dict[str, Any]:

@@ -45,6 +45,7 @@ import copy
 import hashlib
 import itertools
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,9 +59,11 @@ from raysim.experiments.config import (
     parse_value,
     read_toml,
     validate,
+    with_modules,
 )
 
 RESERVED = ("seeds", "zip")
+MAX_RUNS = 100_000  # runs one sweep may plan; every one is validated and listed in sweep.json
 AXIS_SECTIONS = tuple(s for s in SECTIONS if s != "sweep")
 FORBIDDEN_AXES = {
     "experiment.seed": "the seed of each run is derived from it; use sweep.seeds for replicates",
@@ -154,12 +157,18 @@ def _replicates(value: Any, where: str) -> tuple[int, ...]:
     if isinstance(value, bool):
         raise ConfigError(f"{where}: sweep.seeds: expected a count or a list of replicate indices")
     if isinstance(value, int):
-        if value < 1:
-            raise ConfigError(f"{where}: sweep.seeds: must be at least 1 (got {value})")
+        if not 1 <= value <= MAX_RUNS:
+            raise ConfigError(
+                f"{where}: sweep.seeds: must be at least 1 and at most {MAX_RUNS} (got {value})"
+            )
         return tuple(range(value))
     if isinstance(value, list) and value:
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
-            raise ConfigError(f"{where}: sweep.seeds: list entries must be non-negative integers")
+        if not all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63 for v in value
+        ):
+            raise ConfigError(
+                f"{where}: sweep.seeds: list entries must be non-negative integers below 2**63"
+            )
         if len(set(value)) != len(value):
             raise ConfigError(f"{where}: sweep.seeds: replicate indices must be distinct")
         return tuple(value)
@@ -190,6 +199,13 @@ def parse_sweep(table: Mapping[str, Any], where: str = "[sweep]") -> SweepSpec:
             raise ConfigError(f"{where}: sweep.zip.{i}: zipped axes need equal lengths ({desc})")
         zips.append(members)
     spec = SweepSpec(axes, tuple(zips), replicates)
+    total = len(replicates) * math.prod(len(v) for _, v in axes)
+    total *= math.prod(len(g[0][1]) for g in zips)
+    if total > MAX_RUNS:
+        raise ConfigError(
+            f"{where}: the sweep has {total} runs; at most {MAX_RUNS} may be planned at once "
+            "(split it, e.g. with sweep.seeds = [a list of replicate indices])"
+        )
     names = spec.names
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -299,10 +315,18 @@ def _split_overrides(overrides: Sequence[str]) -> tuple[list[tuple[str, Any]], l
 
 
 def plan_data(
-    data: Mapping[str, Any], overrides: Sequence[str] = (), where: str = "<experiment>"
+    data: Mapping[str, Any],
+    overrides: Sequence[str] = (),
+    where: str = "<experiment>",
+    base_dir: str | Path | None = None,
+    imports: Sequence[str] = (),
 ) -> SweepPlan:
-    """Plan a sweep from raw experiment data (a parsed TOML table) and ``--set`` overrides."""
-    data = dict(data)
+    """Plan a sweep from raw experiment data (a parsed TOML table) and ``--set`` overrides.
+
+    ``base_dir`` is the experiment file's directory (for ``experiment.modules``);
+    ``imports`` are ``--import`` modules, appended to ``experiment.modules``.
+    """
+    data = with_modules(dict(data), list(imports))
     raw_sweep = data.pop("sweep", {})
     if not isinstance(raw_sweep, dict):
         raise ConfigError(f"{where}: [sweep] must be a table")
@@ -334,10 +358,12 @@ def plan_data(
             spec.replicates,
         )
     base = apply_overrides(data, rest, where)
-    return _resolve(base, spec, where)
+    return _resolve(base, spec, where, base_dir)
 
 
-def _resolve(base: dict[str, Any], spec: SweepSpec, where: str) -> SweepPlan:
+def _resolve(
+    base: dict[str, Any], spec: SweepSpec, where: str, base_dir: str | Path | None = None
+) -> SweepPlan:
     runs: list[PlannedRun] = []
     # Keyed by canonical JSON: axis values may be lists or tables (e.g. faults.crashes).
     cache: dict[str, ExperimentConfig] = {}
@@ -350,7 +376,9 @@ def _resolve(base: dict[str, Any], spec: SweepSpec, where: str) -> SweepPlan:
             for name, value in point.params:
                 _set_path(data, name, value)
             label = ", ".join(f"{k}={_canon(v)}" for k, v in point.params)
-            cfg = validate(data, f"{where} [sweep point {label}]" if label else where)
+            cfg = validate(
+                data, f"{where} [sweep point {label}]" if label else where, base_dir
+            )
             cache[key] = cfg
         seed = derive_seed(cfg.experiment.seed, seed_basis(cfg), point.replicate)
         experiment = cfg.experiment.model_copy(update={"seed": seed})
@@ -367,10 +395,15 @@ def _resolve(base: dict[str, Any], spec: SweepSpec, where: str) -> SweepPlan:
     return SweepPlan(first.experiment.name, where, spec, tuple(runs), first.experiment.seed)
 
 
-def plan(path: Path | str, overrides: Sequence[str] = ()) -> SweepPlan:
-    """Read an experiment file and plan its sweep (one run if it has no ``[sweep]`` table)."""
+def plan(
+    path: Path | str, overrides: Sequence[str] = (), imports: Sequence[str] = ()
+) -> SweepPlan:
+    """Read an experiment file and plan its sweep (one run if it has no ``[sweep]`` table).
+
+    ``imports`` (``--import``) are appended to ``experiment.modules``.
+    """
     path = Path(path)
-    return plan_data(read_toml(path), overrides, str(path))
+    return plan_data(read_toml(path), overrides, str(path), path.parent, imports)
 
 
 __all__ = [

@@ -25,13 +25,13 @@ for them, and returns a summary with ``interrupted=True``.
 from __future__ import annotations
 
 import fcntl
-import importlib
 import json
 import socket
 import sys
 import tempfile
 import time
 import traceback
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,17 +40,21 @@ from typing import TYPE_CHECKING, Any
 
 from raysim.errors import ConfigError
 from raysim.experiments.results import (
+    EVENTS,
     MANIFEST,
     Location,
     append_rows,
+    check_runs_table,
     event_run_ids,
     locate,
     publish_events,
     read_runs,
     remove_stale_staging,
+    remove_torn_temporaries,
     remove_tree,
     write_text,
 )
+from raysim.runtime.staging import remove_dead
 
 if TYPE_CHECKING:
     from raysim.experiments.config import ExperimentConfig
@@ -129,9 +133,13 @@ def failed_row(cfg: ExperimentConfig, error: str, tb: str) -> dict[str, Any]:
 
 
 def execute(
-    cfg: ExperimentConfig, out: str, replicate: int, imports: Sequence[str] = ()
+    cfg: ExperimentConfig, out: str, replicate: int, strict: bool = False
 ) -> dict[str, Any]:
-    """Run one sweep point (the body of the Ray task); returns its ``runs.parquet`` row."""
+    """Run one sweep point (the body of the Ray task); returns its ``runs.parquet`` row.
+
+    The runner imports the run's ``experiment.modules`` before it resolves the protocol
+    (they reach a task on another machine through its ``runtime_env``, see :func:`_task_env`).
+    """
     from raysim.experiments import runner
 
     node_id = ""
@@ -143,15 +151,17 @@ def execute(
     except Exception:  # pragma: no cover - outside Ray
         pass
     try:
-        for module in imports:
-            importlib.import_module(module)
+        if node_id:
+            # NOTE: under Ray the modules come from the task's runtime_env (py_modules), never
+            # from the driver's folder, so a task behaves the same on every node of a cluster.
+            cfg = cfg.without_base_dir()
         loc = locate(out)
         if loc.local is not None:
-            row = runner.run(cfg, loc.local, backend="local", write_row=False).row
+            row = runner.run(cfg, loc.local, backend="local", write_row=False, strict=strict).row
         else:
             tmp = Path(tempfile.mkdtemp(prefix="raysim-run-"))
             try:
-                result = runner.run(cfg, tmp, backend="local", write_row=False)
+                result = runner.run(cfg, tmp, backend="local", write_row=False, strict=strict)
                 if result.events_dir is not None:
                     publish_events(result.events_dir, loc.child(cfg.experiment.name), result.run_id)
                 row = result.row
@@ -182,6 +192,24 @@ def _sweep_lock(loc: Location) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def _check_target(base: Location, loc: Location, out: str | Path) -> None:
+    """Bad ``--out`` or a foreign ``runs.parquet``: ConfigError before anything is written."""
+    try:
+        if base.local is not None and base.local.exists() and not base.local.is_dir():
+            raise ConfigError(f"--out {out}: exists and is not a directory")
+        if loc.exists() and not loc.is_dir():
+            raise ConfigError(f"--out {out}: {loc} exists and is not a directory")
+        check_runs_table(loc)
+        loc.fs.create_dir(loc.path, recursive=True)
+        if loc.local is not None:
+            probe = loc.local / f".write-test-{uuid.uuid4().hex}"
+            probe.write_bytes(b"")
+            probe.unlink()
+    except OSError as e:
+        reason = getattr(e, "strerror", None) or str(e)
+        raise ConfigError(f"--out {out}: results directory is not writable ({reason})") from None
+
+
 def finished_run_ids(loc: Location, runs: Sequence[PlannedRun]) -> set[str]:
     """run_ids of ``runs`` that are complete at ``loc``: an ok row, and events if logged."""
     table = read_runs(loc, columns=["run_id", "status"])
@@ -208,30 +236,31 @@ def run_sweep(
     address: str | None = None,
     max_parallel: int | None = None,
     progress: bool = True,
-    imports: Sequence[str] = (),
+    strict: bool = False,
 ) -> SweepSummary:
     """Run every unfinished run of ``plan`` as a Ray task; write rows as runs finish.
 
     ``out`` is the parent results directory (local path or pyarrow filesystem URI); the
     runs go to ``out/<experiment>``. ``address`` (or ``RAY_ADDRESS``) joins a cluster,
     otherwise a local Ray is started (and shut down at the end) unless one is running.
-    ``max_parallel`` defaults to the cluster's CPU count. ``imports`` are modules each task
-    imports first (e.g. ones that register extra protocols). Ctrl-C returns an
-    interrupted summary instead of raising.
+    ``max_parallel`` defaults to the cluster's CPU count. Each task imports its run's
+    ``experiment.modules`` (shipped to the task's machine) before resolving the protocol.
+    With ``strict`` a run whose safety checks find violations is a failed run. Ctrl-C
+    returns an interrupted summary instead of raising.
     """
     if max_parallel is not None and max_parallel < 1:
         raise ConfigError(f"--max-parallel {max_parallel}: must be at least 1")
+    if strict:
+        from raysim.experiments.runner import check_strict
+
+        for r in plan.runs:
+            check_strict(r.cfg)
     base = locate(out)
-    if base.local is not None and base.local.exists() and not base.local.is_dir():
-        raise ConfigError(f"--out {out}: exists and is not a directory")
     loc = base.child(plan.experiment)
+    _check_target(base, loc, out)
     t0 = time.perf_counter()
     summary = SweepSummary(plan.experiment, str(loc), len(plan.runs))
     with _sweep_lock(loc):
-        try:
-            loc.fs.create_dir(loc.path, recursive=True)
-        except OSError as e:
-            raise ConfigError(f"--out {out}: results directory is not writable ({e})") from None
         done = finished_run_ids(loc, plan.runs)
         todo = [r for r in plan.runs if r.run_id not in done]
         summary.skipped = len(plan.runs) - len(todo)
@@ -239,10 +268,27 @@ def run_sweep(
         write_text(loc, MANIFEST, json.dumps(plan.manifest(), indent=1, sort_keys=True))
         if todo:
             target = base.display if base.local is None else str(base.local)
-            _drive(todo, target, loc, summary, address=address, max_parallel=max_parallel,
-                   progress=progress, imports=tuple(imports))
+            try:
+                _drive(todo, target, loc, summary, address=address, max_parallel=max_parallel,
+                       progress=progress, strict=strict)
+            finally:
+                _settle(loc, todo, summary)
     summary.wall_seconds = time.perf_counter() - t0
     return summary
+
+
+def _settle(loc: Location, todo: list[PlannedRun], summary: SweepSummary) -> None:
+    """After the runs: count what is really done, remove what dead attempts left behind.
+
+    The ok count is read back from ``runs.parquet`` rather than kept while rows are written,
+    so a Ctrl-C between writing a row and counting it cannot make the summary disagree with
+    the table. Staging folders of attempts whose process died (Ray retried them) and torn
+    temporaries of the runs table are removed.
+    """
+    summary.ok = len(finished_run_ids(loc, todo))
+    if loc.local is not None:
+        remove_dead(loc.local / EVENTS)
+    remove_torn_temporaries(loc)
 
 
 def _drive(
@@ -254,7 +300,7 @@ def _drive(
     address: str | None,
     max_parallel: int | None,
     progress: bool,
-    imports: tuple[str, ...],
+    strict: bool,
 ) -> None:
     import ray
     from tqdm import tqdm
@@ -267,13 +313,20 @@ def _drive(
         limit = max_parallel or max(1, int(ray.cluster_resources().get("CPU", 1)))
         task = ray.remote(num_cpus=1, max_retries=2, scheduling_strategy="SPREAD")(execute)
         pending: dict[Any, PlannedRun] = {}
+        envs: dict[tuple[str, tuple[str, ...]], dict[str, Any] | None] = {}
         queue = iter(todo)
         bar = tqdm(total=summary.total, initial=summary.skipped, desc=summary.experiment,
                    unit="run", file=sys.stderr, disable=not progress, dynamic_ncols=True)
         try:
             while True:
                 for run in queue:
-                    pending[task.remote(run.cfg, out, run.point.replicate, imports)] = run
+                    e = run.cfg.experiment
+                    key = (e.protocol, e.modules)
+                    if key not in envs:
+                        envs[key] = _task_env(run.cfg)
+                    env = envs[key]
+                    submit = task if env is None else task.options(runtime_env=env)
+                    pending[submit.remote(run.cfg, out, run.point.replicate, strict)] = run
                     if len(pending) >= limit:
                         break
                 if not pending:
@@ -292,6 +345,14 @@ def _drive(
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _task_env(cfg: ExperimentConfig) -> dict[str, Any] | None:
+    """The ``runtime_env`` that gives a sweep task the run's protocol modules (or None)."""
+    from raysim.protocols import module_sources
+    from raysim.runtime.backends import worker_env
+
+    return worker_env(module_sources(cfg.experiment.protocol, cfg.experiment.modules))
 
 
 def _record(

@@ -15,17 +15,20 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+MAX_TICKS = 2**62  # the latest virtual time a config may name: times plus delays fit int64
+MAX_DELAY = 2**53  # ticks; far tails are clipped here so they never overflow int64
+
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
-Ticks = Annotated[int, Field(ge=0)]
+Ticks = Annotated[int, Field(ge=0, le=MAX_TICKS)]
+DelayTicks = Annotated[int, Field(ge=1, le=MAX_DELAY)]
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NOTE: allow_inf_nan=False: an inf rate or mean is a typo, never a fault model.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # --- delay distributions -------------------------------------------------------------------
-
-MAX_DELAY = 2**53  # ticks; far tails are clipped here so they never overflow int64
 
 
 def _ticks(x: np.ndarray) -> np.ndarray:
@@ -38,7 +41,7 @@ class ConstantDelay(_Spec):
     """Every message takes exactly ``value`` ticks."""
 
     dist: Literal["constant"] = "constant"
-    value: int = Field(1, ge=1)
+    value: DelayTicks = 1
 
     @property
     def lower_bound(self) -> int:
@@ -54,8 +57,8 @@ class UniformDelay(_Spec):
     """Delays uniform on the integers ``low..high``."""
 
     dist: Literal["uniform"]
-    low: int = Field(ge=1)
-    high: int = Field(ge=1)
+    low: DelayTicks
+    high: DelayTicks
 
     @model_validator(mode="after")
     def _ordered(self) -> UniformDelay:
@@ -79,7 +82,7 @@ class ExponentialDelay(_Spec):
 
     dist: Literal["exponential"]
     mean: float = Field(gt=0)
-    min: int = Field(1, ge=1)
+    min: DelayTicks = 1
 
     @property
     def lower_bound(self) -> int:
@@ -97,7 +100,7 @@ class LogNormalDelay(_Spec):
     dist: Literal["lognormal"]
     median: float = Field(gt=0)
     sigma: float = Field(gt=0)
-    min: int = Field(1, ge=1)
+    min: DelayTicks = 1
 
     @property
     def lower_bound(self) -> int:
@@ -117,8 +120,8 @@ class ParetoDelay(_Spec):
 
     dist: Literal["pareto"]
     alpha: float = Field(gt=0)
-    scale: int = Field(1, ge=1)
-    cap: int | None = Field(None, ge=1, description="optional upper bound in ticks")
+    scale: DelayTicks = 1
+    cap: int | None = Field(None, ge=1, le=MAX_DELAY, description="optional upper bound in ticks")
 
     @model_validator(mode="after")
     def _cap(self) -> ParetoDelay:
@@ -163,10 +166,11 @@ def parse_node_set(spec: list[int] | str, n_nodes: int, where: str) -> np.ndarra
                 raise ValueError(f"{where}: range {part.strip()!r} is outside 0..{n_nodes - 1}")
             mask[lo : hi + 1] = True
         return mask
-    ids = np.asarray(spec, dtype=np.int64)
-    if ids.size and (ids.min() < 0 or ids.max() >= n_nodes):
-        raise ValueError(f"{where}: node ids must be in 0..{n_nodes - 1}")
-    mask[ids] = True
+    # Checked as Python ints first: numpy would overflow on ids beyond int64.
+    bad = [i for i in spec if not 0 <= i < n_nodes]
+    if bad:
+        raise ValueError(f"{where}: node id {bad[0]} is outside 0..{n_nodes - 1}")
+    mask[np.asarray(spec, dtype=np.int64)] = True
     return mask
 
 
@@ -183,7 +187,9 @@ class Partition(_Spec):
     """
 
     start: Ticks = 0
-    end: int | None = Field(None, ge=0, description="exclusive; none = until the run ends")
+    end: int | None = Field(
+        None, ge=0, le=MAX_TICKS, description="exclusive; none = until the run ends"
+    )
     a: NodeSet
     b: NodeSet | None = None
     direction: Literal["both", "a_to_b"] = "both"
@@ -203,8 +209,8 @@ class Crash(_Spec):
     """
 
     at: Ticks
-    recover_at: int | None = Field(None, ge=1)
-    node: int | None = Field(None, ge=0)
+    recover_at: int | None = Field(None, ge=1, le=MAX_TICKS)
+    node: int | None = Field(None, ge=0, le=MAX_TICKS)
     nodes: NodeSet | None = None
     fraction: float | None = Field(None, gt=0.0, le=1.0)
 
@@ -271,7 +277,9 @@ class Churn(_Spec):
 
     model: Literal["none", "poisson", "sessions", "trace"] = "none"
     initial: float = Field(1.0, ge=0.0, le=1.0)
-    rate: float = Field(0.0, ge=0.0, description="poisson: joins and departures per second")
+    rate: float = Field(
+        0.0, ge=0.0, le=1e6, description="poisson: joins and departures per second"
+    )
     session: SessionLength | None = None
     downtime: SessionLength | None = None
     trace: str | None = None
@@ -299,3 +307,18 @@ class Faults(_Spec):
     partitions: list[Partition] = Field(default_factory=list)
     crashes: list[Crash] = Field(default_factory=list)
     churn: Churn = Churn()
+
+
+def check_node_sets(faults: Faults, n_nodes: int) -> None:
+    """Every node a fault names is a node of the network; ValueError naming the field if not."""
+    for i, p in enumerate(faults.partitions):
+        parse_node_set(p.a, n_nodes, f"faults.partitions.{i}.a")
+        if p.b is not None:
+            parse_node_set(p.b, n_nodes, f"faults.partitions.{i}.b")
+    for i, c in enumerate(faults.crashes):
+        if c.node is not None and c.node >= n_nodes:
+            raise ValueError(
+                f"faults.crashes.{i}.node: node {c.node} is outside 0..{n_nodes - 1}"
+            )
+        if c.nodes is not None:
+            parse_node_set(c.nodes, n_nodes, f"faults.crashes.{i}.nodes")

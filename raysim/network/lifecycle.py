@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import csv
 import heapq
+import os
+import stat
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -24,7 +27,7 @@ from typing import Protocol
 import numpy as np
 
 from raysim.log.schema import CRASH, JOIN, LEAVE, RECOVER, START
-from raysim.network.faults import Churn, Faults, parse_node_set
+from raysim.network.faults import MAX_TICKS, Churn, Faults, parse_node_set
 from raysim.values.rng import NodeRng, derive, uniform_array
 
 
@@ -68,31 +71,64 @@ class Schedule:
         return Schedule(self.time[m], self.node[m], self.kind[m], self.seq[m], self.arg[m])
 
 
+MAX_TRACE_BYTES = 256 << 20  # a churn trace above 256 MiB is refused before it is read
+
+
 def read_trace(path: str | Path, n_nodes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A churn trace: CSV rows ``time,node,event`` (a header row is allowed); ValueError if bad."""
-    times: list[int] = []
-    nodes: list[int] = []
-    kinds: list[int] = []
-    with open(path, newline="") as f:
-        for i, row in enumerate(csv.reader(f), start=1):
-            if not row or row[0].strip().startswith("#") or (i == 1 and row[0].strip() == "time"):
-                continue
-            if len(row) != 3:
-                raise ValueError(f"{path}:{i}: expected time,node,event")
-            try:
-                t, nd = int(row[0]), int(row[1])
-            except ValueError:
-                raise ValueError(f"{path}:{i}: time and node must be integers") from None
-            ev = row[2].strip()
-            if ev not in TRACE_EVENTS or t < 0 or not 0 <= nd < n_nodes:
-                raise ValueError(
-                    f"{path}:{i}: need time >= 0, node in 0..{n_nodes - 1}, "
-                    f"event one of {', '.join(TRACE_EVENTS)}"
-                )
-            times.append(t)
-            nodes.append(nd)
-            kinds.append(TRACE_EVENTS[ev])
+    """A churn trace: CSV rows ``time,node,event`` (a header row is allowed); ValueError if bad.
+
+    Only a regular file of at most :data:`MAX_TRACE_BYTES` is read (a device or a FIFO would
+    never end), line by line; OSError if it cannot be opened.
+    """
+    check_trace_file(path)
+    # Rows accumulate in typed arrays (8 bytes a value), not in lists of Python ints.
+    times, nodes, kinds = array("q"), array("q"), array("q")
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            for i, row in enumerate(csv.reader(f), start=1):
+                _trace_row(path, i, row, n_nodes, times, nodes, kinds)
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text file (expected CSV rows time,node,event)") from None
+    except csv.Error as e:
+        raise ValueError(f"{path}: not a CSV file ({e})") from None
     return np.array(times, np.int64), np.array(nodes, np.int64), np.array(kinds, np.int64)
+
+
+def check_trace_file(path: str | Path) -> None:
+    """ValueError unless ``path`` is a regular file of at most :data:`MAX_TRACE_BYTES`."""
+    st = os.stat(path)  # OSError (no such file, no permission) goes to the caller
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"{path}: not a regular file (devices, FIFOs and folders are refused)")
+    if st.st_size > MAX_TRACE_BYTES:
+        raise ValueError(f"{path}: {st.st_size} bytes; a trace may have at most {MAX_TRACE_BYTES}")
+
+
+def _trace_row(
+    path: str | Path,
+    i: int,
+    row: list[str],
+    n_nodes: int,
+    times: array[int],
+    nodes: array[int],
+    kinds: array[int],
+) -> None:
+    if not row or row[0].strip().startswith("#") or (i == 1 and row[0].strip() == "time"):
+        return
+    if len(row) != 3:
+        raise ValueError(f"{path}:{i}: expected time,node,event")
+    try:
+        t, nd = int(row[0]), int(row[1])
+    except ValueError:
+        raise ValueError(f"{path}:{i}: time and node must be integers") from None
+    ev = row[2].strip()
+    if ev not in TRACE_EVENTS or not 0 <= t <= MAX_TICKS or not 0 <= nd < n_nodes:
+        raise ValueError(
+            f"{path}:{i}: need time in 0..{MAX_TICKS}, node in 0..{n_nodes - 1}, "
+            f"event one of {', '.join(TRACE_EVENTS)}"
+        )
+    times.append(t)
+    nodes.append(nd)
+    kinds.append(TRACE_EVENTS[ev])
 
 
 def _initially_up(spec: RunSpec) -> np.ndarray:

@@ -17,8 +17,11 @@ import gc
 import logging
 import os
 import resource
+import shutil
+import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +30,12 @@ import numpy as np
 from raysim.api.protocol import ProtocolSpec
 from raysim.engine.context import paused_gc
 from raysim.engine.shard import NEVER, Inbound, RunSpec, Shard, StepInfo
+from raysim.errors import ConfigError, RunFailed
 from raysim.log.eventlog import EventLog
 from raysim.network.lifecycle import Schedule, lifecycle_schedule
 from raysim.network.router import Messages, Router
-from raysim.protocols import lookup
+from raysim.protocols import resolve
+from raysim.runtime.staging import owner_gone
 
 ROUTER_PLACEMENTS = ("shard", "actor")
 PIPELINE_DEPTH = 8  # windows in flight on Ray; the log does not depend on it
@@ -46,7 +51,19 @@ def shard_bounds(n_nodes: int, shards: int | None, shard_size: int | None) -> np
 
 
 def peak_rss_mib() -> float:
-    """Peak resident memory of this process, in MiB."""
+    """Peak resident memory of this process, in MiB.
+
+    NOTE: Linux's ``ru_maxrss`` survives ``exec`` (it keeps the peak of the process image
+    before it), so a process started from a big one would report the parent's size;
+    ``VmHWM`` in ``/proc/self/status`` is this image's own peak.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -54,10 +71,17 @@ def peak_rss_mib() -> float:
 # collect(handle) -> per-shard StepInfo
 Submit = Callable[[int, list[list[Any]]], tuple[list[list[Any]], Any]]
 Collect = Callable[[Any], list[StepInfo]]
+# progress(window end time, deliveries + timers handled so far): for a progress display only
+Progress = Callable[[int, int], None]
 
 
 def coordinate(
-    spec: RunSpec, n_shards: int, submit: Submit, collect: Collect, depth: int = 1
+    spec: RunSpec,
+    n_shards: int,
+    submit: Submit,
+    collect: Collect,
+    depth: int = 1,
+    progress: Progress | None = None,
 ) -> int:
     """Drive windows until the duration, the stop rule, or no pending event; returns end time.
 
@@ -66,6 +90,7 @@ def coordinate(
     their outputs, so with Ray the coordinator is not on the critical path); the infos of
     finished windows tell it when it may jump over empty windows and when the run is over.
     The set of windows with events, and so the log, does not depend on ``depth``.
+    ``progress``, if given, is called after each finished window (it sees, never steers).
     """
     lookahead, duration = spec.lookahead, spec.duration
     inbox: list[list[Any]] = [[] for _ in range(n_shards)]
@@ -86,6 +111,8 @@ def coordinate(
         if over or any(i.stopped for i in infos):
             over = True
             continue
+        if progress is not None:
+            progress(end, sum(i.events for i in infos))
         nxt = min(min(i.next_time for i in infos), min(min(i.out_min_time) for i in infos))
         if spec.stop_when and all(i.done for i in infos):
             over = True
@@ -106,12 +133,15 @@ def _part(log_dir: Path | None, name: str) -> Path | None:
     return None if log_dir is None else log_dir / f"part-{name}.parquet"
 
 
-def resolve_protocol(spec: RunSpec) -> ProtocolSpec:
-    """The protocol a run names, looked up where the shard is built (a Ray worker too)."""
-    return lookup(spec.protocol)
+def resolve_protocol(spec: RunSpec, modules: Sequence[str] = ()) -> ProtocolSpec:
+    """The protocol a run names, looked up where the shard is built (a Ray worker too),
+    after importing the run's ``modules`` (on a worker: from its runtime_env's py_modules)."""
+    return resolve(spec.protocol, modules)
 
 
-def run_local(spec: RunSpec, bounds: np.ndarray, log_dir: Path | None) -> dict[str, Any]:
+def run_local(
+    spec: RunSpec, bounds: np.ndarray, log_dir: Path | None, progress: Progress | None = None
+) -> dict[str, Any]:
     """Run every shard in this process (the reference backend)."""
     n = len(bounds) - 1
     proto, schedule = resolve_protocol(spec), lifecycle_schedule(spec)
@@ -125,9 +155,66 @@ def run_local(spec: RunSpec, bounds: np.ndarray, log_dir: Path | None) -> dict[s
         return _by_destination([r[0] for r in results]), [r[1] for r in results]
 
     with paused_gc():
-        end = coordinate(spec, n, submit, lambda infos: infos)
+        end = coordinate(spec, n, submit, lambda infos: infos, progress=progress)
     finals = [s.finish() for s in shards]
     return {"end_time": end, "shards": finals, "peak_rss_mib": peak_rss_mib()}
+
+
+def worker_env(sources: Sequence[str]) -> dict[str, Any] | None:
+    """The Ray ``runtime_env`` that gives a worker the user's protocol modules, or None.
+
+    ``sources`` are the files and package folders of :func:`raysim.protocols.module_sources`;
+    they are uploaded to the cluster once (content-addressed ``gcs://`` packages, what
+    ``ray.init(runtime_env={"py_modules": [...]})`` does for a job) and Ray puts them on
+    each worker's ``sys.path``, on this machine or any node of a cluster. Needs Ray started.
+
+    NOTE: Ray accepts local paths in ``py_modules`` only at the job level (``ray.init``),
+    and raysim often joins a Ray that is already running (a notebook, the test session, a
+    sweep's driver), so the upload is done here with the helper ``ray.init`` itself uses;
+    a per-actor / per-task ``runtime_env`` then names the uploaded packages.
+    """
+    if not sources:
+        return None
+    import tempfile
+
+    from ray._private.runtime_env.py_modules import upload_py_modules_if_needed
+
+    with tempfile.TemporaryDirectory(prefix="raysim-py-modules-") as scratch:
+        env: dict[str, Any] = upload_py_modules_if_needed(
+            {"py_modules": list(sources)}, include_gitignore=True, scratch_dir=scratch
+        )
+    return env
+
+
+class _OwnerWatch:
+    """Stops a Ray actor whose driver is gone, so a killed run leaves nothing behind.
+
+    The driver holds a lock on the run's staging folder (:mod:`raysim.runtime.staging`);
+    once it is free, the driver is dead: the actor removes the folder and exits instead of
+    writing on until Ray notices the dead owner (10–30 s). Checked at most every
+    ``OWNER_CHECK_S`` seconds of wall time (it never changes what a run computes).
+    """
+
+    def __init__(self, staging: str | None) -> None:
+        self.staging = Path(staging) if staging else None
+        self.next_check = 0.0
+
+    def check(self) -> None:
+        """Exit this actor (after removing the staging folder) if the driver is gone."""
+        if self.staging is None:
+            return
+        now = time.monotonic()
+        if now < self.next_check:
+            return
+        self.next_check = now + OWNER_CHECK_S
+        if owner_gone(self.staging):
+            import ray
+
+            shutil.rmtree(self.staging, ignore_errors=True)
+            ray.actor.exit_actor()
+
+
+OWNER_CHECK_S = 0.2
 
 
 class _ShardWorker:
@@ -141,19 +228,25 @@ class _ShardWorker:
         log: str | None,
         route: bool,
         schedule: Schedule,
+        modules: Sequence[str] = (),
     ) -> None:
+        self.owner = _OwnerWatch(str(Path(log).parent) if log else None)
         path = Path(log) if log else None
-        proto = resolve_protocol(spec)
+        # The user's modules first, so that the protocol's name or module:Class reference
+        # resolves here as in the driver.
+        proto = resolve_protocol(spec, modules)
         self.shard = Shard(spec, index, bounds, path, route, protocol=proto, schedule=schedule)
         self.n = len(bounds) - 1
         gc.disable()  # the actor's process does nothing but this run; see engine.paused_gc
 
     def step(self, end: int, *inbound: Inbound) -> tuple[Any, ...]:
+        self.owner.check()
         parts, info = self.shard.step(end, inbound)
         return (*parts, info)
 
     def advance(self, end: int, *inbound: Inbound) -> tuple[Any, StepInfo]:
         """Router-actor placement: process the window, hand the raw sends to the router."""
+        self.owner.check()
         if self.shard.stop_rule_met(inbound):
             return (True, None), StepInfo(NEVER, [NEVER] * self.n, True, True)
         self.shard.receive([b for _, b in inbound])
@@ -171,7 +264,10 @@ class _ShardWorker:
 class _RouterWorker:
     """The body of a Ray router actor: routes every shard's sends, splits by destination."""
 
-    def __init__(self, spec: RunSpec, bounds: np.ndarray, log: str | None) -> None:
+    def __init__(
+        self, spec: RunSpec, bounds: np.ndarray, log: str | None, modules: Sequence[str] = ()
+    ) -> None:
+        resolve(spec.protocol, modules)  # the messages it routes may be the user's classes
         path = Path(log) if log else None
         self.log = EventLog(path, spec.log_level, spec.batch_rows)
         self.router = Router(
@@ -200,24 +296,76 @@ class _RouterWorker:
         }
 
 
+LOOPBACK = "127.0.0.1"
+# NOTE: Ray resolves ``_node_ip_address="127.0.0.1"`` back to the machine's routable address
+# (``services.resolve_ip_for_localhost``) unless this flag is off, and then its GCS, raylet,
+# object manager and workers listen on every interface. With the flag off, Ray takes the
+# loopback address as the node's address and every server binds to it. The flag only
+# matters to ``ray start`` for joining worker nodes, which a local cluster never does.
+_LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
 def ensure_ray(address: str | None = None) -> None:
-    """Start a local Ray (or join ``address`` / ``RAY_ADDRESS``) unless one is running."""
+    """Start a local Ray (or join ``address`` / ``RAY_ADDRESS``) unless one is running.
+
+    A local Ray listens on the loopback address only and keeps Ray's own authentication
+    default (token auth; ``RAY_AUTH_MODE=disabled`` in the environment turns it off). Ray's
+    warnings are shown.
+    """
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if not address:
+        bind_loopback()
     import ray
 
     if ray.is_initialized():
         return
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    address = address or os.environ.get("RAY_ADDRESS") or None
     if address:
-        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=True)
+        try:
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
+        except (ConnectionError, ValueError, RuntimeError, TimeoutError) as e:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(
+                f"--address {address}: cannot join the Ray cluster ({reason})"
+            ) from None
         return
     ray.init(
         num_cpus=os.cpu_count() or 1,
         include_dashboard=False,
-        logging_level=logging.ERROR,
+        logging_level=logging.WARNING,
         object_store_memory=int(os.environ.get("RAYSIM_OBJECT_STORE_BYTES", 512 * 1024**2)),
         _temp_dir=os.environ.get("RAYSIM_RAY_TMP", "/tmp/raysim-ray"),
+        _node_ip_address=LOOPBACK,
     )
+
+
+def bind_loopback() -> None:
+    """Make the next local ``ray.init`` bind every Ray server to the loopback address."""
+    os.environ[_LOCAL_ONLY_ENV] = "0"  # read by Ray at import, and by its child processes
+    import sys
+
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None:  # Ray was imported before: set the flag it already read
+        setattr(constants, "ENABLE_RAY_CLUSTER", False)  # noqa: B010
+
+
+@contextmanager
+def _actor_deaths(run_id: str, actors: list[Any], router_actor: Any) -> Iterator[None]:
+    """Turn the death of a shard (or router) actor into one :class:`RunFailed` line."""
+    import ray
+
+    try:
+        yield
+    except ray.exceptions.RayActorError as e:
+        ids = [a._actor_id.hex() for a in actors]
+        dead = getattr(e, "actor_id", None)
+        who = f"shard actor {ids.index(dead)}" if dead in ids else "an actor"
+        if router_actor is not None and dead == router_actor._actor_id.hex():
+            who = "the router actor"
+        raise RunFailed(
+            f"run {run_id}: {who} died during the run (its process exited or was killed; "
+            "see Ray's logs); the run is recorded as failed",
+            str(e),
+        ) from None
 
 
 def run_ray(
@@ -226,13 +374,23 @@ def run_ray(
     log_dir: Path | None,
     router: str = "shard",
     address: str | None = None,
+    modules: Sequence[str] = (),
+    sources: Sequence[str] = (),
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Run the shards as Ray actors, routing in each shard or in one router actor."""
+    """Run the shards as Ray actors, routing in each shard or in one router actor.
+
+    ``modules`` are imported by each shard actor before it resolves the protocol;
+    ``sources`` (their files) travel to the actors' machines (:func:`worker_env`).
+    """
     import ray
 
     ensure_ray(address)
     n = len(bounds) - 1
+    env = worker_env(sources)  # after ensure_ray: uploads to the running cluster
     shard_cls: Any = ray.remote(num_cpus=0)(_ShardWorker)
+    if env is not None:
+        shard_cls = shard_cls.options(runtime_env=env)
     in_shard = router == "shard"
     # NOTE: the lifecycle schedule is computed once per run and put in the object store
     # once; every shard actor gets the same (zero-copy) arrays.
@@ -240,15 +398,17 @@ def run_ray(
     actors: list[Any] = [
         shard_cls.remote(
             spec, i, bounds, str(_part(log_dir, f"{i:05d}")) if log_dir else None, in_shard,
-            schedule,
+            schedule, tuple(modules),
         )
         for i in range(n)
     ]
     router_actor: Any = None
     if not in_shard:
         router_cls: Any = ray.remote(num_cpus=0)(_RouterWorker)
+        if env is not None:
+            router_cls = router_cls.options(runtime_env=env)
         router_actor = router_cls.remote(
-            spec, bounds, str(_part(log_dir, "router")) if log_dir else None
+            spec, bounds, str(_part(log_dir, "router")) if log_dir else None, tuple(modules)
         )
 
     def submit_in_shard(end: int, inbox: list[list[Any]]) -> tuple[list[list[Any]], Any]:
@@ -278,15 +438,20 @@ def run_ray(
         return infos
 
     try:
-        if in_shard:
-            end = coordinate(spec, n, submit_in_shard, collect_in_shard, depth=PIPELINE_DEPTH)
-        else:
-            end = coordinate(spec, n, submit_router, collect_router, depth=PIPELINE_DEPTH)
-        finals: list[dict[str, Any]] = ray.get([a.finish.remote() for a in actors])
-        if router_actor is not None:
-            r = ray.get(router_actor.finish.remote())
-            finals[0]["route"].add(r["route"])
-            finals[0]["rows"] += r["rows"]
+        with _actor_deaths(spec.run_id, actors, router_actor):
+            if in_shard:
+                end = coordinate(
+                    spec, n, submit_in_shard, collect_in_shard, PIPELINE_DEPTH, progress
+                )
+            else:
+                end = coordinate(
+                    spec, n, submit_router, collect_router, PIPELINE_DEPTH, progress
+                )
+            finals: list[dict[str, Any]] = ray.get([a.finish.remote() for a in actors])
+            if router_actor is not None:
+                r = ray.get(router_actor.finish.remote())
+                finals[0]["route"].add(r["route"])
+                finals[0]["rows"] += r["rows"]
     finally:
         for a in actors:
             ray.kill(a)

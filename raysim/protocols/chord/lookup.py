@@ -28,8 +28,8 @@ NEXT_CANDIDATES = 4  # closer nodes an iterative hop returns
 class PendingLookup:
     """A lookup in progress at its origin."""
 
-    __slots__ = ("arg", "cands", "final", "hops", "key", "purpose", "t0", "timeouts", "timer",
-                 "tried")
+    __slots__ = ("arg", "avoid", "cands", "final", "hops", "key", "purpose", "requeried", "t0",
+                 "timeouts", "timer", "tried", "via")
 
     def __init__(self, key: int, purpose: int, arg: int, t0: int) -> None:
         self.key, self.purpose, self.arg, self.t0 = key, purpose, arg, t0
@@ -38,6 +38,9 @@ class PendingLookup:
         self.tried: set[int] = set()
         self.cands: list[tuple[int, int]] = []  # iterative: heap of (distance to key, node)
         self.final: list[int] | None = None  # iterative: owner candidates left to probe
+        self.via: dict[int, int] = {}  # iterative: candidate -> the node that proposed it
+        self.avoid: set[int] = set()  # iterative: candidates skipped as dead
+        self.requeried: set[int] = set()  # iterative: nodes asked again with ``avoid``
 
 
 class ChordRouting:
@@ -119,14 +122,17 @@ class ChordRouting:
         mask = self.mask
         return ((key - self.id - 1) & mask) <= ((self.ids[succ] - self.id - 1) & mask)
 
-    def _preceding(self, key: int, limit: int) -> list[int]:
-        """Up to ``limit`` table entries strictly between self and ``key``, closest first.
+    def _preceding(self, key: int, limit: int, avoid: frozenset[int] = frozenset()) -> list[int]:
+        """Up to ``limit`` table entries strictly between self and ``key``, closest first,
+        leaving out ``avoid``.
 
         The table holds the fingers and the current successor; once a dead successor is
         forgotten the next one of the successor list takes its place.
         """
         i = bisect.bisect_left(self.route_d, span(self.id, key, self.mask))
-        return self.route_n[max(0, i - limit):i][::-1]
+        if not avoid:
+            return self.route_n[max(0, i - limit):i][::-1]
+        return [n for n in self.route_n[:i][::-1] if n not in avoid][:limit]
 
     # --- starting and ending lookups --------------------------------------------------------
 
@@ -192,7 +198,7 @@ class ChordRouting:
                 lk.timeouts += 1
                 if lk.timeouts > self.p.max_retries:
                     self._gave_up(ctx, lid, lk.timeouts)
-                else:
+                elif what == "probe" or not self._route_around(ctx, lid, lk, dst):
                     self._iter_step(ctx, lid, lk)
         elif what == "hop":
             msg = data._replace(timeouts=data.timeouts + 1)
@@ -227,16 +233,50 @@ class ChordRouting:
         else:
             while lk.cands:
                 _, c = heapq.heappop(lk.cands)
-                if c in lk.tried or c == self.node or self._suspected(c, now):
+                if c in lk.tried or c == self.node:
+                    continue
+                if self._suspected(c, now):
+                    if self._route_around(ctx, lid, lk, c):
+                        return
                     continue
                 lk.tried.add(c)
-                ctx.send(c, fam.Query(self._expect(ctx, c, "query", lid), lk.key))
+                ctx.send(c, fam.Query(self._expect(ctx, c, "query", lid), lk.key,
+                                      tuple(sorted(lk.avoid))))
                 return
         self._gave_up(ctx, lid, lk.timeouts)
 
+    def _route_around(self, ctx: Context, lid: int, lk: PendingLookup, dead: int) -> bool:
+        """The candidate ``dead`` is dead: ask the node that proposed it again, naming what
+        to avoid; False if there is none to ask (the caller goes on with other candidates).
+
+        NOTE: falling back on farther candidates instead, as this lookup once did, makes it
+        wander: their answers lead back to the same dead node, and under churn lookups took
+        dozens of hops (up to 86 in ``chord_keys``). The proposer routes around the dead node
+        with its successor list, as Chord's predecessor of a failed node does.
+        """
+        lk.avoid.add(dead)
+        p = lk.via.get(dead, -1)
+        if p < 0 or p in lk.requeried or self._suspected(p, ctx.now):
+            return False
+        lk.requeried.add(p)
+        fam = cm.FAMILIES[lk.purpose]
+        ctx.send(p, fam.Query(self._expect(ctx, p, "query", lid), lk.key, tuple(sorted(lk.avoid))))
+        return True
+
     def _on_query(self, ctx: Context, src: int, msg: cm.Query, fam: int) -> None:
         f = cm.FAMILIES[fam]
-        if self._owns_next(msg.key):
+        if msg.avoid:  # route around the nodes the asker found dead
+            avoid = frozenset(msg.avoid)
+            live = [s for s in self.succs if s not in avoid]
+            mask, key = self.mask, msg.key
+            if live and ((key - self.id - 1) & mask) <= ((self.ids[live[0]] - self.id - 1) & mask):
+                ctx.send(src, f.Done(msg.req, tuple(live)))
+            else:
+                here = span(self.id, key, mask)
+                near = [s for s in live if span(self.ids[s], key, mask) < here][::-1]
+                cands = list(dict.fromkeys(self._preceding(key, NEXT_CANDIDATES, avoid) + near))
+                ctx.send(src, f.Next(msg.req, tuple(cands[:NEXT_CANDIDATES])))
+        elif self._owns_next(msg.key):
             ctx.send(src, f.Done(msg.req, tuple(self.succs) or (self.node,)))
         else:
             ctx.send(src, f.Next(msg.req, tuple(self._preceding(msg.key, NEXT_CANDIDATES))))
@@ -260,6 +300,7 @@ class ChordRouting:
             d = span(ids[c], key, mask)
             if d < here and c not in lk.tried:  # only strictly closer nodes: no cycles
                 heapq.heappush(lk.cands, (d, c))
+                lk.via.setdefault(c, src)
         self._iter_step(ctx, lid, lk)
 
     def _on_done(self, ctx: Context, src: int, msg: cm.Done, fam: int) -> None:

@@ -114,10 +114,12 @@ class Failed(NamedTuple):
 
 
 class Query(NamedTuple):
-    """Iterative: which node should I ask next about ``key``?"""
+    """Iterative: which node should I ask next about ``key``? ``avoid``: nodes the asker
+    found dead during this lookup, to be routed around (the responder's successor list)."""
 
     req: int
     key: int
+    avoid: tuple[int, ...] = ()
 
 
 class Next(NamedTuple):

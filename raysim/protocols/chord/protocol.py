@@ -55,27 +55,44 @@ lookup emits three observations at its origin, all with ``peer`` = the node it e
 (ticks) and ``lookup_timeouts``. Hops count the routing steps to the key's predecessor
 (0 when the origin is that predecessor), the path length of the Chord paper. With
 ``snapshot = T`` every active node emits ``ring`` (peer = successor, value = predecessor or
--1) and ``keys`` (value = keys held) at multiples of T.
+-1) and ``keys`` (value = keys held) at multiples of T; with ``snapshot_fingers`` also one
+``finger`` per finger (value = i, peer = the node in ``finger[i]``, -1 if none).
+
+*Identifiers.* ``placement = "seed"`` (default) draws the node identifiers from the run's
+seed, so each seed of an experiment is another ring; ``"index"`` hashes the node index (the
+same ring for every seed); ``ids = [...]`` lists them (``m`` may then be as small as 1, for
+the paper's 3-bit examples), and ``keys = [...]`` lists the stored key identifiers. See
+:mod:`raysim.protocols.chord.ring`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Mapping
+from functools import lru_cache
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from raysim.api.protocol import Context, Params, Protocol, register
+from raysim.api.protocol import Context, Params, Protocol, Violation, register
 from raysim.protocols.chord import messages as cm
 from raysim.protocols.chord.lookup import FINGER, JOIN, USER, ChordRouting, PendingLookup
-from raysim.protocols.chord.ring import ideal_ring, key_positions, node_ids
+from raysim.protocols.chord.ring import check_ids, ideal_ring, key_positions, placement_ids
+from raysim.protocols.chord.safety import CHECK, lookup_owner_violations
 
 
 class ChordParams(Params):
     """Parameters of Chord (times in ticks; 0 switches a maintenance task off)."""
 
     mode: Literal["iterative", "recursive"] = Field("iterative", description="lookup routing")
-    m: int = Field(48, ge=4, le=62, description="identifier bits")
+    m: int = Field(48, ge=1, le=62, description="identifier bits")
+    placement: Literal["seed", "index"] = Field(
+        "seed", description="node identifiers drawn from the run seed, or hashed from the index"
+    )
+    ids: list[int] | None = Field(None, description="explicit node identifiers, one per node")
+    keys: list[int] | None = Field(
+        None, description="explicit stored key identifiers (instead of keys_per_node)"
+    )
     r: int = Field(8, ge=1, le=64, description="successor list length")
     bootstrap: Literal["ideal", "join"] = Field(
         "ideal", description="nodes at time 0: exact pointers, or join through node 0"
@@ -87,12 +104,18 @@ class ChordParams(Params):
     hop_timeout: int = Field(500, ge=1, description="a request unanswered this long failed")
     max_retries: int = Field(3, ge=0, description="timeouts a lookup routes around")
     lookup_deadline: int = Field(10_000, ge=1, description="recursive: origin gives up after")
+    settle: int = Field(
+        30_000, ge=0,
+        description="safety check: ticks without a membership change before a lookup must "
+        "end at the key's owner",
+    )
     lookup_rate: float = Field(0.1, ge=0.0, description="lookups per node per 1000 ticks")
     lookup_start: int = Field(0, ge=0, description="no lookups before this time")
     keys_per_node: int = Field(0, ge=0, description="stored keys = keys_per_node * nodes")
     suspect_ttl: int = Field(20_000, ge=0, description="a timed-out node is avoided this long")
     join_retry: int = Field(2000, ge=1, description="wait before retrying a failed join")
     snapshot: int = Field(0, ge=0, description="emit ring/keys observations every T (0 = off)")
+    snapshot_fingers: bool = Field(False, description="snapshots also emit the finger table")
 
 
 # Phases as data: which transitions are legal, and what each phase handles.
@@ -147,6 +170,8 @@ class Chord(ChordRouting, Protocol):
     """Chord lookups with stabilization under churn (Stoica et al. 2001)."""
 
     Params: ClassVar[type[ChordParams]] = ChordParams
+    report: ClassVar[str | None] = "raysim.analysis.section:chord"
+    checks: ClassVar[tuple[str, ...]] = (CHECK,)
     HANDLERS: ClassVar[dict[type, tuple[str, int, str]]] = _handlers()
 
     def __init__(self, params: ChordParams, node: int) -> None:
@@ -174,8 +199,22 @@ class Chord(ChordRouting, Protocol):
 
     @classmethod
     def check(cls, params: ChordParams, n_nodes: int) -> None:
-        """Every node needs its own identifier: m must be large enough for n_nodes."""
-        ideal_ring(n_nodes, params.m)  # raises ValueError naming two nodes that collide
+        """Every node needs its own identifier: explicit ``ids`` must be distinct m-bit
+        values, one per node; index-hashed ones must not collide; seeded ones need
+        ``n_nodes <= 2^m``. Explicit ``keys`` must be m-bit and exclude ``keys_per_node``."""
+        if params.ids is not None:
+            check_ids(params.ids, params.m, n_nodes)
+        elif params.placement == "index":
+            ideal_ring(n_nodes, params.m)  # raises ValueError naming two nodes that collide
+        elif n_nodes > 1 << params.m:
+            raise ValueError(f"m = {params.m} bits holds {1 << params.m} identifiers, "
+                             f"fewer than network.nodes ({n_nodes})")
+        if params.keys is not None:
+            if params.keys_per_node:
+                raise ValueError("give keys or keys_per_node, not both")
+            bad = [k for k in params.keys if not 0 <= k < 1 << params.m]
+            if bad:
+                raise ValueError(f"keys: identifier {bad[0]} is outside 0..{(1 << params.m) - 1}")
 
     @classmethod
     def metrics(cls, params: ChordParams, stats: dict[str, Any]) -> dict[str, float]:
@@ -183,6 +222,12 @@ class Chord(ChordRouting, Protocol):
         n, end = stats["nodes"], max(1, stats.get("end_time", 1))
         return {"messages_per_node": stats["sent"] / n,
                 "messages_per_node_per_s": stats["sent"] / n / (end / 1000.0)}
+
+    @classmethod
+    def safety(cls, params: ChordParams, events: Mapping[str, Any]) -> Iterator[Violation]:
+        """``stable_lookup_owner`` (:mod:`raysim.protocols.chord.safety`) over the log."""
+        for v in lookup_owner_violations(params.settle, events):
+            yield Violation(v.check, v.time, (v.node,), v.detail)
 
     # --- phases -----------------------------------------------------------------------------
 
@@ -194,15 +239,21 @@ class Chord(ChordRouting, Protocol):
                 f"chord node {self.node}: illegal event {event!r} in phase {self.phase!r}"
             ) from None
 
-    def on_start(self, ctx: Context) -> None:
-        self.ids = node_ids(ctx.n_nodes, self.p.m)
+    def _place(self, ctx: Context) -> None:
+        """Every node's identifier (the same table at every node of the run)."""
+        p = self.p
+        self.ids = placement_ids(ctx.n_nodes, p.m, p.placement, ctx.seed, p.ids)
         self.id = self.ids[self.node]
+        ctx.emit("chord_id", self.id)  # the log names the ring (the safety check reads it)
+
+    def on_start(self, ctx: Context) -> None:
+        self._place(ctx)
         if self.p.bootstrap == "ideal":
-            ring = ideal_ring(ctx.n_nodes, self.p.m)
+            ring = ideal_ring(ctx.n_nodes, self.p.m, self.ids)
             self.pred = ring.predecessor(self.node)
             self.succs = ring.successors(self.node, self.p.r)
             self.fingers = list(ring.fingers(self.node))
-            if self.p.keys_per_node:
+            if self._key_set(ctx):
                 self.keys = ring.keys_of(self.node, self._key_set(ctx))
             self._goto("ideal")
             self._activate(ctx)
@@ -214,8 +265,7 @@ class Chord(ChordRouting, Protocol):
             ctx.set_timer(1 + ctx.rng.randrange(self.p.join_spread), "join")
 
     def on_join(self, ctx: Context, bootstrap: int | None) -> None:
-        self.ids = node_ids(ctx.n_nodes, self.p.m)
-        self.id = self.ids[self.node]
+        self._place(ctx)
         if bootstrap is None:
             self._create(ctx, with_keys=False)
         else:
@@ -241,7 +291,7 @@ class Chord(ChordRouting, Protocol):
 
     def _create(self, ctx: Context, with_keys: bool) -> None:
         self.pred, self.succs = None, []
-        if with_keys and self.p.keys_per_node:
+        if with_keys and self._key_set(ctx):
             self.keys = list(self._key_set(ctx))
         self._goto("create")
         ctx.emit("joined", 0.0, peer=self.node)
@@ -307,6 +357,9 @@ class Chord(ChordRouting, Protocol):
             succ = self.succs[0] if self.succs else self.node
             ctx.emit("ring", -1.0 if self.pred is None else float(self.pred), peer=succ)
             ctx.emit("keys", float(len(self.keys)))
+            if self.p.snapshot_fingers:
+                for i, f in enumerate(self.fingers):
+                    ctx.emit("finger", float(i), peer=-1 if f is None else f)
         elif kind == "join":
             self._join(ctx)
 
@@ -320,6 +373,9 @@ class Chord(ChordRouting, Protocol):
         return max(1, round(-math.log1p(-ctx.rng.random()) * 1000.0 / self.p.lookup_rate))
 
     def _key_set(self, ctx: Context) -> tuple[int, ...]:
+        """The sorted identifiers of the stored keys (listed, or ``keys_per_node`` · N hashed)."""
+        if self.p.keys is not None:
+            return _listed_keys(tuple(self.p.keys))
         return key_positions(self.p.keys_per_node * ctx.n_nodes, self.p.m)
 
     # --- stabilization ----------------------------------------------------------------------
@@ -444,6 +500,11 @@ class Chord(ChordRouting, Protocol):
             self._activate(ctx)
             self._stabilize(ctx)
 
+
+
+@lru_cache(maxsize=8)
+def _listed_keys(keys: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(sorted(set(keys)))
 
 
 __all__ = ["Chord", "ChordParams"]

@@ -1,14 +1,20 @@
 """Chord's identifier circle: node and key identifiers, ideal pointers, finger tables.
 
 Pure functions shared by the Chord protocol (:mod:`raysim.protocols.chord.protocol`), its analysis
-and its tests; no engine, no Ray. Identifiers follow the consistent-hash ring of
-:mod:`raysim.values.ring`:
+and its tests; no engine, no Ray. Node identifiers are placed one of three ways
+(:func:`placement_ids`, the protocol's ``placement`` and ``ids`` parameters):
 
-* node ``n`` sits at ``HashRing([n], vnodes=1, bits=m)``'s position, the top ``m`` bits of
-  SHA-1 of the label ``"i:<n>#0"`` (one virtual node per physical node);
-* stored key ``i`` (an integer, ``0 <= i < K``) sits at the top ``m`` bits of its
-  SplitMix64 hash, as ``HashRing.positions`` places integer keys;
-* a lookup key is an identifier, drawn uniformly from ``0 .. 2^m - 1``.
+* ``placement = "seed"`` (default): drawn from the run's seed (:func:`seeded_ids`), so every
+  seed of an experiment is a different ring and the same seed is the same ring;
+* ``placement = "index"``: node ``n`` sits at ``HashRing([n], vnodes=1, bits=m)``'s position,
+  the top ``m`` bits of SHA-1 of the label ``"i:<n>#0"`` (the same ring for every seed);
+* ``ids = [...]``: listed explicitly, one per node (textbook rings such as the Chord paper's
+  nodes 0, 1, 3 on a 3-bit circle).
+
+Stored key ``i`` (an integer, ``0 <= i < K``) sits at the top ``m`` bits of its SplitMix64
+hash, as ``HashRing.positions`` places integer keys, unless the key identifiers are listed
+(``keys = [...]``); a lookup key is an identifier drawn uniformly from ``0 .. 2^m - 1``, or a
+random stored key when there are stored keys.
 
 Intervals are clockwise on the circle of ``2^m`` identifiers. The helper :func:`span`
 measures the clockwise distance from ``a`` to ``b`` in ``1 .. 2^m`` (``a == b`` is a full
@@ -34,12 +40,15 @@ from raysim.values.ring import hash_key, hash_keys
 
 __all__ = [
     "IdealRing",
+    "check_ids",
     "finger_rows",
     "format_finger_tables",
     "ideal_ring",
     "key_positions",
     "node_id",
     "node_ids",
+    "placement_ids",
+    "seeded_ids",
     "span",
 ]
 
@@ -53,6 +62,65 @@ def node_id(node: int, m: int) -> int:
 def node_ids(n_nodes: int, m: int) -> tuple[int, ...]:
     """Identifiers of nodes ``0 .. n_nodes - 1`` (memoised: a pure function of its arguments)."""
     return tuple(node_id(n, m) for n in range(n_nodes))
+
+
+@lru_cache(maxsize=8)
+def seeded_ids(n_nodes: int, m: int, seed: int) -> tuple[int, ...]:
+    """Distinct m-bit identifiers of nodes ``0 .. n_nodes - 1`` drawn from the run's ``seed``.
+
+    Node n's identifier is the top m bits of SplitMix64(n XOR s), s a 64-bit hash of the
+    seed; a node whose identifier a lower-numbered node already holds draws again with the
+    next salt, so the identifiers are distinct whenever ``n_nodes <= 2^m``. Memoised.
+    """
+    if n_nodes > 1 << m:
+        raise ValueError(f"m = {m} bits holds {1 << m} identifiers, fewer than {n_nodes} nodes")
+    base = np.uint64(hash_key(f"chord-ids:{seed}"))
+    nodes = np.arange(n_nodes, dtype=np.uint64)
+    ids = np.zeros(n_nodes, dtype=np.int64)
+    todo = np.arange(n_nodes)
+    taken: set[int] = set()
+    salt = 0
+    while len(todo):
+        mix = np.uint64((salt * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF)
+        draw = (hash_keys(nodes[todo] ^ base ^ mix) >> np.uint64(64 - m)).astype(np.int64)
+        again = []
+        for node, x in zip(todo.tolist(), draw.tolist(), strict=True):  # in node order
+            if x in taken:
+                again.append(node)
+            else:
+                taken.add(x)
+                ids[node] = x
+        todo = np.asarray(again, dtype=np.int64)
+        salt += 1
+    return tuple(ids.tolist())
+
+
+def check_ids(ids: Sequence[int], m: int, n_nodes: int | None = None) -> None:
+    """ValueError (one line) unless ``ids`` are ``n_nodes`` distinct m-bit identifiers."""
+    if n_nodes is not None and len(ids) != n_nodes:
+        raise ValueError(f"ids lists {len(ids)} identifiers for {n_nodes} nodes; list one per node")
+    seen: dict[int, int] = {}
+    for node, x in enumerate(ids):
+        if not 0 <= x < 1 << m:
+            raise ValueError(
+                f"ids: node {node}'s identifier {x} is outside 0..{(1 << m) - 1} (m = {m})"
+            )
+        if x in seen:
+            raise ValueError(f"ids: nodes {seen[x]} and {node} share identifier {x}")
+        seen[x] = node
+
+
+def placement_ids(
+    n_nodes: int, m: int, placement: str = "index", seed: int = 0, ids: Sequence[int] | None = None
+) -> tuple[int, ...]:
+    """The identifiers of nodes ``0 .. n_nodes - 1``: listed (``ids``), drawn from ``seed``
+    (``placement = "seed"``) or hashed from the node index (``"index"``)."""
+    if ids is not None:
+        check_ids(ids, m, n_nodes)
+        return tuple(int(x) for x in ids)
+    if placement == "seed":
+        return seeded_ids(n_nodes, m, seed)
+    return node_ids(n_nodes, m)
 
 
 def span(a: int, b: int, mask: int) -> int:
@@ -111,10 +179,14 @@ class IdealRing:
         return list(keys[a:]) + list(keys[:b])  # the arc wraps past zero
 
 
+def ideal_ring(n_nodes: int, m: int, ids: Sequence[int] | None = None) -> IdealRing:
+    """The ring of all ``n_nodes`` nodes at ``ids`` (default: the index-hashed identifiers);
+    ValueError if two share an identifier."""
+    return _ideal_ring(n_nodes, m, tuple(node_ids(n_nodes, m) if ids is None else ids))
+
+
 @lru_cache(maxsize=4)
-def ideal_ring(n_nodes: int, m: int) -> IdealRing:
-    """The ring of all ``n_nodes`` nodes (memoised); ValueError if two share an identifier."""
-    ids = node_ids(n_nodes, m)
+def _ideal_ring(n_nodes: int, m: int, ids: tuple[int, ...]) -> IdealRing:
     order = sorted(range(n_nodes), key=lambda n: ids[n])
     sorted_ids = tuple(ids[n] for n in order)
     for a, b in itertools.pairwise(sorted_ids):
@@ -122,7 +194,7 @@ def ideal_ring(n_nodes: int, m: int) -> IdealRing:
             clash = [n for n in order if ids[n] == a]
             raise ValueError(
                 f"m = {m} bits is too few for {n_nodes} nodes: nodes {clash[0]} and {clash[1]} "
-                f"share identifier {a}; raise m"
+                f"share identifier {a}; raise m, or use placement = \"seed\" or explicit ids"
             )
     return IdealRing(m, sorted_ids, tuple(order), {n: i for i, n in enumerate(order)},
                      np.asarray(sorted_ids, dtype=np.int64), np.asarray(order, dtype=np.int64))
@@ -139,12 +211,20 @@ def finger_rows(ring: IdealRing, node: int) -> list[tuple[int, int, int, int, in
     return rows
 
 
-def format_finger_tables(n_nodes: int = 8, m: int = 6) -> str:
-    """The finger tables of every node of an ``n_nodes`` ring with m-bit identifiers."""
-    ring = ideal_ring(n_nodes, m)
+def format_finger_tables(
+    n_nodes: int = 8, m: int = 6, ids: Sequence[int] | None = None,
+    keys: Sequence[int] | None = None,
+) -> str:
+    """The finger tables of every node of an ``n_nodes`` ring with m-bit identifiers (at
+    ``ids`` if given, else index-hashed), and which node holds each of ``keys``."""
+    ring = ideal_ring(n_nodes, m, ids)
     lines = [f"Chord ring: {n_nodes} nodes, m = {m} (identifiers 0..{(1 << m) - 1})",
              "node -> id: " + ", ".join(f"{n}->{i}" for i, n in zip(ring.ids, ring.nodes,
                                                                     strict=True))]
+    if keys:
+        owners = [ring.successor(k % (1 << m)) for k in keys]
+        lines.append("key -> node (id): " + ", ".join(
+            f"{k}->{o} ({ring.ids[ring.rank[o]]})" for k, o in zip(keys, owners, strict=True)))
     for node in ring.nodes:
         me = ring.ids[ring.rank[node]]
         pred = ring.predecessor(node)

@@ -1,5 +1,5 @@
 """The gossip family: push, pull and push-pull dissemination, push-pull averaging."""
 
-from raysim.protocols.gossip import averaging, dissemination
+from raysim.protocols.gossip import averaging, dissemination, rumor
 
-__all__ = ["averaging", "dissemination"]
+__all__ = ["averaging", "dissemination", "rumor"]

@@ -16,10 +16,21 @@ test suite checks that they agree row for row.
 Each node emits ``value`` (its current number) at the start of each of its rounds, so the
 variance per round can be read from the log. The neighbourhood is the network topology:
 ``full`` membership, or a static ``random`` overlay of k neighbours per node.
+
+Safety check (over the event log after every fully logged run, :meth:`Averaging.safety`):
+``value_in_hull`` — every emitted ``value`` lies in [0, 1], the convex hull of the initial
+values (uniform in [0, 1), or one 1 and zeros): a mean of two values never leaves their
+hull, whatever the network loses, duplicates or delays and whoever crashes (a recovering
+node starts again from an initial value). NOTE: the *sum* of the values is not a safety
+property of this implementation, even without faults: an exchange is not atomic (the
+initiator averages with the reply when it arrives, and its own value may have changed in
+between because it answered another node's push), the effect Jelasity et al. discuss in
+§3 of their paper. The sum is conserved only by exchanges that do not overlap.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar, Literal, NamedTuple
 
 import numpy as np
@@ -32,6 +43,7 @@ from raysim.api.protocol import (
     Context,
     Params,
     Protocol,
+    Violation,
     register,
 )
 
@@ -59,6 +71,7 @@ class AveragingParams(Params):
 
 
 ROUND = "round"
+HULL_TOLERANCE = 1e-12  # floating-point slack on the bounds of [0, 1]
 
 
 @register("gossip.average.reference")
@@ -66,7 +79,8 @@ class Averaging(Protocol):
     """Push-pull averaging, one object per node: the reference for the columnar version."""
 
     Params: ClassVar[type[AveragingParams]] = AveragingParams
-    milestones: ClassVar[tuple[str, ...]] = ()
+    checks: ClassVar[tuple[str, ...]] = ("value_in_hull",)
+    report: ClassVar[str | None] = "raysim.analysis.section:averaging"
 
     def __init__(self, params: AveragingParams, node: int) -> None:
         super().__init__(params, node)
@@ -77,6 +91,16 @@ class Averaging(Protocol):
     def metrics(cls, params: AveragingParams, stats: dict[str, Any]) -> dict[str, float]:
         """Messages per node."""
         return {"messages_per_node": stats["sent"] / stats["nodes"]}
+
+    @classmethod
+    def safety(cls, params: AveragingParams, events: Mapping[str, Any]) -> Iterator[Violation]:
+        """``value_in_hull``: every emitted value in [0, 1] (see the module docstring)."""
+        v = (events["kind"] == "obs") & (events["name"] == "value")
+        value = np.asarray(events["value"][v], dtype=np.float64)
+        bad = ~((value >= -HULL_TOLERANCE) & (value <= 1.0 + HULL_TOLERANCE))
+        for t, n, x in zip(events["time"][v][bad].tolist(), events["node"][v][bad].tolist(),
+                           value[bad].tolist(), strict=True):
+            yield Violation("value_in_hull", t, (n,), f"value {x!r} is outside [0, 1]")
 
     def on_start(self, ctx: Context) -> None:
         if self.p.init == "uniform":
@@ -115,6 +139,9 @@ class AveragingColumns(BatchProtocol):
         self.value = np.zeros(hi - lo)
 
     metrics = Averaging.metrics
+    checks = Averaging.checks
+    report = Averaging.report
+    safety = Averaging.safety
 
     def on_start(self, ctx: BatchContext, ev: BatchEvents) -> None:
         if self.p.init == "uniform":

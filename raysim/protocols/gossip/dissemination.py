@@ -4,8 +4,26 @@ Implements the epidemic broadcast of Demers et al., "Epidemic algorithms for rep
 database maintenance" (PODC 1987), in the round structure of Karp, Schindelhauer, Shenker
 and Vöcking, "Randomized rumor spreading" (FOCS 2000), and Algorithm 7 of the course notes
 (push-pull). One node (``source``) holds an update at time 0. Every ``period`` ticks each node
-runs a round, at its own random phase (``phase = "random"``) or in lock-step with all others
-(``phase = "lockstep"``, all rounds at multiples of ``period``):
+runs a round; ``phase`` says how the rounds of different nodes relate:
+
+============  ===========================================================================
+phase         what it models
+============  ===========================================================================
+random        each node's rounds at its own random offset in [1, period]: asynchronous
+              gossip; news can cross several hops within one period
+lockstep      every node's round timer fires at the same ticks (multiples of ``period``),
+              but a message is handled when it arrives: a reply carries the responder's
+              state at delivery time, which may include what it learned earlier in the
+              same round (so pull and push-pull finish sooner than the synchronous model)
+synchronous   the synchronous-round model of the theory (Karp et al. 2000; Demers et al.
+              1987): rounds at multiples of ``period``, and every message of round r —
+              request, reply and the state they carry — uses the sender's state at the
+              start of round r; what a node learns in round r counts from round r + 1.
+              Every message must arrive within its round (network delays below
+              ``period``); a later one stops the run with an error.
+============  ===========================================================================
+
+What a round does:
 
 =========  ==============================================================================
 mode       what a round does
@@ -16,16 +34,28 @@ push_pull  every node sends its state to ``fanout`` random peers, which answer w
 =========  ==============================================================================
 
 Each node emits the observation ``informed`` (value 1) when it first learns the update.
+The metric ``rounds_to_full`` is an integer, the round in which the last node learned (see
+:func:`round_of`); ``periods_to_full`` is the same moment as a fraction, informed time divided
+by ``period`` (it includes the last message's delay).
 Two implementations write the same event log: the registered names ``gossip``,
 ``gossip.push``, ``gossip.pull`` and ``gossip.push_pull`` keep the state as numpy columns
 and handle events in batches (:class:`GossipColumns`); ``gossip.reference`` is the plain
 per-node state machine (:class:`Gossip`), the one to read first.
-With push, fanout 1 and lock-step rounds, the number of rounds until all N nodes know is
+With push, fanout 1 and synchronous rounds, the number of rounds until all N nodes know is
 log2 N + ln N + O(1) (Frieze and Grimmett 1985; Pittel 1987).
+
+Safety check (run over the event log after every fully logged run, see
+:meth:`Gossip.safety`): ``informed_by_delivery`` — a node other than the source becomes
+``informed`` only after it was delivered, since it last (re)started, a message that can
+carry the update (``Rumor``, ``Exchange`` or ``ExchangeReply``) sent by a node that was
+informed at the time of sending. A lost, partitioned or corrupted copy never counts (it has
+no ``deliver`` row), and a node that recovers from a crash must learn again.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar, Literal, NamedTuple
 
 import numpy as np
@@ -38,6 +68,7 @@ from raysim.api.protocol import (
     Context,
     Params,
     Protocol,
+    Violation,
     register,
 )
 
@@ -45,21 +76,28 @@ from raysim.api.protocol import (
 class Rumor(NamedTuple):
     """The update itself (push, or a pull answer)."""
 
+    round: int = -1  # synchronous phase: the round of the exchange; -1 otherwise
+
 
 class PullRequest(NamedTuple):
     """An uninformed node asks whether the peer knows the update."""
+
+    round: int = -1
 
 
 class Exchange(NamedTuple):
     """Push-pull: the initiator's state."""
 
     informed: bool
+    round: int = -1
 
 
 class ExchangeReply(NamedTuple):
-    """Push-pull: the responder's state, after merging the initiator's."""
+    """Push-pull: the responder's state (after merging the initiator's, except in the
+    synchronous phase, where it is the state at the start of the round)."""
 
     informed: bool
+    round: int = -1
 
 
 class GossipParams(Params):
@@ -68,13 +106,38 @@ class GossipParams(Params):
     mode: Literal["push", "pull", "push_pull"] = "push_pull"
     fanout: int = Field(1, ge=1, description="peers contacted per round")
     period: int = Field(1000, ge=1, description="ticks per round")
-    phase: Literal["random", "lockstep"] = Field(
-        "random", description="rounds at a random per-node phase, or all at once"
+    phase: Literal["random", "lockstep", "synchronous"] = Field(
+        "random",
+        description="rounds at a random per-node phase, all at once (lockstep), or all at "
+        "once with every exchange seeing the state at the round's start (synchronous)",
     )
     source: int = Field(0, ge=0, description="the node that holds the update at time 0")
 
 
 ROUND = "round"
+NEVER = 2**62  # ``since`` of a node that does not know the update
+
+
+def round_of(time: float, period: int, phase: str) -> int:
+    """The round in which something that happened at ``time`` (ticks) happened.
+
+    With ``lockstep`` and ``synchronous`` phases round r starts at r·period, so it is
+    ⌊time / period⌋ (0 for the source at time 0). With ``random`` phases every node runs its
+    first round somewhere in [1, period], so round r is the period ((r−1)·period, r·period]:
+    ⌈time / period⌉.
+    """
+    if phase == "random":
+        return math.ceil(time / period)
+    return int(time // period)
+
+
+def late_error(now: int, rnd: int, period: int) -> ValueError:
+    """The error of a synchronous-phase message that arrived after its round ended."""
+    return ValueError(
+        f"phase = 'synchronous': a message of round {rnd} arrived at t = {now}, after its "
+        f"round ended at {(rnd + 1) * period}; synchronous rounds need network delays "
+        f"(request plus reply) below protocol.period ({period})"
+    )
 
 
 @register("gossip.reference")
@@ -83,11 +146,16 @@ class Gossip(Protocol):
 
     Params: ClassVar[type[GossipParams]] = GossipParams
     milestones: ClassVar[tuple[str, ...]] = ("informed",)
+    checks: ClassVar[tuple[str, ...]] = ("informed_by_delivery",)
+    report: ClassVar[str | None] = "raysim.analysis.section:gossip"
 
     def __init__(self, params: GossipParams, node: int) -> None:
         super().__init__(params, node)
         self.informed = False
+        # synchronous phase: the first round at whose start the node knew (NEVER: not yet)
+        self.since = NEVER
         self.p = params
+        self.sync = params.phase == "synchronous"
 
     @classmethod
     def check(cls, params: GossipParams, n_nodes: int) -> None:
@@ -99,37 +167,59 @@ class Gossip(Protocol):
 
     @classmethod
     def metrics(cls, params: GossipParams, stats: dict[str, Any]) -> dict[str, float]:
-        """Rounds until the last node learned the update, and messages per node."""
+        """The round in which the last node learned the update (``rounds_to_full``, an
+        integer, see :func:`round_of`), the same moment in periods (``periods_to_full``,
+        informed time / period), and messages per node."""
         n = stats["nodes"]
         out = {"messages_per_node": stats["sent"] / n}
         if stats.get("informed_nodes", 0) >= n:
-            out["rounds_to_full"] = stats["informed_time"] / params.period
+            t = stats["informed_time"]
+            out["rounds_to_full"] = float(round_of(t, params.period, params.phase))
+            out["periods_to_full"] = t / params.period
         out["informed_fraction"] = stats.get("informed_nodes", 0) / n
         return out
 
+    @classmethod
+    def safety(cls, params: GossipParams, events: Mapping[str, Any]) -> Iterator[Violation]:
+        """``informed_by_delivery`` (see the module docstring), vectorised over the log."""
+        yield from informed_by_delivery(params.source, events)
+
     def on_start(self, ctx: Context) -> None:
         if self.node == self.p.source:
-            self._learn(ctx)
-        period = self.p.period
-        first = period if self.p.phase == "lockstep" else 1 + ctx.rng.randrange(period)
+            self._learn(ctx, 0)
+        period, phase = self.p.period, self.p.phase
+        if phase == "random":
+            first = 1 + ctx.rng.randrange(period)
+        elif phase == "synchronous":  # the next round start (a recovering node joins it)
+            first = period - ctx.now % period
+        else:
+            first = period
         ctx.set_timer(first, ROUND)
 
-    def _learn(self, ctx: Context) -> None:
+    def _learn(self, ctx: Context, since: int) -> None:
         if not self.informed:
             self.informed = True
+            self.since = since
             ctx.emit("informed", 1.0)
+
+    def _knew(self, rnd: int) -> bool:
+        """The state an exchange of round ``rnd`` uses: at the round's start (synchronous
+        phase), or now (the other phases, which pass ``rnd = -1``)."""
+        return self.since <= rnd if self.sync else self.informed
 
     def on_timer(self, ctx: Context, tag: Any) -> None:
         ctx.set_timer(self.p.period, ROUND)
+        rnd = ctx.now // self.p.period if self.sync else -1
+        knew = self._knew(rnd)
         mode = self.p.mode
         if mode == "push":
-            if self.informed:
-                self._contact(ctx, Rumor())
+            if knew:
+                self._contact(ctx, Rumor(rnd))
         elif mode == "pull":
-            if not self.informed:
-                self._contact(ctx, PullRequest())
+            if not knew:
+                self._contact(ctx, PullRequest(rnd))
         else:
-            self._contact(ctx, Exchange(self.informed))
+            self._contact(ctx, Exchange(knew, rnd))
 
     def _contact(self, ctx: Context, msg: object) -> None:
         picked: list[int] = []
@@ -140,18 +230,97 @@ class Gossip(Protocol):
                 ctx.send(peer, msg)
 
     def on_message(self, ctx: Context, src: int, msg: Any) -> None:
-        kind = type(msg)
+        kind, rnd = type(msg), msg.round
+        if self.sync and ctx.now >= (rnd + 1) * self.p.period:
+            raise late_error(ctx.now, rnd, self.p.period)
+        # NOTE: in the synchronous phase the state an answer carries is read before the
+        # message's own news is merged; since what is learned in round r counts from r + 1,
+        # reading it after would give the same answer (``since`` becomes r + 1 > r).
+        knew = self._knew(rnd)
         if kind is Rumor:
-            self._learn(ctx)
+            self._learn(ctx, rnd + 1)
         elif kind is PullRequest:
-            if self.informed:
-                ctx.send(src, Rumor())
+            if knew:
+                ctx.send(src, Rumor(rnd))
         elif kind is Exchange:
             if msg.informed:
-                self._learn(ctx)
-            ctx.send(src, ExchangeReply(self.informed))
+                self._learn(ctx, rnd + 1)
+            ctx.send(src, ExchangeReply(self._knew(rnd), rnd))
         elif kind is ExchangeReply and msg.informed:
-            self._learn(ctx)
+            self._learn(ctx, rnd + 1)
+
+
+CARRIERS = ("Rumor", "Exchange", "ExchangeReply")  # messages that can carry the update
+# Order of a node's rows within one tick when the log has no ``seq`` column: a handler's
+# (re)start comes first, then the delivery it handles, its observation, its sends.
+_TICK_ORDER = {"start": 0, "recover": 0, "join": 0, "deliver": 1, "obs": 2, "send": 3}
+
+
+def _program_order(events: Mapping[str, Any]) -> np.ndarray:
+    """Each row's rank in program order: (time, node, seq), or (time, node, kind) without seq."""
+    kind = events["kind"]
+    if "seq" in events:
+        third = np.asarray(events["seq"])
+    else:
+        third = np.array([_TICK_ORDER.get(k, 4) for k in kind], dtype=np.int64)
+    order = np.lexsort((third, events["node"], events["time"]))
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return rank
+
+
+def _latest_before(
+    q_node: np.ndarray, q_pos: np.ndarray, e_node: np.ndarray, e_pos: np.ndarray, span: int
+) -> np.ndarray:
+    """For each query, the largest ``e_pos`` at the same node below ``q_pos``; -1 if none."""
+    if len(e_pos) == 0:
+        return np.full(len(q_pos), -1, dtype=np.int64)
+    ekey = e_node * span + e_pos
+    order = np.argsort(ekey, kind="stable")
+    ekey, ep = ekey[order], e_pos[order]
+    i = np.searchsorted(ekey, q_node * span + q_pos, side="left") - 1
+    j = np.clip(i, 0, None)
+    return np.where((i >= 0) & (ekey[j] // span == q_node), ep[j], -1)
+
+
+def informed_by_delivery(source: int, events: Mapping[str, Any]) -> Iterator[Violation]:
+    """Violations of ``informed_by_delivery`` in a gossip run's event log."""
+    kind, name = events["kind"], events["name"]
+    node = np.asarray(events["node"], dtype=np.int64)
+    time = np.asarray(events["time"], dtype=np.int64)
+    msg_id = np.asarray(events["msg_id"], dtype=np.int64)
+    pos = _program_order(events)
+    span = len(pos) + 1
+    informed = (kind == "obs") & (name == "informed")
+    restart = np.isin(kind, list(_TICK_ORDER)[:3])
+
+    def state(q_node: np.ndarray, q_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        last_rs = _latest_before(q_node, q_pos, node[restart], pos[restart], span)
+        last_inf = _latest_before(q_node, q_pos, node[informed], pos[informed], span)
+        return last_rs, last_inf
+
+    # Sends of a carrier by a node informed at that moment (since its last restart).
+    send = (kind == "send") & np.isin(events["msg_type"], CARRIERS)
+    rs, inf = state(node[send], pos[send])
+    good_ids = np.sort(msg_id[send][(inf >= 0) & (inf > rs)])
+    # Deliveries of those messages.
+    deliver = kind == "deliver"
+    d_ids = msg_id[deliver]
+    k = np.clip(np.searchsorted(good_ids, d_ids), 0, max(len(good_ids) - 1, 0))
+    good = (good_ids[k] == d_ids) if len(good_ids) else np.zeros(len(d_ids), dtype=bool)
+    d_node, d_pos = node[deliver][good], pos[deliver][good]
+    # Every informed observation at a node other than the source needs one since restart.
+    q = informed & (node != source)
+    q_node, q_pos = node[q], pos[q]
+    last_rs = _latest_before(q_node, q_pos, node[restart], pos[restart], span)
+    last_dv = _latest_before(q_node, q_pos, d_node, d_pos, span)
+    bad = (last_dv < 0) | (last_dv < last_rs)
+    for t, n in zip(time[q][bad].tolist(), q_node[bad].tolist(), strict=True):
+        yield Violation(
+            "informed_by_delivery", t, (n,),
+            f"node {n} became informed without a delivery of the update from an informed "
+            "node since it (re)started",
+        )
 
 
 RUMOR, PULL_REQUEST, EXCHANGE, EXCHANGE_REPLY = range(4)
@@ -166,43 +335,67 @@ class GossipColumns(BatchProtocol):
 
     Params: ClassVar[type[GossipParams]] = GossipParams
     message_types: ClassVar[tuple[str, ...]] = ("Rumor", "PullRequest", "Exchange", "ExchangeReply")
-    fields: ClassVar[tuple[str, ...]] = ("informed",)
+    fields: ClassVar[tuple[str, ...]] = ("informed", "round")
     milestones: ClassVar[tuple[str, ...]] = ("informed",)
+    checks = Gossip.checks
+    report = Gossip.report
     check = Gossip.check
     metrics = Gossip.metrics
+    safety = Gossip.safety
 
     def __init__(self, params: GossipParams, lo: int, hi: int) -> None:
         super().__init__(params, lo, hi)
         self.p = params
+        self.sync = params.phase == "synchronous"
         self.informed = np.zeros(hi - lo, dtype=bool)
+        self.since = np.full(hi - lo, NEVER, dtype=np.int64)  # as in :class:`Gossip`
 
-    def _learn(self, ctx: BatchContext, node: np.ndarray, time: np.ndarray) -> None:
-        new = ~self.informed[node - self.lo]
+    def _learn(self, ctx: BatchContext, node: np.ndarray, time: np.ndarray, since: Any) -> None:
+        li = node - self.lo
+        new = ~self.informed[li]
         if new.any():
-            self.informed[node[new] - self.lo] = True
+            self.informed[li[new]] = True
+            self.since[li[new]] = np.broadcast_to(since, new.shape)[new]
             ctx.emit(node[new], time[new], "informed", 1.0)
+
+    def _knew(self, li: np.ndarray, rnd: np.ndarray) -> np.ndarray:
+        """Per event, the state its exchange uses (see :meth:`Gossip._knew`)."""
+        return self.since[li] <= rnd if self.sync else self.informed[li]
 
     def on_start(self, ctx: BatchContext, ev: BatchEvents) -> None:
         self.informed[ev.li] = False  # a recovering node has lost the update
+        self.since[ev.li] = NEVER
         src = ev.node == self.p.source
-        self._learn(ctx, ev.node[src], ev.time[src])
-        period = self.p.period
-        first = period if self.p.phase == "lockstep" else 1 + ctx.randrange(ev.node, period)
+        self._learn(ctx, ev.node[src], ev.time[src], 0)
+        period, phase = self.p.period, self.p.phase
+        if phase == "random":
+            first: Any = 1 + ctx.randrange(ev.node, period)
+        elif phase == "synchronous":
+            first = period - ev.time % period
+        else:
+            first = period
         ctx.set_timer(ev.node, ev.time + first, ROUND)
 
     def on_timer(self, ctx: BatchContext, ev: BatchEvents) -> None:
         ctx.set_timer(ev.node, ev.time + self.p.period, ROUND)
-        informed = self.informed[ev.li]
+        rnd = ev.time // self.p.period if self.sync else np.full(len(ev.li), -1, dtype=np.int64)
+        knew = self._knew(ev.li, rnd)
         mode = self.p.mode
         if mode == "push":
-            self._contact(ctx, ev.node[informed], ev.time[informed], RUMOR, 0.0)
+            self._contact(ctx, ev.node[knew], ev.time[knew], RUMOR, 0.0, rnd[knew])
         elif mode == "pull":
-            self._contact(ctx, ev.node[~informed], ev.time[~informed], PULL_REQUEST, 0.0)
+            self._contact(ctx, ev.node[~knew], ev.time[~knew], PULL_REQUEST, 0.0, rnd[~knew])
         else:
-            self._contact(ctx, ev.node, ev.time, EXCHANGE, informed.astype(np.float64))
+            self._contact(ctx, ev.node, ev.time, EXCHANGE, knew.astype(np.float64), rnd)
 
     def _contact(
-        self, ctx: BatchContext, node: np.ndarray, time: np.ndarray, mtype: int, flag: Any
+        self,
+        ctx: BatchContext,
+        node: np.ndarray,
+        time: np.ndarray,
+        mtype: int,
+        flag: Any,
+        rnd: np.ndarray,
     ) -> None:
         """Each node sends to ``fanout`` distinct random peers, drawn as the per-node loop does."""
         fanout, n = self.p.fanout, len(node)
@@ -225,20 +418,34 @@ class GossipColumns(BatchProtocol):
             picked.ravel(),
             mtype,
             informed=np.repeat(flag, fanout),
+            round=np.repeat(rnd.astype(np.float64), fanout),
         )
 
     def on_message(self, ctx: BatchContext, ev: BatchEvents) -> None:
         t, has = ev.mtype, ev.fields["informed"] > 0
+        rnd = ev.fields["round"].astype(np.int64)
+        if self.sync:
+            late = ev.time >= (rnd + 1) * self.p.period
+            if late.any():
+                i = int(np.argmax(late))
+                raise late_error(int(ev.time[i]), int(rnd[i]), self.p.period)
         learn = (t == RUMOR) | (((t == EXCHANGE) | (t == EXCHANGE_REPLY)) & has)
-        self._learn(ctx, ev.node[learn], ev.time[learn])
-        informed = self.informed[ev.li]
-        answer = (t == PULL_REQUEST) & informed
-        ctx.send(ev.node[answer], ev.time[answer], ev.src[answer], RUMOR)
+        self._learn(ctx, ev.node[learn], ev.time[learn], rnd[learn] + 1)
+        knew = self._knew(ev.li, rnd)  # after merging: see the NOTE in Gossip.on_message
+        answer = (t == PULL_REQUEST) & knew
+        ctx.send(
+            ev.node[answer],
+            ev.time[answer],
+            ev.src[answer],
+            RUMOR,
+            round=rnd[answer].astype(np.float64),
+        )
         ex = t == EXCHANGE
         ctx.send(
             ev.node[ex],
             ev.time[ex],
             ev.src[ex],
             EXCHANGE_REPLY,
-            informed=informed[ex].astype(np.float64),
+            informed=knew[ex].astype(np.float64),
+            round=rnd[ex].astype(np.float64),
         )

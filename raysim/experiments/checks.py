@@ -1,0 +1,159 @@
+"""Safety checks at the end of a run: the event log in, counts of violations out.
+
+A protocol declares ``checks`` (names) and ``safety(params, events)`` (see
+:class:`raysim.api.protocol.Contract`). After every run whose protocol declares checks and
+whose log is complete (``log.level = "all"``), the runner reads the run's event files with
+pyarrow, hands the protocol every column as a numpy array in canonical order (time, node,
+then ``seq`` where the log has it, then the remaining canonical columns, so the order is
+total), and counts what ``safety`` yields:
+
+- ``metric.violations`` (all checks) and ``metric.violations.<check>`` (each declared
+  check, 0 when it held) in the run row;
+- ``violations``: the first :data:`KEEP` violations as JSON text (check, time, nodes,
+  detail), which ``raysim report`` lists.
+
+A protocol whose checks read only observation and lifecycle rows says so with
+``log_needs = "observations"``; its checks then run on observation-only logs too. When the
+log does not hold what the checks read (``"none"``, or ``"observations"`` for a protocol
+that needs ``"all"``) they are *not run*: the counts are NaN ("not checked"), never 0, and
+``--strict`` refuses such a run up front. The protocol's :meth:`log_metrics` (numbers that
+need the log) run under the same condition and become ``metric.<name>`` columns.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from raysim.api.protocol import Contract, ProtocolSpec, Violation
+from raysim.log.schema import CANONICAL_SORT
+
+KEEP = 10  # violations kept in the run row for the report
+
+
+@dataclass
+class SafetyResult:
+    """What the checks found: counts per check, the first violations, or not checked."""
+
+    checked: bool
+    counts: dict[str, int] = field(default_factory=dict)
+    first: list[Violation] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)  # the protocol's log_metrics
+
+    @property
+    def total(self) -> int:
+        """Violations over all checks."""
+        return sum(self.counts.values())
+
+    def row(self, checks: Iterable[str]) -> dict[str, Any]:
+        """The run-row columns: ``metric.violations[.<check>]`` and ``violations``."""
+        names = list(checks)
+        if not names:
+            return {}
+        if not self.checked:
+            nan = math.nan
+            return {"metric.violations": nan, **{f"metric.violations.{c}": nan for c in names},
+                    "violations": None}
+        return {
+            "metric.violations": float(self.total),
+            **{f"metric.violations.{c}": float(self.counts.get(c, 0)) for c in names},
+            "violations": json.dumps([_as_dict(v) for v in self.first]),
+        }
+
+    def describe(self) -> str:
+        """One line: how many violations of which checks, and the first one."""
+        parts = ", ".join(f"{c} {n}" for c, n in self.counts.items() if n)
+        head = f"{self.total} safety violation(s) ({parts})"
+        if self.first:
+            v = self.first[0]
+            head += f"; first: {v.check} at time {v.time}, nodes {list(v.nodes)}: {v.detail}"
+        return head
+
+
+def _as_dict(v: Violation) -> dict[str, Any]:
+    return {"check": v.check, "time": int(v.time), "nodes": [int(n) for n in v.nodes],
+            "detail": v.detail}
+
+
+def load_events(events_dir: Path) -> dict[str, np.ndarray]:
+    """Every column of a run's event log as numpy arrays, rows in canonical order.
+
+    Strings (dictionary columns) become object arrays with None for null; list columns
+    (vectors) become object arrays of lists.
+    """
+    table = ds.dataset(str(events_dir), format="parquet", partitioning="hive").to_table()
+    if "run_id" in table.column_names:
+        table = table.drop(["run_id"])
+    names = table.column_names
+    keys = ["time", "node", *(["seq"] if "seq" in names else [])]
+    keys += [c for c in CANONICAL_SORT if c in names and c not in keys]
+    cols: dict[str, np.ndarray] = {}
+    for name in names:
+        col = table.column(name).combine_chunks()
+        if pa.types.is_dictionary(col.type):
+            col = col.cast(col.type.value_type)
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type) or \
+                pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
+            cols[name] = np.array(col.to_pylist(), dtype=object)
+        else:
+            cols[name] = col.to_numpy(zero_copy_only=False)
+    order = np.lexsort([_sort_key(cols[k]) for k in reversed(keys)]) if len(table) else \
+        np.arange(0)
+    return {k: v[order] for k, v in cols.items()}
+
+
+def _sort_key(values: np.ndarray) -> np.ndarray:
+    """A column usable by lexsort: strings by their text (None first), numbers as they are."""
+    if values.dtype != object:
+        return values
+    texts = ["" if v is None else (v if isinstance(v, str) else json.dumps(v)) for v in values]
+    uniq, codes = np.unique(np.array(texts, dtype=object), return_inverse=True)
+    del uniq
+    return codes
+
+
+def run_checks(
+    spec: ProtocolSpec, params: Any, events_dir: Path | None, level: str, n_nodes: int = 0
+) -> SafetyResult:
+    """Run the protocol's safety checks over a finished run's log (see the module docstring)."""
+    checks = spec.cls.checks
+    # NOTE: log_metrics is a classmethod; compare the functions to see if it is overridden.
+    wants_metrics = spec.cls.log_metrics.__func__ is not Contract.log_metrics.__func__  # type: ignore[attr-defined]
+    if not checks and not wants_metrics:
+        return SafetyResult(checked=True)
+    if not covers(level, spec.cls.log_needs) or events_dir is None:
+        return SafetyResult(checked=False)
+    events: Mapping[str, np.ndarray] = load_events(events_dir)
+    result = SafetyResult(checked=True, counts=dict.fromkeys(checks, 0))
+    if wants_metrics:
+        result.metrics = {
+            k: float(v) for k, v in spec.cls.log_metrics(params, events, n_nodes).items()
+        }
+    for v in spec.cls.safety(params, events):
+        if not isinstance(v, Violation):
+            raise TypeError(f"{spec.name}.safety yielded {type(v).__name__}, not a Violation")
+        if v.check not in result.counts:
+            raise ValueError(
+                f"{spec.name}.safety reported check {v.check!r}, which is not one of its "
+                f"declared checks {list(checks)}"
+            )
+        result.counts[v.check] += 1
+        if len(result.first) < KEEP:
+            result.first.append(v)
+    return result
+
+
+def covers(level: str, needs: str) -> bool:
+    """Whether a run logged at ``level`` holds what checks needing ``needs`` read."""
+    return level == "all" or (level == "observations" and needs == "observations")
+
+
+__all__ = ["KEEP", "SafetyResult", "covers", "load_events", "run_checks"]
