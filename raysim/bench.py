@@ -8,7 +8,16 @@ Workloads (targets for a 2-core machine are in the README):
   rounds at random phases, delays uniform in 5-20 % of a round: ~3 M timers, ~6 M messages;
   local, and Ray with 2 shards under both router placements;
 - ``naive``: the one-Ray-actor-per-node baseline (``shard_size = 1``), 50 nodes;
-- ``ring`` and ``vector_clock``: the toolkit's value types (see ``raysim.bench_toolkit``).
+- ``ring`` and ``vector_clock``: the toolkit's value types (see ``raysim.bench_toolkit``);
+- ``gossip_reference``: the per-node twin of ``gossip_push_pull`` (``gossip.reference``),
+  10^4 and 10^5 nodes, local: the per-node driver's speed;
+- ``chord``: ``experiments/chord_hops.toml``'s first run (iterative lookups, 1024 nodes,
+  per-node), local;
+- ``cycle``: cycle-driven averaging (every node's rounds at multiples of the period,
+  ``phase = "lockstep"``), columnar, 10^5 and 10^6 nodes, observation log only;
+- ``scaling`` (only with ``--only scaling``): a fixed 10^6-node cycle-driven workload on the
+  local backend, then on Ray at 1, 2, 4, ... shards up to the machine's cores, with
+  ``speedup`` and ``efficiency`` against the local line.
 
 Every workload writes its full event log (``log.level = "all"``) to a temporary directory,
 since logging is part of the cost being measured. Wall time covers the whole run (shard
@@ -28,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +46,17 @@ from raysim.experiments.config import ExperimentConfig, validate
 from raysim.experiments.runner import run
 from raysim.runtime.backends import ensure_ray, peak_rss_mib
 
-WORKLOADS = ("gossip_push_pull", "averaging", "naive", "ring", "vector_clock")
+WORKLOADS = (
+    "gossip_push_pull",
+    "averaging",
+    "naive",
+    "ring",
+    "vector_clock",
+    "gossip_reference",
+    "chord",
+    "cycle",
+)
+EXTRA_WORKLOADS = ("scaling",)  # not in the default set: minutes of Ray runs
 _MARK = "raysim-bench-result "
 
 
@@ -81,6 +100,70 @@ def averaging_config(nodes: int, rounds: int = 30) -> ExperimentConfig:
     )
 
 
+def _gossip_data(nodes: int, protocol: str) -> dict[str, Any]:
+    return {
+        "experiment": {
+            "name": "bench_gossip",
+            "protocol": protocol,
+            "seed": 7,
+            "duration": 200_000,
+            "stop_when": "informed",
+        },
+        "protocol": {"period": 1000, "phase": "random"},
+        "network": {"nodes": nodes, "delay": {"dist": "uniform", "low": 50, "high": 200}},
+    }
+
+
+def reference_config(nodes: int) -> ExperimentConfig:
+    """:func:`gossip_config`'s workload on the per-node twin protocol ``gossip.reference``."""
+    return validate(_gossip_data(nodes, "gossip.reference"), "bench")
+
+
+def chord_config() -> ExperimentConfig:
+    """The first run of ``experiments/chord_hops.toml``: iterative lookups on 1024 nodes."""
+    return validate(
+        {
+            "experiment": {
+                "name": "bench_chord",
+                "protocol": "chord",
+                "seed": 1,
+                "duration": "60s",
+            },
+            "protocol": {"mode": "iterative", "lookup_rate": 0.2},
+            "network": {"nodes": 1024, "delay": {"dist": "uniform", "low": 20, "high": 100}},
+            "log": {"level": "all"},
+        },
+        "bench",
+    )
+
+
+def cycle_config(nodes: int, rounds: int = 30) -> ExperimentConfig:
+    """Cycle-driven averaging: every node's rounds at multiples of the period (lockstep).
+
+    Observation log only (``log.level = "observations"``), as PeerSim's cycle-driven runs
+    keep no per-message trace.
+    """
+    return validate(
+        {
+            "experiment": {
+                "name": "bench_cycle",
+                "protocol": "gossip.average",
+                "seed": 7,
+                "duration": rounds * 1000 + 1,
+            },
+            "protocol": {"period": 1000, "phase": "lockstep"},
+            "network": {
+                "nodes": nodes,
+                "topology": "random",
+                "degree": 20,
+                "delay": {"dist": "uniform", "low": 50, "high": 200},
+            },
+            "log": {"level": "observations"},
+        },
+        "bench",
+    )
+
+
 def measure(
     workload: str,
     cfg: ExperimentConfig,
@@ -118,6 +201,15 @@ def measure(
     }
 
 
+_CONFIGS: dict[str, Callable[..., ExperimentConfig]] = {
+    "gossip": gossip_config,
+    "averaging": averaging_config,
+    "reference": reference_config,
+    "chord": chord_config,
+    "cycle": cycle_config,
+}
+
+
 def _job_result(job: dict[str, Any]) -> dict[str, Any]:
     """Run one measurement job in this process (the body of the per-workload subprocess)."""
     kind = job["kind"]
@@ -130,7 +222,7 @@ def _job_result(job: dict[str, Any]) -> dict[str, Any]:
 
         line = bench_toolkit.bench_vector_clock_merge()
     else:
-        cfg = (gossip_config if kind == "gossip" else averaging_config)(*job["args"])
+        cfg = _CONFIGS[kind](*job["args"])
         line = measure(job["workload"], cfg, **job["run"])  # peak: driver's or an actor's
     line["driver_peak_rss_mib"] = round(peak_rss_mib(), 1)
     line["peak_rss_mib"] = max(line["driver_peak_rss_mib"], line.get("peak_rss_mib", 0.0))
@@ -162,9 +254,10 @@ def _in_subprocess(job: dict[str, Any]) -> dict[str, Any]:
 def jobs(only: list[str] | None = None, quick: bool = False) -> list[dict[str, Any]]:
     """The measurements of the selected workloads, in order (one subprocess each)."""
     chosen = list(only or WORKLOADS)
-    bad = [w for w in chosen if w not in WORKLOADS]
+    allowed = WORKLOADS + EXTRA_WORKLOADS
+    bad = [w for w in chosen if w not in allowed]
     if bad:
-        raise ConfigError(f"--only {bad[0]!r}: unknown workload; allowed: {', '.join(WORKLOADS)}")
+        raise ConfigError(f"--only {bad[0]!r}: unknown workload; allowed: {', '.join(allowed)}")
     big = 10_000 if quick else 100_000
     out: list[dict[str, Any]] = []
 
@@ -185,13 +278,49 @@ def jobs(only: list[str] | None = None, quick: bool = False) -> list[dict[str, A
     for toolkit in ("ring", "vector_clock"):
         if toolkit in chosen:
             add(toolkit, toolkit, [])
+    if "gossip_reference" in chosen:
+        for n in (1_000, 10_000) if quick else (10_000, 100_000):
+            add("gossip_reference", "reference", [n], backend="local")
+    if "chord" in chosen:
+        add("chord", "chord", [], backend="local")
+    if "cycle" in chosen:
+        for n in (big, big * 10):
+            add("cycle", "cycle", [n, 5 if quick else 30], backend="local")
+    if "scaling" in chosen:
+        out.extend(scaling_jobs(big * 10, rounds=3 if quick else 10))
     return out
+
+
+def scaling_jobs(nodes: int = 1_000_000, rounds: int = 10) -> list[dict[str, Any]]:
+    """The scaling workload: ``cycle`` at ``nodes`` locally, then on Ray at 1, 2, 4, ...
+    shards up to the machine's cores."""
+    args = [nodes, rounds]
+    out = [{"workload": "scaling", "kind": "cycle", "args": args, "run": {"backend": "local"}}]
+    shards, cores = 1, os.cpu_count() or 1
+    while shards <= cores:
+        run = {"backend": "ray", "shards": shards}
+        out.append({"workload": "scaling", "kind": "cycle", "args": args, "run": run})
+        shards *= 2
+    return out
+
+
+def with_speedup(lines: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Add ``speedup`` (local wall / this wall) and ``efficiency`` (speed-up / shards) to
+    the scaling workload's lines; the first scaling line is the local one."""
+    local: float | None = None
+    for line in lines:
+        if line.get("workload") == "scaling":
+            if local is None:
+                local = line["wall_s"]
+            speedup = local / line["wall_s"]
+            shards = line["shards"] if line["backend"] == "ray" else 1
+            line.update(speedup=round(speedup, 3), efficiency=round(speedup / shards, 3))
+        yield line
 
 
 def run_all(only: list[str] | None = None, quick: bool = False) -> Iterator[dict[str, Any]]:
     """Yield the result line of every selected workload, in order, each from its own process."""
-    for job in jobs(only, quick):
-        yield _in_subprocess(job)
+    yield from with_speedup(_in_subprocess(job) for job in jobs(only, quick))
 
 
 if __name__ == "__main__":

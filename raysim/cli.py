@@ -234,7 +234,8 @@ def bench(
         list[str] | None,
         typer.Option(
             help="Run only this workload (repeatable): gossip_push_pull, averaging, naive, "
-            "ring or vector_clock."
+            "ring, vector_clock, gossip_reference, chord, cycle, or scaling (not run by "
+            "default)."
         ),
     ] = None,
     quick: Annotated[bool, typer.Option(help="Smaller sizes, for a smoke test.")] = False,
@@ -250,6 +251,15 @@ def bench(
     ring: a hash ring of 10^4 nodes x 20 virtual nodes; place 10^6 keys.
 
     vector_clock: merge two 10^5-entry vector clocks, dense and sparse.
+
+    gossip_reference: the per-node twin of gossip_push_pull, 10^4 and 10^5 nodes, local.
+
+    chord: the first run of experiments/chord_hops.toml (1024 nodes, per-node), local.
+
+    cycle: cycle-driven averaging (lockstep rounds), 10^5 and 10^6 nodes, observation log.
+
+    scaling: (only with --only scaling) cycle at 10^6 nodes, local, then Ray at 1, 2, 4, ...
+    shards up to the cores, with speed-up and efficiency.
     """
     from raysim import bench as benchmod
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from raysim import bench
@@ -41,8 +42,14 @@ def test_unknown_workload_is_exit_2() -> None:
 def test_each_workload_reports_its_own_peak_memory() -> None:
     # A large run first, then a small one: a process-lifetime peak would repeat the first.
     big, small = (
-        bench._in_subprocess({"workload": "gossip_push_pull", "kind": "gossip", "args": [n],
-                              "run": {"backend": "local"}})
+        bench._in_subprocess(
+            {
+                "workload": "gossip_push_pull",
+                "kind": "gossip",
+                "args": [n],
+                "run": {"backend": "local"},
+            }
+        )
         for n in (30_000, 200)
     )
     assert big["nodes"] == 30_000 and small["nodes"] == 200
@@ -55,3 +62,46 @@ def test_bench_help_lists_every_workload() -> None:
     assert r.exit_code == 0
     for workload in bench.WORKLOADS:
         assert f"{workload}:" in r.stdout
+
+
+def test_per_node_workloads_run_the_per_node_protocols() -> None:
+    from raysim.bench import chord_config, reference_config
+
+    ref = reference_config(300)
+    assert ref.experiment.protocol == "gossip.reference"
+    twin = measure("gossip_push_pull", gossip_config(300), "local")
+    line = measure("gossip_reference", ref, "local")
+    # the per-node twin does the same work, message for message
+    assert (line["delivered"], line["timers"]) == (twin["delivered"], twin["timers"])
+    chord = chord_config()
+    assert chord.experiment.protocol == "chord" and chord.network.nodes == 1024
+
+
+def test_cycle_workload_is_lockstep_with_observations_only() -> None:
+    from raysim.bench import cycle_config
+
+    cfg = cycle_config(400, rounds=3)
+    assert cfg.protocol["phase"] == "lockstep" and cfg.log.level == "observations"
+    line = measure("cycle", cfg, "local")
+    assert line["timers"] == 400 * 3
+    assert line["events_logged"] < line["delivered"] + line["timers"]  # no message rows
+
+
+def test_scaling_runs_local_then_ray_doubling_shards(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    js = bench.scaling_jobs(1000, rounds=1)
+    assert [j["run"] for j in js] == [
+        {"backend": "local"},
+        {"backend": "ray", "shards": 1},
+        {"backend": "ray", "shards": 2},
+        {"backend": "ray", "shards": 4},
+    ]
+    assert {j["kind"] for j in js} == {"cycle"} and all(j["args"] == [1000, 1] for j in js)
+    lines = [{"workload": "scaling", "backend": "local", "shards": 1, "wall_s": 8.0}] + [
+        {"workload": "scaling", "backend": "ray", "shards": k, "wall_s": 10.0 / k}
+        for k in (1, 2, 4)
+    ]
+    rows = list(bench.with_speedup(iter(lines)))
+    assert [r["efficiency"] for r in rows] == [1.0, 0.8, 0.8, 0.8]
+    assert rows[-1]["speedup"] == 3.2
+    assert "speedup" not in next(bench.with_speedup(iter([{"workload": "ring"}])))

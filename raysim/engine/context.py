@@ -19,7 +19,7 @@ import numpy as np
 from raysim.engine.observe import check_int, check_name, check_value
 from raysim.engine.order import P_TIMER
 from raysim.network.topology import Topology
-from raysim.values.rng import GOLDEN, NodeRng, mix64_array
+from raysim.values.rng import _C1, _C2, GOLDEN, MASK64, NodeRng, mix64_array
 
 
 def node_keys(key: int, lo: int, hi: int) -> list[int]:
@@ -187,7 +187,15 @@ class ShardContext:
 
     def random_peer(self) -> int:
         """A uniformly random neighbour (never the node itself)."""
-        w = self._rngs[self._li].next_u64()
+        # NOTE: NodeRng.next_u64 inlined (the same word of the same stream): this is the
+        # hottest draw of the per-node path and a method call costs as much as the mixing.
+        r = self._rngs[self._li]
+        c = r._ctr + 1
+        r._ctr = c
+        x = (r._key + c * GOLDEN) & MASK64
+        x = ((x ^ (x >> 30)) * _C1) & MASK64
+        x = ((x ^ (x >> 27)) * _C2) & MASK64
+        w = x ^ (x >> 31)
         adj = self._adj
         if adj is None:
             v = (w * (self.n_nodes - 1)) >> 64

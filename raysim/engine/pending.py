@@ -60,20 +60,26 @@ class Pending:
 
     def take(self, end: int) -> tuple[list[np.ndarray], list[Any]]:
         """Remove and return every event with time < ``end`` (columns concatenated)."""
-        parts: list[tuple[np.ndarray, ...]] = []
+        parts: list[tuple[np.ndarray, ...] | list[np.ndarray]] = []
         objs: list[Any] = []
         heap = self._heap
         while heap and heap[0][0] < end:
             _, seq, c = heapq.heappop(heap)
-            k = int(np.searchsorted(c.cols[0], end, side="left"))
-            parts.append(tuple(col[c.pos : k] for col in c.cols))
+            cols, pos = c.cols, c.pos
+            times = cols[0]
+            n = len(times)
+            # NOTE: the search starts at ``pos`` and a chunk used up whole is not sliced:
+            # windows with a short lookahead touch dozens of chunks each.
+            k = n if times[n - 1] < end else pos + int(np.searchsorted(times[pos:], end))
+            whole = pos == 0 and k == n
+            parts.append(cols if whole else [col[pos:k] for col in cols])
             if c.objs:
-                objs.extend(c.objs[c.pos : k])
+                objs.extend(c.objs if whole else c.objs[pos:k])
             c.pos = k
-            if k < len(c.cols[0]):
-                heapq.heappush(heap, (int(c.cols[0][k]), seq, c))
+            if k < n:
+                heapq.heappush(heap, (int(times[k]), seq, c))
         if not parts:
             return [np.zeros(0, dtype=np.int64) for _ in range(self.ncols)], []
         if len(parts) == 1:
             return list(parts[0]), objs
-        return [np.concatenate([p[i] for p in parts]) for i in range(self.ncols)], objs
+        return [np.concatenate(cs) for cs in zip(*parts, strict=True)], objs
