@@ -10,7 +10,8 @@ How the README's fenced blocks are read:
   checked with ``make -n TARGET`` in the repository (the targets themselves install, run
   the whole suite or open JupyterLab).
 - ```` ```python ```` blocks run with this interpreter in the same directory, after the
-  commands above them (the toolkit section's blocks are ``tests/test_ring.py``'s).
+  commands above them (the toolkit's and the walk-through's blocks are other tests', see
+  :data:`ELSEWHERE`).
 - ```` ```text ```` blocks (and plain ```` ``` ```` ones) are output samples or pictures,
   never run. A ``text`` block right after a ``bash`` block is the output of that block's
   first command: it must match what the command prints, line for line, but for wall-clock
@@ -191,19 +192,31 @@ def commands(block: Block) -> list[Command]:
     return out
 
 
+# Sections whose blocks other tests own: the toolkit's (tests/test_ring.py and friends) and
+# the walk-through's (tests/test_readme_walkthrough.py writes its files, then runs them).
+ELSEWHERE = (
+    "## The causality and replicated-data toolkit",
+    "## Writing your own protocol: a walk-through",
+)
+
+
 def plan() -> list[tuple[Block, list[Command], Block | None]]:
     """Runnable blocks in README order, each bash block with its output sample (if any)."""
     text = README.read_text(encoding="utf-8")
-    toolkit = text.index("## The causality and replicated-data toolkit")
-    toolkit_end = text.index("\n## ", toolkit + 10)
-    first_line = (text[:toolkit].count("\n") + 1, text[:toolkit_end].count("\n") + 1)
+    spans = []
+    for heading in ELSEWHERE:
+        start = text.index(heading)
+        end = text.index("\n## ", start + 10)
+        spans.append((text[:start].count("\n") + 1, text[:end].count("\n") + 1))
     bs = blocks(text)
     out = []
     for i, b in enumerate(bs):
+        if any(lo <= b.line <= hi for lo, hi in spans):
+            continue
         if b.lang == "bash":
             after = bs[i + 1] if i + 1 < len(bs) and bs[i + 1].lang == "text" else None
             out.append((b, commands(b), after))
-        elif b.lang == "python" and not first_line[0] <= b.line <= first_line[1]:
+        elif b.lang == "python":
             out.append((b, [], None))
     return out
 

@@ -22,7 +22,7 @@ class Milestones:
     def __init__(self, names: Iterable[str], stop: str | None, lo: int, n_local: int) -> None:
         wanted = set(names) | ({stop} if stop else set())
         self.names: tuple[str, ...] = tuple(sorted(wanted))  # sorted: no hash-seed order
-        self.stop = stop
+        self.stop = stop or None  # "" (no stop rule, e.g. from --set) is none
         self.lo = lo
         self.seen = {m: np.zeros(n_local, dtype=bool) for m in self.names}
         self.last = dict.fromkeys(self.names, -1)
