@@ -28,14 +28,14 @@ random, or a script such as the course's three-process exercise
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 
-from raysim.api.protocol import Context, Protocol, Violation, register
+from raysim.api.protocol import Context, Violation, register
 from raysim.protocols.causality import oracle
 from raysim.protocols.causality.traffic import (
     SEND,
+    ClockNode,
     TrafficParams,
-    check_script,
     next_action,
     start_traffic,
 )
@@ -49,28 +49,12 @@ class Stamped(NamedTuple):
 
 
 @register("clocks.lamport")
-class LamportNode(Protocol):
+class LamportNode(ClockNode):
     """Lamport clocks (Algorithm 5): tick on local events and sends, max + 1 on receive."""
-
-    Params: ClassVar[type[TrafficParams]] = TrafficParams
-    milestones: ClassVar[tuple[str, ...]] = ()
-    report: ClassVar[str | None] = "raysim.analysis.causality_report:report_parts"
-    checks: ClassVar[tuple[str, ...]] = ("clock_condition",)
 
     def __init__(self, params: TrafficParams, node: int) -> None:
         super().__init__(params, node)
-        self.p = params
         self.clock = LamportClock(pid=node)
-
-    @classmethod
-    def check(cls, params: TrafficParams, n_nodes: int) -> None:
-        """The script's nodes must exist."""
-        check_script(params, n_nodes)
-
-    @classmethod
-    def metrics(cls, params: TrafficParams, stats: dict[str, Any]) -> dict[str, float]:
-        """Messages sent per node."""
-        return {"messages_per_node": stats["sent"] / stats["nodes"]}
 
     @classmethod
     def safety(cls, params: TrafficParams, events: Mapping[str, Any]) -> Iterator[Violation]:

@@ -24,11 +24,11 @@ the script's order at equal times.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from raysim.api.protocol import Context, Params
+from raysim.api.protocol import Context, Params, Protocol
 
 LOCAL, SEND = "local", "send"
 NEXT = "next"  # the timer tag of the next random event
@@ -104,3 +104,27 @@ def next_action(ctx: Context, params: TrafficParams, tag: object) -> tuple[str, 
     if ctx.rng.random() < params.send_prob:
         return (SEND, ctx.random_peer())
     return (LOCAL, -1)
+
+
+class ClockNode(Protocol):
+    """What the clock protocols share: traffic parameters, the script check, the report
+    section, the ``clock_condition`` check and messages per node."""
+
+    Params: ClassVar[type[TrafficParams]] = TrafficParams
+    milestones: ClassVar[tuple[str, ...]] = ()
+    report: ClassVar[str | None] = "raysim.analysis.causality_report:report_parts"
+    checks: ClassVar[tuple[str, ...]] = ("clock_condition",)
+
+    def __init__(self, params: TrafficParams, node: int) -> None:
+        super().__init__(params, node)
+        self.p = params
+
+    @classmethod
+    def check(cls, params: TrafficParams, n_nodes: int) -> None:
+        """The script's nodes must exist."""
+        check_script(params, n_nodes)
+
+    @classmethod
+    def metrics(cls, params: TrafficParams, stats: dict[str, Any]) -> dict[str, float]:
+        """Messages sent per node."""
+        return {"messages_per_node": stats["sent"] / stats["nodes"]}

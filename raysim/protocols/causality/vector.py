@@ -27,14 +27,14 @@ this protocol is meant for a few to a few hundred nodes.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 
-from raysim.api.protocol import Context, Protocol, Violation, register
+from raysim.api.protocol import Context, Violation, register
 from raysim.protocols.causality import oracle
 from raysim.protocols.causality.traffic import (
     SEND,
+    ClockNode,
     TrafficParams,
-    check_script,
     next_action,
     start_traffic,
 )
@@ -48,28 +48,12 @@ class VectorStamped(NamedTuple):
 
 
 @register("clocks.vector")
-class VectorNode(Protocol):
+class VectorNode(ClockNode):
     """Vector clocks (Algorithm 6): tick own entry; on receive, element-wise max, then tick."""
-
-    Params: ClassVar[type[TrafficParams]] = TrafficParams
-    milestones: ClassVar[tuple[str, ...]] = ()
-    report: ClassVar[str | None] = "raysim.analysis.causality_report:report_parts"
-    checks: ClassVar[tuple[str, ...]] = ("clock_condition",)
 
     def __init__(self, params: TrafficParams, node: int) -> None:
         super().__init__(params, node)
-        self.p = params
         self.vc: DenseVectorClock | None = None
-
-    @classmethod
-    def check(cls, params: TrafficParams, n_nodes: int) -> None:
-        """The script's nodes must exist."""
-        check_script(params, n_nodes)
-
-    @classmethod
-    def metrics(cls, params: TrafficParams, stats: dict[str, Any]) -> dict[str, float]:
-        """Messages sent per node."""
-        return {"messages_per_node": stats["sent"] / stats["nodes"]}
 
     @classmethod
     def safety(cls, params: TrafficParams, events: Mapping[str, Any]) -> Iterator[Violation]:
