@@ -5,7 +5,9 @@ measures, with the run's parameters:
 
 * ``election_time`` — after the first fault that hits the leader (a crash of it, or a
   partition whose side ``a`` holds it), ticks until a leader of a higher term is elected
-  (NaN if none was before the run ended; ``elected`` says which);
+  (NaN if none was before the run ended; ``elected`` says which), and ``election_terms``,
+  the terms that took (1: no split vote; :func:`raysim.protocols.consensus.measures.
+  election_after`, which Raft's ``metric.election_*`` columns use for a crash);
 * ``split_votes`` — terms in which some server stood as candidate and nobody won;
 * ``terms_per_minute`` — the highest term reached, per minute of virtual time;
 * ``ops``, ``throughput`` (completed operations per second), ``latency_mean``,
@@ -43,6 +45,7 @@ from raysim.analysis.section import Part
 from raysim.analysis.stats import band_of
 from raysim.network.faults import parse_node_set
 from raysim.protocols.consensus import checks as ck
+from raysim.protocols.consensus import measures as ms
 
 LOG_COLUMNS = ("time", "kind", "node", "peer", "msg_id", "name", "value")
 RAFT_CHECKS = (
@@ -134,18 +137,6 @@ def fault_times(row: pd.Series) -> tuple[list[tuple[int, np.ndarray]], float]:
     return sorted(hits, key=lambda h: h[0]), healed
 
 
-def _leader_at(intervals: Sequence[tuple[int, int, int, int]], t: int) -> tuple[int, int]:
-    """(node, term) of the highest-term leadership covering time t, or (-1, -1).
-
-    A leadership that a crash at t itself ends (end == t) counts: it was the leader then.
-    """
-    best = (-1, -1)
-    for nd, term, s, e in intervals:
-        if s <= t <= e and term > best[1]:
-            best = (nd, term)
-    return best
-
-
 def raft_measures(cols: dict[str, np.ndarray], row: pd.Series) -> dict[str, float]:
     """The measures of one run (see the module docstring)."""
     end = float(row.get("end_time", row.get("experiment.duration", 0)))
@@ -157,16 +148,7 @@ def raft_measures(cols: dict[str, np.ndarray], row: pd.Series) -> dict[str, floa
                  for nd, term, s, e in ck.leader_intervals(cols)]
     leaders = ck.rows_of(cols, "leader")
     hits, healed = fault_times(row)
-    out["election_time"] = np.nan
-    out["elected"] = np.nan
-    for start, mask in hits:
-        nd, term = _leader_at(intervals, start)
-        if nd >= 0 and mask[nd]:
-            later = (leaders.time >= start) & (leaders.value > term)
-            out["elected"] = float(later.any())
-            if later.any():
-                out["election_time"] = float(leaders.time[later][0] - start)
-            break
+    out.update(ms.election_after(cols, intervals, hits))
     cands = ck.rows_of(cols, "candidate")
     won = set(leaders.value.astype(int).tolist())
     out["split_votes"] = float(len(set(cands.value.astype(int).tolist()) - won))

@@ -63,6 +63,7 @@ from pydantic import Field, model_validator
 
 from raysim.api.protocol import Context, Params, Protocol, register
 from raysim.protocols.consensus import checks as ck
+from raysim.protocols.consensus import measures
 from raysim.protocols.consensus.messages import (
     NOOP,
     READ,
@@ -191,6 +192,14 @@ class Raft(Protocol):
             "messages_per_node": stats["sent"] / stats["nodes"],
             "elected": float(stats.get("leader_nodes", 0) > 0),
         }
+
+    @classmethod
+    def log_metrics(cls, params: RaftParams, events: ck.Columns, n_nodes: int
+                    ) -> dict[str, float]:
+        """Elections from the log: time, terms and split votes after the first crash of a
+        sitting leader, split votes and terms per election overall, client latency
+        (:func:`raysim.protocols.consensus.measures.raft_metrics`)."""
+        return measures.raft_metrics(events)
 
     @classmethod
     def safety(cls, params: RaftParams, events: ck.Columns) -> list[ck.Violation]:
