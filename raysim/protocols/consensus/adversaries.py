@@ -1,4 +1,17 @@
-"""A Byzantine replica of the quorum register (:mod:`raysim.protocols.consensus.quorum`).
+"""Byzantine variants of the quorum register and of Raft (``[faults.byzantine] behaviour``).
+
+``vote_all`` (Raft, :class:`LyingVoter`): a server that grants its vote to every candidate
+that asks, in the candidate's own term (it forges the term of its reply), whatever it
+voted before and however stale the candidate's log. Raft's election safety rests on two
+majorities of one term sharing a server that votes once; with n = 5, a candidate needs
+itself, the liar and one honest server, so two candidates standing in one term can both
+win. Two leaders of one term then write different entries under the same (index, term),
+which followers take for the same entry. Under a partition that leaves the liar in touch
+with both sides (``experiments/byzantine_raft.toml``), each side elects a leader with its
+own votes and the liar's, and both commit through the liar's acknowledgements:
+``election_safety``, ``log_matching``, ``leader_completeness``, ``state_machine_safety``
+and ``linearizability`` report it. Raft tolerates crashes of a minority, not one liar.
+
 
 ``forge``: the replica acknowledges writes without storing them and answers every read with
 a value nobody wrote under a version higher than any real one. Quorum intersection (R + W
@@ -15,6 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 from raysim.api.protocol import Context
+from raysim.protocols.consensus.messages import RequestVote, VoteReply
 from raysim.protocols.consensus.quorum import (
     Get,
     GetReply,
@@ -23,6 +37,7 @@ from raysim.protocols.consensus.quorum import (
     QuorumRegister,
     Siblings,
 )
+from raysim.protocols.consensus.raft import Raft
 from raysim.values.versions import VersionVector
 
 FORGED_VALUE = -7.0  # never written: clients write their (non-negative) operation ids
@@ -43,3 +58,22 @@ class ForgingReplica(QuorumRegister):
             ctx.send(src, Siblings(msg.op, ((FORGED_VECTOR, FORGED_VALUE),)))
         elif type(msg) is Get:
             ctx.send(src, GetReply(msg.op, FORGED_VERSION, FORGED_VALUE))
+
+
+class LyingVoter(Raft):
+    """A Raft server that votes for every candidate, in the candidate's term (``vote_all``).
+
+    Otherwise honest: it follows leaders, replicates and stands in elections like any
+    server (a client node with this class is honest).
+    """
+
+    def on_start(self, ctx: Context) -> None:
+        super().on_start(ctx)
+        if self.node < self.servers:
+            ctx.emit("byzantine")  # so the analysis knows who is honest
+
+    def _request_vote(self, ctx: Context, src: int, msg: RequestVote) -> None:
+        if msg.term > ctx.storage["term"]:
+            self._adopt(ctx, msg.term)
+        self._reset_election(ctx)
+        ctx.send(src, VoteReply(msg.term, True))

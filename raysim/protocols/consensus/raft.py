@@ -163,7 +163,10 @@ class Raft(Protocol):
         "state_machine_safety",
         "linearizability",
     )
-    report: ClassVar[str | None] = "raysim.analysis.consensus:raft_section"
+    report: ClassVar[str | None] = "raysim.analysis.byzantine:raft"  # + lying voters
+    adversaries: ClassVar[dict[str, str]] = {
+        "vote_all": "raysim.protocols.consensus.adversaries:LyingVoter",
+    }
 
     def __init__(self, params: RaftParams, node: int) -> None:
         super().__init__(params, node)
