@@ -380,3 +380,13 @@ def test_a_recovered_client_never_reuses_an_operation_id() -> None:
     rctx.now = rctx.pending("op")[0]
     again.on_timer(rctx, "op")
     assert again.op == first + 1
+
+
+def test_a_granted_vote_is_answered_after_the_disk_write() -> None:
+    r, ctx = server(0, vote_write=7)
+    r.on_message(ctx, 1, RequestVote(1, 0, 0))
+    r.on_message(ctx, 2, RequestVote(1, 0, 0))  # refused at once: no write to wait for
+    assert ctx.take() == [(2, VoteReply(1, False))] and ctx.storage["voted_for"] == 1
+    assert ctx.pending(("vote", 1, 1)) == [7]
+    r.on_timer(ctx, ("vote", 1, 1))
+    assert ctx.take() == [(1, VoteReply(1, True))]
