@@ -92,3 +92,4 @@ def test_the_papers_fig16_curves_agree_with_its_text_and_sit_beside_ours() -> No
     assert row["p50"] == 200 and np.isnan(row["p90"]) and row["paper p50"] == 287
     fig = rc.fig_election_cdf(frame)
     assert [t.name for t in fig.data] == ["150-155 ms (n=4)", "paper 150-155 ms"]
+    assert [t.name for t in rc.fig_election_cdf(frame, paper=False).data] == ["150-155 ms (n=4)"]

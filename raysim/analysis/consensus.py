@@ -290,7 +290,7 @@ def fig_election_cdf(
         y = np.arange(1, len(t) + 1) / n * 100.0
         fig.add_trace(go.Scatter(x=t, y=y, mode="lines", line={"shape": "hv",
                                  "color": PALETTE[i % len(PALETTE)]}, name=f"{lab} ms (n={n})"))
-    curves = paper_fig16() if paper else pd.DataFrame(columns=["timeouts"])
+    curves = paper_fig16() if paper else pd.DataFrame(columns=["timeouts", "percentile", "ms"])
     for i, lab in enumerate(order):
         c = curves[curves["timeouts"] == lab].sort_values("percentile")
         if len(c):
