@@ -72,6 +72,9 @@ FAST: dict[str, list[str]] = {
     ".venv/bin/raysim sweep experiments/byzantine_averaging.toml --out results": [
         *_ONE_SEED, "--set", "network.nodes=20", "--set", "experiment.duration=4000"],
     ".venv/bin/raysim sweep experiments/bracha.toml --out results": [*_ONE_SEED],
+    ".venv/bin/raysim sweep experiments/byzantine_raft.toml --out results": [*_ONE_SEED],
+    ".venv/bin/raysim sweep experiments/quorum_versions.toml --out results": [
+        *_ONE_SEED, "--set", "experiment.duration=1500"],
     ".venv/bin/raysim sweep experiments/chord_byzantine.toml --out results": [
         "--set", "network.nodes=32", "--set", "experiment.duration=8000",
         "--set", "sweep.faults.byzantine.fraction=[0.1]"],

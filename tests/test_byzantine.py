@@ -194,3 +194,30 @@ def test_one_forging_replica_breaks_the_quorum_register(tmp_path: Path) -> None:
     assert rows_[0]["metric.violations"] == 0  # R + W > N and everyone honest: linearizable
     assert rows_[1]["metric.violations.stale_reads"] > 0
     assert "which no write wrote" in rows_[1]["violations"]
+
+
+def test_one_lying_voter_breaks_raft_and_the_report_says_so(tmp_path: Path) -> None:
+    from raysim.analysis import byzantine as rb
+    from raysim.analysis.load import load_runs
+    from raysim.experiments.config import load
+
+    exp = Path(__file__).resolve().parents[1] / "experiments" / "byzantine_raft.toml"
+    rows_ = []
+    for nodes in ("[]", "[4]"):
+        res = run(load(exp, [f"faults.byzantine.nodes={nodes}"]), tmp_path)
+        assert res.status == "ok", res.error
+        rows_.append(res.row)
+    assert rows_[0]["metric.violations"] == 0  # an honest server 4 bridges harmlessly
+    assert rows_[1]["metric.violations.state_machine_safety"] > 0
+    assert rows_[1]["metric.violations.election_safety"] + \
+        rows_[1]["metric.violations.leader_completeness"] > 0
+    where = tmp_path / "byzantine_raft"
+    per_run = rb.raft_liars(where)
+    assert sorted(per_run["liars"]) == [0, 1]
+    summary = rb.raft_liar_summary(per_run).set_index(["liars", "check"])
+    assert summary.loc[(1, "state_machine_safety"), "runs with a violation"] == 1
+    assert summary.loc[(0, "state_machine_safety"), "runs with a violation"] == 0
+    parts = rb.raft(where, load_runs(where))
+    liar = [p for p in parts if p.title == "Raft with a lying voter"]
+    assert liar and liar[0].note.startswith("1 of 1 runs with a Byzantine server broke")
+    assert liar[0].figure is not None and len(liar[0].figure.data) == 2  # 0 and 1 liars

@@ -76,3 +76,20 @@ def test_a_suspicion_held_since_before_the_crash_counts_at_the_crash() -> None:
     live_seconds = (2000 * 3 + 1000) / 1000
     assert swim["false_suspicions"] == 4 / live_seconds
     assert swim["false_episodes"] == 2 / live_seconds  # (2, incarnation 0) and (3, 4)
+
+
+def test_the_papers_fig16_curves_agree_with_its_text_and_sit_beside_ours() -> None:
+    paper = rc.paper_fig16().set_index(["timeouts", "percentile"])["ms"]
+    assert paper[("150-155", 50)] == 287  # §9.3: "a median downtime of 287ms"
+    assert abs(paper[("150-200", 100)] - 513) <= 2  # "the worst-case completion time ... 513ms"
+    assert abs(paper[("12-24", 100)] - 152) <= 2  # "the longest trial took 152ms"
+    assert paper[("150-150", 1)] > 10_000  # "consistently took longer than 10 seconds"
+    frame = pd.DataFrame({"protocol.election_min": [150] * 4, "protocol.election_max": [155] * 4,
+                          "election_time": [100.0, 200.0, 300.0, np.nan],
+                          "election_terms": [1.0, 2.0, 2.0, np.nan]})
+    row = rc.fig16_table(frame).iloc[0]
+    assert row["timeouts"] == "150-155" and row["elected"] == 0.75 and row["first term"] == 0.25
+    assert row["p50"] == 200 and np.isnan(row["p90"]) and row["paper p50"] == 287
+    fig = rc.fig_election_cdf(frame)
+    assert [t.name for t in fig.data] == ["150-155 ms (n=4)", "paper 150-155 ms"]
+    assert [t.name for t in rc.fig_election_cdf(frame, paper=False).data] == ["150-155 ms (n=4)"]

@@ -181,3 +181,23 @@ def test_run_checks_runs_the_named_checks() -> None:
     bad = cols(obs(10, 0, "leader", 1), obs(12, 2, "leader", 1))
     found = ck.run_checks(bad, ["election_safety", "single_leader", "state_machine_safety"])
     assert sorted(v.check for v in found) == ["election_safety", "single_leader"]
+
+
+def test_election_measures_count_terms_splits_and_overlap() -> None:
+    from raysim.protocols.consensus import measures as ms
+
+    log = cols(
+        obs(10, 0, "candidate", 1), obs(20, 0, "leader", 1),
+        obs(100, 0, "crash"), obs(260, 1, "candidate", 2), obs(262, 2, "candidate", 2),
+        obs(420, 2, "candidate", 3), obs(431, 2, "leader", 3),
+    )
+    m = ms.raft_metrics(log)
+    assert m["election_time"] == 331 and m["elected"] == 1 and m["election_terms"] == 2
+    assert m["split_votes"] == 1 and m["terms"] == 3 and m["terms_won"] == 2
+    assert m["terms_per_election"] == 1.5 and "ops" not in m
+    # a crash of a follower is not an election
+    assert np.isnan(ms.raft_metrics(cols(obs(20, 0, "leader", 1), obs(100, 3, "crash"),
+                                         obs(200, 1, "leader", 2)))["election_time"])
+    naive = ms.naive_metrics(cols(obs(5, 0, "leader", 0), obs(50, 1, "leader", 0),
+                                  obs(80, 0, "step_down", 0), obs(90, 2, "step_down", 0)))
+    assert naive == {"leader_changes": 2, "leader_nodes": 2, "two_leader_ticks": 30}

@@ -18,7 +18,9 @@ from raysim.protocols.consensus.quorum import (
     PutAck,
     QuorumParams,
     QuorumRegister,
+    Siblings,
 )
+from raysim.values.versions import VersionVector as VV
 from tests.consensus_support import Ctx
 
 
@@ -37,6 +39,37 @@ def test_replica_keeps_the_highest_version() -> None:
     assert ctx.take() == [(3, PutAck(1)), (4, PutAck(2)), (4, GetReply(3, (10, 3), 7.0))]
     q.on_message(ctx, 4, Put(-1, (11, 4), 8.0))  # read repair: no ack
     assert ctx.take() == [] and q.value == 8.0
+
+
+def test_vector_replica_keeps_concurrent_writes_as_siblings() -> None:
+    q, ctx = node(0, versions="vector")
+    a, b = VV({3: 1}), VV({4: 1})  # two clients' first writes: neither saw the other
+    q.on_message(ctx, 3, Put(1, a, 7.0))
+    q.on_message(ctx, 4, Put(2, b, 9.0))
+    q.on_message(ctx, 3, Put(-1, a, 7.0))  # a repeat: nothing new
+    q.on_message(ctx, 4, Get(3))
+    assert ctx.take()[-1] == (4, Siblings(3, ((a, 7.0), (b, 9.0))))
+    q.on_message(ctx, 3, Put(4, a.merge(b).increment(3), 5.0))  # saw both: replaces both
+    q.on_message(ctx, 4, Get(5))
+    assert ctx.take()[-1] == (4, Siblings(5, ((VV({3: 2, 4: 1}), 5.0),)))
+    # timestamps order the same two writes instead: one is silently lost
+    t, tc = node(0)
+    t.on_message(tc, 3, Put(1, (10, 3), 7.0))
+    t.on_message(tc, 4, Put(2, (11, 4), 9.0))
+    assert t.value == 9.0
+
+
+def test_vector_client_reports_siblings_and_its_next_write_supersedes_them() -> None:
+    q, ctx = node(3, r=2, read_fraction=1.0, versions="vector", read_repair=True)
+    op = start_op(q, ctx)[0][1].op
+    a, b = VV({3: 1}), VV({4: 1})
+    q.on_message(ctx, 0, Siblings(op, ((a, 7.0),)))
+    q.on_message(ctx, 1, Siblings(op, ((a, 7.0), (b, 9.0))))
+    assert ctx.emitted[1:] == [("siblings", 2, -1, op), ("ok", 9.0, -1, op)]
+    assert ctx.take() == [(0, Put(-1, b, 9.0))]  # repair: replica 0 lacked b
+    q.p = QuorumParams(clients=2, read_fraction=0.0, versions="vector")
+    put = start_op(q, ctx)[0][1]
+    assert put.version == VV({3: 2, 4: 1})  # dominates both siblings
 
 
 def start_op(q: QuorumRegister, ctx: Ctx) -> Any:
@@ -103,3 +136,21 @@ def test_stale_reads_exactly_when_quorums_need_not_meet(tmp_path: Path) -> None:
     assert frame.loc[(3, 3), "stale_reads"] == 0 and frame.loc[(2, 4), "stale_reads"] == 0
     assert frame.loc[(1, 1), "linearizable"] == 0.0
     assert (frame["reads"] > 10).all()
+
+
+def test_vector_versions_detect_concurrent_writes_in_a_run(tmp_path: Path) -> None:
+    rows = {}
+    for versions in ("timestamp", "vector"):
+        res = run(validate({
+            "experiment": {"name": f"qv_{versions}", "protocol": "consensus.quorum_register",
+                           "seed": 3, "duration": 2000},
+            "protocol": {"clients": 3, "w": 2, "r": 2, "interval": 20, "versions": versions},
+            "network": {"nodes": 6, "delay": {"dist": "uniform", "low": 5, "high": 30}},
+            "log": {"level": "observations"},
+        }, "test"), tmp_path)
+        assert res.status == "ok"
+        rows[versions] = res.row
+    assert rows["timestamp"]["metric.sibling_reads"] == 0
+    assert rows["vector"]["metric.sibling_reads"] > 0
+    assert rows["vector"]["metric.reads"] > 10
+    assert 0 < rows["vector"]["metric.sibling_read_fraction"] <= 1

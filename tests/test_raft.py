@@ -267,6 +267,17 @@ def test_raft_run_elects_again_after_a_crash_and_keeps_every_property(tmp_path: 
     assert leaders.node[0] == 0 and (leaders.time > 1000).any()  # a new leader after the crash
     assert len(ck.rows_of(log, "ok")) > 8  # clients made progress
     assert Raft.safety(RaftParams(clients=2), log) == []
+    # the election measures are run-row columns (metric.<name> of runs.parquet)
+    row = pd.read_parquet(tmp_path / "raft_t" / "runs.parquet").iloc[0]
+    later = leaders.time > 1000
+    assert row["metric.elected"] == 1.0
+    assert row["metric.election_time"] == leaders.time[later][0] - 1000
+    assert row["metric.election_terms"] == leaders.value[later][0] - leaders.value[0] >= 1
+    cands = set(ck.rows_of(log, "candidate").value.tolist())
+    won = set(leaders.value.tolist())
+    assert row["metric.split_votes"] == len(cands - won)
+    assert row["metric.terms_per_election"] == len(cands | won) / len(won)
+    assert row["metric.ops"] == len(ck.rows_of(log, "ok")) and row["metric.latency_mean"] > 0
 
 
 @register("test.raft_two_votes")
@@ -320,6 +331,9 @@ def test_naive_election_elects_two_leaders_under_a_partition(tmp_path: Path) -> 
     found = NaiveLeader.safety(NaiveParams(), columns(res.events_dir))
     assert found and found[0].check == "single_leader" and 0 in found[0].nodes
     assert 1000 <= found[0].time < 2000
+    row = pd.read_parquet(tmp_path / "naive_t" / "runs.parquet").iloc[0]
+    assert row["metric.leader_nodes"] >= 2 and row["metric.leader_changes"] >= 2
+    assert 0 < row["metric.two_leader_ticks"] <= 1000 + 150  # while partitioned (+ a timeout)
 
 
 @pytest.mark.parametrize(
@@ -366,3 +380,13 @@ def test_a_recovered_client_never_reuses_an_operation_id() -> None:
     rctx.now = rctx.pending("op")[0]
     again.on_timer(rctx, "op")
     assert again.op == first + 1
+
+
+def test_a_granted_vote_is_answered_after_the_disk_write() -> None:
+    r, ctx = server(0, vote_write=7)
+    r.on_message(ctx, 1, RequestVote(1, 0, 0))
+    r.on_message(ctx, 2, RequestVote(1, 0, 0))  # refused at once: no write to wait for
+    assert ctx.take() == [(2, VoteReply(1, False))] and ctx.storage["voted_for"] == 1
+    assert ctx.pending(("vote", 1, 1)) == [7]
+    r.on_timer(ctx, ("vote", 1, 1))
+    assert ctx.take() == [(1, VoteReply(1, True))]

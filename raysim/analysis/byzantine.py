@@ -12,6 +12,7 @@ Typical use::
     rb.fig_averaging_error(rb.averaging_summary(err)).show()
     per_run = rb.bracha_runs("results/bracha")
     rb.bracha_summary(per_run)                                 # violations per (n, k)
+    rb.raft_liar_summary(rb.raft_liars("results/byzantine_raft"))  # Raft with a lying voter
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from raysim.analysis import section
+from raysim.analysis import consensus, section
 from raysim.analysis.load import Where, load_runs, observations
 
 __all__ = [
@@ -39,7 +40,11 @@ __all__ = [
     "fig_bracha",
     "fig_bracha_messages",
     "fig_chord",
+    "fig_raft_liars",
     "load_runs",
+    "raft",
+    "raft_liar_summary",
+    "raft_liars",
 ]
 from raysim.analysis.section import Part
 from raysim.analysis.stats import band_of
@@ -341,3 +346,82 @@ def anti_entropy(where: Where, runs: pd.DataFrame) -> list[Part]:
         "every honest replica merges what it is sent, so no honest majority outvotes it.",
         fig_anti_entropy(summary), figure_id="fig-byzantine-anti-entropy"),
         Part("Anti-entropy with equivocators: summary", table=summary)]
+
+
+# --- Raft with a lying voter -----------------------------------------------------------------
+
+RAFT_CHECKS = ("election_safety", "log_matching", "leader_completeness",
+               "state_machine_safety", "linearizability")
+
+
+def raft_liars(where: Where, runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per Raft run: ``run_id, seed, liars, behaviour`` and ``violations.<check>``.
+
+    The counts are the run row's ``metric.violations.<check>`` (checked on every run).
+    """
+    runs = load_runs(where) if runs is None else runs
+    runs = runs[runs["protocol"] == "consensus.raft"]
+    cols = ["run_id", "seed", "liars", "behaviour", *(f"violations.{c}" for c in RAFT_CHECKS)]
+    if not len(runs):
+        return pd.DataFrame(columns=cols)
+    counts = _liars(where, runs).groupby("run_id").size()
+    out = pd.DataFrame({
+        "run_id": runs["run_id"].to_numpy(),
+        "seed": runs["seed"].to_numpy() if "seed" in runs else -1,
+        "liars": [int(counts.get(str(r), 0)) for r in runs["run_id"]],
+        "behaviour": runs[BEHAVIOUR].to_numpy() if BEHAVIOUR in runs else None,
+    })
+    for c in RAFT_CHECKS:
+        col = f"metric.violations.{c}"
+        out[f"violations.{c}"] = runs[col].fillna(0).to_numpy(dtype=float) if col in runs \
+            else 0.0
+    return out[cols]
+
+
+def raft_liar_summary(per_run: pd.DataFrame) -> pd.DataFrame:
+    """Per (liars, check): runs, runs with a violation, their share (95 % band), violations."""
+    rows = []
+    for k, g in per_run.groupby("liars", sort=True):
+        for c in RAFT_CHECKS:
+            v = g[f"violations.{c}"].to_numpy(dtype=float)
+            mean, lo, hi, n = band_of((v > 0).astype(float), "ci")
+            rows.append({"liars": int(str(k)), "check": c, "runs": int(n),
+                         "runs with a violation": int((v > 0).sum()), "share": float(mean),
+                         "lo": max(float(lo), 0.0), "hi": min(float(hi), 1.0),
+                         "violations": int(v.sum())})
+    return pd.DataFrame(rows)
+
+
+def fig_raft_liars(summary: pd.DataFrame) -> go.Figure:
+    """Share of runs with a violation per safety check, one bar per number of liars."""
+    fig = go.Figure()
+    for k, d in summary.groupby("liars", sort=True):
+        fig.add_trace(go.Bar(
+            x=d["check"], y=d["share"], name=f"{k} lying voter{'s' if k != 1 else ''}",
+            error_y={"type": "data", "symmetric": False, "array": d["hi"] - d["share"],
+                     "arrayminus": d["share"] - d["lo"]}))
+    fig.update_layout(title="Raft with a lying voter: runs with a safety violation",
+                      template="plotly_white", height=400, barmode="group",
+                      yaxis={"title": "share of runs (95 % band)", "range": [0, 1.05]})
+    return fig
+
+
+def raft(where: Where, runs: pd.DataFrame) -> list[Part]:
+    """The Raft section, plus the safety checks against lying voters when runs had some."""
+    parts = consensus.raft_section(where, runs)
+    per_run = raft_liars(where, runs)
+    if not len(per_run) or not (per_run["liars"] > 0).any():
+        return parts
+    summary = raft_liar_summary(per_run)
+    broke = per_run[[f"violations.{c}" for c in RAFT_CHECKS]].sum(axis=1) > 0
+    liar = per_run["liars"] > 0
+    return [*parts, Part(
+        "Raft with a lying voter",
+        f"{int((broke & liar).sum())} of {int(liar.sum())} runs with a Byzantine server broke "
+        f"a Raft safety property, against {int((broke & ~liar).sum())} of "
+        f"{int((~liar).sum())} honest runs. The liar votes for every "
+        "candidate, in the candidate's term: two majorities of one term need share only "
+        "one server, and Raft's crash-fault argument assumes that server votes once. Under a "
+        "partition the liar bridges, each side elects a leader and commits through it.",
+        fig_raft_liars(summary), figure_id="fig-byzantine-raft"),
+        Part("Raft with a lying voter: summary", table=summary.round(3))]

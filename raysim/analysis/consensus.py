@@ -5,7 +5,9 @@ measures, with the run's parameters:
 
 * ``election_time`` — after the first fault that hits the leader (a crash of it, or a
   partition whose side ``a`` holds it), ticks until a leader of a higher term is elected
-  (NaN if none was before the run ended; ``elected`` says which);
+  (NaN if none was before the run ended; ``elected`` says which), and ``election_terms``,
+  the terms that took (1: no split vote; :func:`raysim.protocols.consensus.measures.
+  election_after`, which Raft's ``metric.election_*`` columns use for a crash);
 * ``split_votes`` — terms in which some server stood as candidate and nobody won;
 * ``terms_per_minute`` — the highest term reached, per minute of virtual time;
 * ``ops``, ``throughput`` (completed operations per second), ``latency_mean``,
@@ -23,13 +25,16 @@ measures, with the run's parameters:
   :mod:`raysim.protocols.consensus.checks`.
 
 The paper's Figure 16 numbers quoted in the text of Ongaro & Ousterhout (2014, §9.3) are in
-:data:`FIG16_PAPER`; the figure's curves themselves are not published as data.
+:data:`FIG16_PAPER`; its curves, read off the published vector plots (percentiles per
+timeout range), are ``experiments/raft_paper_fig16.csv`` (:func:`paper_fig16`), drawn beside
+ours by :func:`fig_election_cdf` and compared by :func:`fig16_table`.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,6 +48,7 @@ from raysim.analysis.section import Part
 from raysim.analysis.stats import band_of
 from raysim.network.faults import parse_node_set
 from raysim.protocols.consensus import checks as ck
+from raysim.protocols.consensus import measures as ms
 
 LOG_COLUMNS = ("time", "kind", "node", "peer", "msg_id", "name", "value")
 RAFT_CHECKS = (
@@ -90,6 +96,20 @@ FIG16_SOURCE = (
 )
 
 
+PAPER_FIG16 = Path(__file__).resolve().parents[2] / "experiments" / "raft_paper_fig16.csv"
+
+
+def paper_fig16(path: Path = PAPER_FIG16) -> pd.DataFrame:
+    """The paper's Figure 16 curves: ``graph, timeouts, percentile, ms`` (empty if absent).
+
+    ``graph`` is ``randomness`` (top: 150-150 … 150-300 ms) or ``scale`` (bottom: 12-24 …
+    100-200 ms); ``percentile`` % of the paper's trials took at most ``ms``.
+    """
+    if not path.is_file():  # NOTE: an installed package without the repository's files
+        return pd.DataFrame(columns=["graph", "timeouts", "percentile", "ms"])
+    return pd.read_csv(path, comment="#")
+
+
 def run_logs(where: Where, runs: pd.DataFrame) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
     """Each run's observation and lifecycle rows as the checkers read them (numpy columns)."""
     flt = ds.field("kind").isin(["obs", "crash", "recover", "leave"])
@@ -134,18 +154,6 @@ def fault_times(row: pd.Series) -> tuple[list[tuple[int, np.ndarray]], float]:
     return sorted(hits, key=lambda h: h[0]), healed
 
 
-def _leader_at(intervals: Sequence[tuple[int, int, int, int]], t: int) -> tuple[int, int]:
-    """(node, term) of the highest-term leadership covering time t, or (-1, -1).
-
-    A leadership that a crash at t itself ends (end == t) counts: it was the leader then.
-    """
-    best = (-1, -1)
-    for nd, term, s, e in intervals:
-        if s <= t <= e and term > best[1]:
-            best = (nd, term)
-    return best
-
-
 def raft_measures(cols: dict[str, np.ndarray], row: pd.Series) -> dict[str, float]:
     """The measures of one run (see the module docstring)."""
     end = float(row.get("end_time", row.get("experiment.duration", 0)))
@@ -157,16 +165,7 @@ def raft_measures(cols: dict[str, np.ndarray], row: pd.Series) -> dict[str, floa
                  for nd, term, s, e in ck.leader_intervals(cols)]
     leaders = ck.rows_of(cols, "leader")
     hits, healed = fault_times(row)
-    out["election_time"] = np.nan
-    out["elected"] = np.nan
-    for start, mask in hits:
-        nd, term = _leader_at(intervals, start)
-        if nd >= 0 and mask[nd]:
-            later = (leaders.time >= start) & (leaders.value > term)
-            out["elected"] = float(later.any())
-            if later.any():
-                out["election_time"] = float(leaders.time[later][0] - start)
-            break
+    out.update(ms.election_after(cols, intervals, hits))
     cands = ck.rows_of(cols, "candidate")
     won = set(leaders.value.astype(int).tolist())
     out["split_votes"] = float(len(set(cands.value.astype(int).tolist()) - won))
@@ -276,7 +275,9 @@ def fig_election_cdf(
     """Cumulative share of runs with a new leader by time t, one line per timeout range.
 
     Runs with no new leader before they ended are counted in the denominator (the curve
-    stops short of 100 %). With ``paper``, the paper's stated quantiles are markers.
+    stops short of 100 %). With ``paper``, the paper's curve for the same range is a dotted
+    line of the same colour (:func:`paper_fig16`; the quantiles its text states, as markers,
+    where the curve is missing).
     """
     fig = go.Figure()
     labels = timeout_label(frame)
@@ -289,20 +290,51 @@ def fig_election_cdf(
         y = np.arange(1, len(t) + 1) / n * 100.0
         fig.add_trace(go.Scatter(x=t, y=y, mode="lines", line={"shape": "hv",
                                  "color": PALETTE[i % len(PALETTE)]}, name=f"{lab} ms (n={n})"))
-    if paper:
-        for k, (lab, stat, ms) in enumerate(FIG16_PAPER):
-            if stat == "mean" or lab not in order:
-                continue
-            share = 50.0 if stat == "median" else 100.0
-            color = PALETTE[order.index(lab) % len(PALETTE)]
+    curves = paper_fig16() if paper else pd.DataFrame(columns=["timeouts", "percentile", "ms"])
+    for i, lab in enumerate(order):
+        c = curves[curves["timeouts"] == lab].sort_values("percentile")
+        if len(c):
             fig.add_trace(go.Scatter(
-                x=[ms], y=[share], mode="markers",
-                marker={"symbol": "x", "size": 11, "color": color},
-                name=f"paper {lab}: {stat} {ms:g} ms", showlegend=True, legendgroup=f"p{k}"))
+                x=c["ms"], y=c["percentile"], mode="lines", name=f"paper {lab} ms",
+                line={"dash": "dot", "shape": "hv", "color": PALETTE[i % len(PALETTE)]}))
+        elif paper:
+            for stat_lab, stat, ms in FIG16_PAPER:
+                if stat_lab == lab and stat != "mean":
+                    fig.add_trace(go.Scatter(
+                        x=[ms], y=[50.0 if stat == "median" else 100.0], mode="markers",
+                        marker={"symbol": "x", "size": 11, "color": PALETTE[i % len(PALETTE)]},
+                        name=f"paper {lab}: {stat} {ms:g} ms"))
     fig.update_layout(title=title, template="plotly_white", height=440,
                       xaxis={"title": "ms after the crash", "type": "log"},
                       yaxis={"title": "cumulative % of runs", "range": [0, 101]})
     return fig
+
+
+def fig16_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per timeout range: our runs' election-time quantiles beside the paper's (ms).
+
+    Our quantiles count runs without a new leader as slower than any (NaN past the share
+    elected), as the paper's curves do; ``first term`` is the share of our elections won in
+    the first term after the crash (no split vote).
+    """
+    curves = paper_fig16()
+    labels = timeout_label(frame)
+    rows = []
+    for lab in sorted(labels.unique(), key=lambda s: tuple(int(x) for x in s.split("-"))):
+        g = frame[labels == lab]
+        t = g["election_time"].to_numpy(dtype=float)
+        t = np.where(np.isnan(t), np.inf, t)
+        row: dict[str, Any] = {"timeouts": lab, "runs": len(g),
+                               "elected": float(np.isfinite(t).mean())}
+        if "election_terms" in g:
+            row["first term"] = float((g["election_terms"] == 1).mean())
+        c = curves[curves["timeouts"] == lab].set_index("percentile")["ms"]
+        for q in (25, 50, 75, 90):
+            v = float(np.quantile(t, q / 100, method="inverted_cdf")) if len(t) else np.nan
+            row[f"p{q}"] = v if np.isfinite(v) else np.nan
+            row[f"paper p{q}"] = float(c[q]) if q in c.index else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def fig_bars(frame: pd.DataFrame, x: str, y: str, color: str | None = None,
@@ -402,6 +434,11 @@ def raft_section(where: Where, runs: pd.DataFrame) -> list[Part]:
                  f"the numbers stated in the paper's text ({FIG16_SOURCE}).",
                  fig_election_cdf(elect), figure_id="fig-raft-election-cdf"),
             Part("Raft: election time per timeout range (ticks = ms)", table=stats.round(1)),
+            Part("Raft: election time against the paper's Figure 16",
+                 "Quantiles of the time to a new leader (ms; a run without one counts as "
+                 "slowest) beside those read off the paper's curves "
+                 "(experiments/raft_paper_fig16.csv); 'first term' is the share of our "
+                 "elections won without a split vote.", table=fig16_table(elect).round(3)),
             Part("The Raft paper's stated values (Figure 16)",
                  table=pd.DataFrame(FIG16_PAPER,
                                     columns=["timeouts", "paper statistic", "paper ms"])),

@@ -4,6 +4,6 @@ Importing the package registers ``consensus.raft``, ``consensus.naive_leader`` a
 ``consensus.quorum_register``; the checkers are :mod:`raysim.protocols.consensus.checks`.
 """
 
-from raysim.protocols.consensus import checks, naive, quorum, raft
+from raysim.protocols.consensus import checks, measures, naive, quorum, raft
 
-__all__ = ["checks", "naive", "quorum", "raft"]
+__all__ = ["checks", "measures", "naive", "quorum", "raft"]

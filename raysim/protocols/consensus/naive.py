@@ -25,6 +25,7 @@ from pydantic import Field
 
 from raysim.api.protocol import Context, Params, Protocol, register
 from raysim.protocols.consensus import checks as ck
+from raysim.protocols.consensus import measures
 
 
 class Hello(NamedTuple):
@@ -75,6 +76,12 @@ class NaiveLeader(Protocol):
     def metrics(cls, params: NaiveParams, stats: dict[str, Any]) -> dict[str, float]:
         """Messages per node."""
         return {"messages_per_node": stats["sent"] / stats["nodes"]}
+
+    @classmethod
+    def log_metrics(cls, params: NaiveParams, events: ck.Columns, n_nodes: int
+                    ) -> dict[str, float]:
+        """Leader changes, nodes that led, ticks with two leaders at once (from the log)."""
+        return measures.naive_metrics(events)
 
     @classmethod
     def safety(cls, params: NaiveParams, events: ck.Columns) -> list[ck.Violation]:

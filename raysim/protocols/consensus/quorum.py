@@ -9,9 +9,26 @@ coordinate their own operations.
 
 Theory of operation
 -------------------
-*Versions* are timestamps ``(time, client id)`` taken when a write starts (the clocks are
-the simulator's, so perfectly synchronized): a replica keeps the value with the highest
-version it has seen. *A write* sends ``Put`` to the replicas (every replica with
+*Versions* (``versions = "timestamp"``) are timestamps ``(time, client id)`` taken when a
+write starts (the clocks are the simulator's, so perfectly synchronized): a replica keeps
+the value with the highest version it has seen, so of two concurrent writes the later
+timestamp silently wins (last writer wins).
+
+*Version vectors* (``versions = "vector"``; Dynamo §4.4, Parker et al. 1983, with
+:class:`raysim.values.versions.VersionVector`): a client keeps a *context*, the vector of
+what it last read or wrote, and a write carries the context with the client's own entry
+incremented. A replica keeps every *sibling* that no other dominates: a write dominated by
+(or equal to) one it holds is old news, one that dominates some replaces them, one
+concurrent with them is kept beside them. A read gathers the siblings of R replicas, keeps
+those no other dominates, and, when more than one is left, emits ``siblings`` (value = how
+many): two writes neither of which saw the other were detected, not ordered. The client
+answers the read with one of them (the most updates summarised, then the higher value),
+and its context becomes the merge of all, so its next write supersedes every sibling (the
+reconciliation Dynamo leaves to the application). Read repair sends each replica the
+surviving siblings it lacked. Blind writes from two clients that have not read each
+other's writes are concurrent even when one finished before the other began, so vector
+versions trade real-time order (stale reads, non-linearizable histories) for never losing
+a concurrent write without saying so. *A write* sends ``Put`` to the replicas (every replica with
 ``fanout = "all"``, as Dynamo does; W random ones with ``fanout = "quorum"``) and completes
 when W have acknowledged. *A read* sends ``Get`` likewise (all, or R random replicas) and
 completes with the highest-versioned value among the first R answers; with
@@ -39,15 +56,20 @@ from pydantic import Field
 
 from raysim.api.protocol import Context, Params, Protocol, register
 from raysim.protocols.consensus import checks as ck
+from raysim.values.versions import VersionVector
 
 Version = tuple[int, int]
+Sibling = tuple[VersionVector, float]
 
 
 class Put(NamedTuple):
-    """Store ``value`` with ``version`` if newer; acknowledge (``op`` < 0: no ack wanted)."""
+    """Store ``value`` with ``version`` if newer; acknowledge (``op`` < 0: no ack wanted).
+
+    ``version`` is a timestamp, or a :class:`VersionVector` with ``versions = "vector"``.
+    """
 
     op: int
-    version: Version
+    version: Version | VersionVector
     value: float
 
 
@@ -71,6 +93,21 @@ class GetReply(NamedTuple):
     value: float
 
 
+class Siblings(NamedTuple):
+    """A replica's siblings (``versions = "vector"``): the values no other one dominates."""
+
+    op: int
+    siblings: tuple[Sibling, ...]
+
+
+def add_sibling(siblings: list[Sibling], vv: VersionVector, value: float) -> list[Sibling]:
+    """``siblings`` after storing ``(vv, value)``: unchanged if one of them dominates ``vv``
+    (equal included), else without those ``vv`` dominates and with ``vv`` appended."""
+    if any(s.dominates(vv) for s, _ in siblings):
+        return siblings
+    return [(s, v) for s, v in siblings if not vv.dominates(s)] + [(vv, value)]
+
+
 class QuorumParams(Params):
     """Parameters of the quorum register (times in ticks)."""
 
@@ -83,6 +120,10 @@ class QuorumParams(Params):
     read_fraction: float = Field(0.5, ge=0.0, le=1.0)
     timeout: int = Field(1000, ge=1, description="abandon an operation after this long")
     start: int = Field(0, ge=0, description="clients start after this time")
+    versions: Literal["timestamp", "vector"] = Field(
+        "timestamp", description="order writes by timestamp, or detect concurrent ones as "
+        "siblings with version vectors"
+    )
 
 
 IDLE, WAITING = "idle", "waiting"
@@ -134,6 +175,16 @@ class QuorumRegister(Protocol):
         return {"overlap": float(params.r + params.w - replicas)}
 
     @classmethod
+    def log_metrics(cls, params: QuorumParams, events: ck.Columns, n_nodes: int
+                    ) -> dict[str, float]:
+        """Reads completed, and those that found concurrent writes (``siblings``)."""
+        sib = ck.rows_of(events, "siblings")
+        reads = set(ck.rows_of(events, "read").ref.tolist())
+        done = sum(r in reads for r in ck.rows_of(events, "ok").ref.tolist())
+        return {"reads": float(done), "sibling_reads": float(len(sib)),
+                "sibling_read_fraction": len(sib) / done if done else 0.0}
+
+    @classmethod
     def safety(cls, params: QuorumParams, events: ck.Columns) -> list[ck.Violation]:
         """Stale reads and linearizability of the clients' history."""
         return ck.run_checks(events, cls.checks)
@@ -143,13 +194,16 @@ class QuorumRegister(Protocol):
         if self.node < self.replicas:
             self.version: Version = (-1, -1)
             self.value = 0.0
+            self.siblings: list[Sibling] = [(VersionVector(), 0.0)]
             return
+        self.context = VersionVector()
         self.phase = IDLE
         self.st = ctx.storage  # the operation counter survives a crash: ids stay unique
         self.st.setdefault("seq", 0)
         self.op = -1
         self.acks: set[int] = set()
         self.replies: list[tuple[int, Version, float]] = []
+        self.gathered: list[tuple[int, tuple[Sibling, ...]]] = []
         self.timer = -1
         ctx.set_timer(self.p.start + 1 + ctx.rng.randrange(2 * self.p.interval), "op")
 
@@ -170,7 +224,7 @@ class QuorumRegister(Protocol):
             self._go("invoke")
             self.st["seq"] += 1
             self.op = (self.node << 32) | self.st["seq"]
-            self.acks, self.replies = set(), []
+            self.acks, self.replies, self.gathered = set(), [], []
             if ctx.rng.random() < self.p.read_fraction:
                 self.reading = True
                 ctx.emit("read", -1.0, ref=self.op)
@@ -179,7 +233,12 @@ class QuorumRegister(Protocol):
             else:
                 self.reading = False
                 ctx.emit("write", float(self.op), ref=self.op)
-                msg = Put(self.op, (ctx.now, self.node), float(self.op))
+                version: Version | VersionVector = (
+                    self.context.increment(self.node) if self.p.versions == "vector"
+                    else (ctx.now, self.node)
+                )
+                self.writing = version
+                msg = Put(self.op, version, float(self.op))
                 for dst in self._targets(ctx, self.p.w):
                     ctx.send(dst, msg)
             self.timer = ctx.set_timer(self.p.timeout, ("timeout", self.op))
@@ -194,20 +253,30 @@ class QuorumRegister(Protocol):
     def on_message(self, ctx: Context, src: int, msg: Any) -> None:
         kind = type(msg)
         if self.node < self.replicas:
+            vector = self.p.versions == "vector"
             if kind is Put:
-                if msg.version > self.version:
+                if vector:
+                    self.siblings = add_sibling(self.siblings, msg.version, msg.value)
+                elif msg.version > self.version:
                     self.version, self.value = msg.version, msg.value
                 if msg.op >= 0:
                     ctx.send(src, PutAck(msg.op))
             elif kind is Get:
-                ctx.send(src, GetReply(msg.op, self.version, self.value))
+                ctx.send(src, Siblings(msg.op, tuple(self.siblings)) if vector
+                         else GetReply(msg.op, self.version, self.value))
             return
         if self.phase != WAITING or msg.op != self.op:
             return  # a late answer to an operation already done or abandoned
         if kind is PutAck:
             self.acks.add(src)
             if len(self.acks) >= self.p.w:
+                if self.p.versions == "vector":
+                    self.context = self.writing  # type: ignore[assignment]
                 self._done(ctx, float(self.op))
+        elif kind is Siblings:
+            self.gathered.append((src, msg.siblings))
+            if len(self.gathered) >= self.p.r:
+                self._read_siblings(ctx)
         elif kind is GetReply:
             self.replies.append((src, msg.version, msg.value))
             if len(self.replies) >= self.p.r:
@@ -217,6 +286,26 @@ class QuorumRegister(Protocol):
                         if v < version:
                             ctx.send(replica, Put(-1, version, value))
                 self._done(ctx, value)
+
+    def _read_siblings(self, ctx: Context) -> None:
+        """Complete a read from R replicas' siblings (``versions = "vector"``)."""
+        found: list[Sibling] = []
+        for _, sibs in self.gathered:
+            for vv, value in sibs:
+                found = add_sibling(found, vv, value)
+        if len(found) > 1:
+            ctx.emit("siblings", len(found), ref=self.op)
+        ctx_vv = VersionVector()
+        for vv, _ in found:
+            ctx_vv = ctx_vv.merge(vv)
+        self.context = ctx_vv
+        if self.p.read_repair:
+            for replica, sibs in self.gathered:
+                for vv, value in found:
+                    if not any(s.dominates(vv) for s, _ in sibs):
+                        ctx.send(replica, Put(-1, vv, value))
+        _, value = max(found, key=lambda sv: (sv[0].total(), sv[1]))
+        self._done(ctx, value)
 
     def _done(self, ctx: Context, value: float) -> None:
         self._go("done")

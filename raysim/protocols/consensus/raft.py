@@ -45,6 +45,12 @@ from its register without a log round-trip. Each node's clock runs at a rate dra
 ``[1 - clock_drift, 1 + clock_drift]``: with ``clock_drift > drift_bound`` leases can
 overlap, and the ``lease_safety`` check shows it.
 
+*Disk writes.* Stable storage is instantaneous unless ``vote_write`` > 0: then a granted
+vote is answered that many ticks (of the voter's clock) later, the time LogCabin takes to
+write ``voted_for`` to disk before replying (the Raft paper's Figure 16 cluster had a
+broadcast time of ~15 ms, "network round trip plus disk write"). The voter resets its
+election timer when it grants, not when the write completes.
+
 *Phases* (table :data:`TRANSITIONS`): follower → candidate (election timeout) → leader
 (majority of votes) → follower (a higher term); a candidate that sees a leader of its term
 becomes its follower. Any other transition raises.
@@ -63,6 +69,7 @@ from pydantic import Field, model_validator
 
 from raysim.api.protocol import Context, Params, Protocol, register
 from raysim.protocols.consensus import checks as ck
+from raysim.protocols.consensus import measures
 from raysim.protocols.consensus.messages import (
     NOOP,
     READ,
@@ -100,6 +107,9 @@ class RaftParams(Params):
     lease: bool = Field(False, description="leader leases for reads")
     drift_bound: float = Field(0.0, ge=0.0, lt=1.0, description="ρ the leases assume")
     clock_drift: float = Field(0.0, ge=0.0, lt=1.0, description="actual clock rate spread")
+    vote_write: int = Field(
+        0, ge=0, description="ticks a voter takes to write its vote to disk before it answers"
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> RaftParams:
@@ -129,7 +139,7 @@ class IllegalTransition(RuntimeError):
     """A phase change that :data:`TRANSITIONS` does not allow."""
 
 
-ELECTION, HEARTBEAT, OP, RETRY = "election", "heartbeat", "op", "retry"
+ELECTION, HEARTBEAT, OP, RETRY, VOTE = "election", "heartbeat", "op", "retry", "vote"
 
 
 def clock_rate(node: int, drift: float) -> float:
@@ -162,7 +172,10 @@ class Raft(Protocol):
         "state_machine_safety",
         "linearizability",
     )
-    report: ClassVar[str | None] = "raysim.analysis.consensus:raft_section"
+    report: ClassVar[str | None] = "raysim.analysis.byzantine:raft"  # + lying voters
+    adversaries: ClassVar[dict[str, str]] = {
+        "vote_all": "raysim.protocols.consensus.adversaries:LyingVoter",
+    }
 
     def __init__(self, params: RaftParams, node: int) -> None:
         super().__init__(params, node)
@@ -193,6 +206,14 @@ class Raft(Protocol):
         }
 
     @classmethod
+    def log_metrics(cls, params: RaftParams, events: ck.Columns, n_nodes: int
+                    ) -> dict[str, float]:
+        """Elections from the log: time, terms and split votes after the first crash of a
+        sitting leader, split votes and terms per election overall, client latency
+        (:func:`raysim.protocols.consensus.measures.raft_metrics`)."""
+        return measures.raft_metrics(events)
+
+    @classmethod
     def safety(cls, params: RaftParams, events: ck.Columns) -> list[ck.Violation]:
         """Raft's safety properties (Fig. 3) and, with leases, one lease holder at a time."""
         return ck.run_checks(events, cls.checks)
@@ -202,7 +223,7 @@ class Raft(Protocol):
     def _local(self, ctx: Context) -> float:
         return ctx.now * self.rate
 
-    def _after(self, ctx: Context, local: float, tag: str) -> int:
+    def _after(self, ctx: Context, local: float, tag: Any) -> int:
         """A timer ``local`` ticks of this node's clock from now."""
         return ctx.set_timer(max(0, math.ceil(local / self.rate)), tag)
 
@@ -284,6 +305,8 @@ class Raft(Protocol):
         elif tag == HEARTBEAT and self.role == LEADER:
             self._broadcast(ctx)
             self._after(ctx, self.p.heartbeat, HEARTBEAT)
+        elif type(tag) is tuple and tag[0] == VOTE:
+            ctx.send(tag[1], VoteReply(tag[2], True))  # the vote is on disk now
 
     def _start_election(self, ctx: Context) -> None:
         self._go("timeout")
@@ -387,6 +410,9 @@ class Raft(Protocol):
         if granted:
             st["voted_for"] = src
             self._reset_election(ctx)
+            if self.p.vote_write:
+                self._after(ctx, self.p.vote_write, (VOTE, src, st["term"]))
+                return
         ctx.send(src, VoteReply(st["term"], granted))
 
     def _append_entries(self, ctx: Context, src: int, msg: AppendEntries) -> None:
