@@ -171,6 +171,10 @@ class LogSection(_Section):
     batch_rows: int = Field(
         500_000, ge=1000, le=100_000_000, description="rows per Parquet row group"
     )
+    causality: Literal["none", "lamport", "vector"] = Field(
+        "none",
+        description="the engine's own clocks on every row: none, lamport, or vector (with lamport)",
+    )
 
 
 class ExperimentConfig(_Section):
@@ -205,6 +209,10 @@ class ExperimentConfig(_Section):
     def resolved(self) -> dict[str, Any]:
         """Every value of this run, protocol defaults included, as plain JSON-able data."""
         data = self.model_dump(mode="json", exclude={"sweep"})
+        # NOTE: left out when off, so a run without causality tracking keeps the run_id it
+        # had before the option existed (its results are still found and resumed).
+        if data["log"]["causality"] == "none":
+            del data["log"]["causality"]
         data["experiment"]["duration"] = self.experiment.duration_ticks
         return data
 

@@ -127,6 +127,31 @@ EVENT_SCHEMA = pa.schema(
 
 EVENT_COLUMNS: tuple[str, ...] = tuple(EVENT_SCHEMA.names)
 
+CAUSALITY_MODES: tuple[str, ...] = ("none", "lamport", "vector")
+
+# The engine's clocks (``[log] causality``), appended to EVENT_SCHEMA when tracked.
+CLOCK_FIELDS: tuple[pa.Field, ...] = (
+    pa.field("lamport", pa.int64()),
+    pa.field("vclock", pa.list_(pa.int64())),
+)
+
+
+def event_schema(causality: str = "none") -> pa.Schema:
+    """The schema of a log written with ``[log] causality = causality``.
+
+    ``"none"`` is :data:`EVENT_SCHEMA` itself (a log without clocks is what it always was);
+    ``"lamport"`` adds ``lamport``; ``"vector"`` adds ``lamport`` and ``vclock``.
+    """
+    extra = {"none": 0, "lamport": 1, "vector": 2}[causality]
+    schema = EVENT_SCHEMA
+    for f in CLOCK_FIELDS[:extra]:
+        schema = schema.append(f)
+    return schema
+
+
+# What the analysis reads: every column any log may have (a missing one reads as null).
+READ_SCHEMA = event_schema("vector")
+
 # The canonical order of an event log: a total order independent of which shard wrote a row.
 # (node, seq, kind) alone is unique; time comes first so a sorted log reads forward in time.
 CANONICAL_SORT: tuple[str, ...] = (
