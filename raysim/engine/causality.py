@@ -51,12 +51,13 @@ from raysim.log.eventlog import EventLog
 from raysim.network.router import Messages
 
 
-def segmented_max(values: np.ndarray, first: np.ndarray) -> np.ndarray:
+def segmented_max(values: np.ndarray, first: np.ndarray, inplace: bool = False) -> np.ndarray:
     """Running maximum along axis 0 that restarts where ``first`` is True.
 
-    ``values`` are non-negative (1-D, or 2-D for one running maximum per column); row 0
-    must start a segment. NOTE: segment ``s`` is lifted by ``s`` times the value range, so
-    one plain ``np.maximum.accumulate`` never carries a maximum across a segment boundary.
+    ``values`` are non-negative int64 (1-D, or 2-D for one running maximum per column); row
+    0 must start a segment; with ``inplace`` the result overwrites ``values`` (which may be
+    a view). NOTE: segment ``s`` is lifted by ``s`` times the value range, so one plain
+    ``np.maximum.accumulate`` never carries a maximum across a segment boundary.
     """
     if not len(values):
         return values
@@ -67,7 +68,11 @@ def segmented_max(values: np.ndarray, first: np.ndarray) -> np.ndarray:
     lift = seg * span
     if values.ndim == 2:
         lift = lift[:, None]
-    return np.maximum.accumulate(values + lift, axis=0) - lift
+    out = values if inplace else values.copy()
+    out += lift
+    np.maximum.accumulate(out, axis=0, out=out)
+    out -= lift
+    return out
 
 
 class Causality:
@@ -163,13 +168,13 @@ class Causality:
         out[:, 0] = lam
         self.lamport[li[last]] = lam[last]
         if self.vector:
-            vec = np.zeros((m, self.width - 1), dtype=np.int64)
+            vec = out[:, 1:]  # NOTE: computed in place, in the rows the log will take
+            vec.fill(0)
             if arrived is not None and got.any():
                 vec[got] = arrived[mi[got], 1:]
             vec[first] = np.maximum(vec[first], self.vclock[li[first]])
-            vec = segmented_max(vec, first)
-            own = self.vclock[li, node] + t_in
+            own = self.vclock[li, node] + t_in  # (the nodes' clocks before the window)
+            segmented_max(vec, first, inplace=True)
             vec[np.arange(m), node] = own
-            out[:, 1:] = vec
             self.vclock[li[last]] = vec[last]
         return out

@@ -164,6 +164,11 @@ class NetworkSection(_Section):
         return v
 
 
+# Vector-clock tracking stores n int64 per node, per message in flight and per log row: at
+# 2 * 10^4 nodes the nodes' clocks alone are 3.2 GB (see the README's performance section).
+MAX_VECTOR_NODES = 20_000
+
+
 class LogSection(_Section):
     """``[log]``: how much of the run to write."""
 
@@ -367,6 +372,12 @@ def validate(
             f"{where}: network.degree: must be below network.nodes ({cfg.network.nodes})"
         )
     check_nodes(cfg, where)
+    if cfg.log.causality == "vector" and cfg.network.nodes > MAX_VECTOR_NODES:
+        raise ConfigError(
+            f"{where}: log.causality: 'vector' keeps an n-entry clock per node, message and "
+            f"row: at most {MAX_VECTOR_NODES} nodes (this run has {cfg.network.nodes}); "
+            "use 'lamport'"
+        )
     byz = cfg.faults.byzantine
     if byz.behaviour is not None and byz.behaviour not in spec.cls.adversaries:
         allowed = ", ".join(sorted(spec.cls.adversaries)) or "none (the protocol declares none)"

@@ -243,7 +243,7 @@ def concat(batches: list[Messages]) -> Messages:
         np.concatenate([b.corrupt for b in batches]),
         tuple(np.concatenate(cols) for cols in zip(*(b.fields for b in batches), strict=True)),
         clock=(
-            np.concatenate([b.clock for b in batches])  # type: ignore[misc]
+            np.concatenate([b.clock for b in batches])
             if batches[0].clock is not None
             else None
         ),
