@@ -29,7 +29,35 @@ value_int   int64 (nullable)         ``obs`` of type ``int`` or ``bool`` (0/1): 
                                      value; null otherwise
 value_str   string                   ``obs`` of type ``str``: the value; null otherwise
 value_vec   list<int64> (nullable)   ``obs`` of type ``vec``: the vector; null otherwise
+lamport     int64                    only with ``[log] causality = "lamport"`` or
+                                     ``"vector"``: the node's Lamport time (below)
+vclock      list<int64>              only with ``[log] causality = "vector"``: the node's
+                                     vector clock, one entry per node (dense; see below)
 ==========  =======================  ====================================================
+
+The engine's clocks (``[log] causality``; :mod:`raysim.engine.causality`). With the
+default ``"none"`` the log has exactly the columns above without ``lamport`` and
+``vclock``. Otherwise the engine keeps Algorithms 5 and 6 for every node by itself (the
+protocol does nothing; the sender's clock travels with each message) and every row
+carries a clock:
+
+=========================================  =============================================
+rows                                       clock
+=========================================  =============================================
+``start``, ``crash``, ``recover``,         a local event: ticks (``L + 1``; ``V[i] + 1``)
+``join``, ``leave``, ``timer``
+``send``                                   ticks; the message carries the new clock
+``deliver``                                ``max(own, message's)`` then ticks
+``obs``, ``corrupt``, ``drop``/``crashed``  the node's current clock, no tick
+``drop``/``loss``, ``drop``/``partition``,  the clock of the send they are about (the same
+``duplicate``, ``byzantine``                ``(node, seq)``)
+=========================================  =============================================
+
+So the clock is a function of ``(node, seq)``, and a → b ⇔ V(a) < V(b) holds among the
+ticking rows (an observation shares the clock of the event before it). The clock is kept
+across a crash (program order spans the whole run). ``vclock`` is dense ``list<int64>``
+written with dictionary pages and zstd (measured smaller than a sparse index/value pair
+once the clocks fill up; README, performance); vector mode is limited to 20 000 nodes.
 
 Kinds: ``start`` (node started), ``send`` (node sent to peer; value = delay the network
 chose), ``deliver`` (message handed to the receiver), ``drop`` (name = ``loss``,
