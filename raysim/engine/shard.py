@@ -12,7 +12,10 @@ handlers: :class:`~raysim.engine.pernode.PerNodeDriver` for a per-node
 :class:`~raysim.api.protocol.Protocol`, :class:`~raysim.engine.columnar.ColumnarDriver` for
 a :class:`~raysim.api.protocol.BatchProtocol` (the interface: :mod:`raysim.engine.driver`).
 The driver's :class:`~raysim.engine.driver.Record` of the window is logged, counted and
-checked against the milestones and the stop rule here, in one place, for both paths.
+checked against the milestones and the stop rule here, in one place, for both paths. With
+``[log] causality`` on, :mod:`raysim.engine.causality` computes the window's clocks from
+that record and the sends before anything is logged (the hooks: the inbox's clock column
+and one call per window), so both paths get them without either driver knowing.
 
 The network layer decides every fault: the router (:mod:`raysim.network.router`) the fate of
 each send (partition, loss, delay, duplication, corruption) and the lifecycle schedule
