@@ -15,6 +15,10 @@ Workloads (targets for a 2-core machine are in the README):
   per-node), local;
 - ``cycle``: cycle-driven averaging (every node's rounds at multiples of the period,
   ``phase = "lockstep"``), columnar, 10^5 and 10^6 nodes, observation log only;
+- ``causality``: the cost of the engine's clocks (``[log] causality`` = ``none``,
+  ``lamport``, ``vector``) on push-pull gossip, 100, 1000 and 10^4 nodes for 50, 10 and
+  5 rounds (2 in vector mode at 10^4 nodes), local: rows logged per second (wall and CPU)
+  and bytes per row of the Parquet log on disk;
 - ``scaling`` (only with ``--only scaling``): a fixed 10^6-node cycle-driven workload on the
   local backend, then on Ray at 1, 2, 4, ... shards up to the machine's cores, with
   ``speedup`` and ``efficiency`` against the local line;
@@ -60,6 +64,7 @@ WORKLOADS = (
     "gossip_reference",
     "chord",
     "cycle",
+    "causality",
 )
 # not in the default set: minutes of Ray runs (``raysim bench --scaling`` runs both)
 EXTRA_WORKLOADS = ("scaling", "scaling_model")
@@ -170,6 +175,14 @@ def cycle_config(nodes: int, rounds: int = 30) -> ExperimentConfig:
     )
 
 
+def causality_config(nodes: int, mode: str, rounds: int = 10) -> ExperimentConfig:
+    """Push-pull gossip for ``rounds`` rounds with the engine's clocks ``mode``."""
+    data = _gossip_data(nodes, "gossip.push_pull")
+    data["experiment"].update(name="bench_causality", duration=rounds * 1000, stop_when=None)
+    data["log"] = {"causality": mode}
+    return validate(data, "bench")
+
+
 def window_config(duration: int) -> ExperimentConfig:
     """The per-window cost workload: 16 nodes, a 1-tick lookahead, events in 3 of every 4
     ticks (averaging every 4 ticks, lockstep), so a run is ``~0.75·duration`` windows of
@@ -198,7 +211,13 @@ def measure(
     shard_size: int | None = None,
     router: str = "shard",
 ) -> dict[str, Any]:
-    """Run one configuration with its full event log and report its speed."""
+    """Run one configuration with its full event log and report its speed.
+
+    The ``causality`` workload's lines also give ``rows_per_s`` (rows logged per second),
+    ``rows_per_cpu_s`` (over ``cpu_s``, this process's CPU time: the local backend runs
+    everything here, and on a shared machine CPU time is what compares) and
+    ``bytes_per_row`` (the Parquet event log on disk over its rows).
+    """
     if backend == "ray":
         ensure_ray()  # Ray's own start-up (~4-6 s here) is not part of the workload
     windows = 0
@@ -211,6 +230,11 @@ def measure(
         t0, c0 = time.perf_counter(), time.process_time()
         res = run(cfg, Path(tmp), backend, shards, shard_size, router, progress=count)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        disk = (
+            sum(f.stat().st_size for f in res.events_dir.rglob("*.parquet"))
+            if res.events_dir is not None
+            else 0
+        )
     row = res.row
     if res.status != "ok":
         raise RuntimeError(res.error)
@@ -233,7 +257,16 @@ def measure(
         "delivered_per_s": round(row["delivered"] / wall),
         "events_per_s": round(events / wall),
         "peak_rss_mib": round(row["peak_rss_mib"], 1),
-    }
+    } | (
+        {
+            "causality": cfg.log.causality,
+            "rows_per_s": round(row["events_logged"] / wall),
+            "rows_per_cpu_s": round(row["events_logged"] / max(cpu, 1e-9)),
+            "bytes_per_row": round(disk / max(row["events_logged"], 1), 1),
+        }
+        if workload == "causality"
+        else {}
+    )
 
 
 _CONFIGS: dict[str, Callable[..., ExperimentConfig]] = {
@@ -242,6 +275,7 @@ _CONFIGS: dict[str, Callable[..., ExperimentConfig]] = {
     "reference": reference_config,
     "chord": chord_config,
     "cycle": cycle_config,
+    "causality": causality_config,
     "window": window_config,
 }
 
@@ -301,7 +335,7 @@ def jobs(only: list[str] | None = None, quick: bool = False) -> list[dict[str, A
     big = 10_000 if quick else 100_000
     out: list[dict[str, Any]] = []
 
-    def add(workload: str, kind: str, args: list[int], **run: Any) -> None:
+    def add(workload: str, kind: str, args: list[Any], **run: Any) -> None:
         out.append({"workload": workload, "kind": kind, "args": args, "run": run})
 
     if "gossip_push_pull" in chosen:
@@ -326,6 +360,15 @@ def jobs(only: list[str] | None = None, quick: bool = False) -> list[dict[str, A
     if "cycle" in chosen:
         for n in (big, big * 10):
             add("cycle", "cycle", [n, 5 if quick else 30], backend="local")
+    if "causality" in chosen:
+        # ~5 rows per node and round; vector mode at 10^4 nodes: 2 rounds (80 KB a row raw)
+        sizes = {100: 50, 1_000: 10, 10_000: 5}
+        for n, rounds in sizes.items():
+            for mode in ("none", "lamport", "vector"):
+                r = 2 if (mode == "vector" and n >= 10_000) else rounds
+                add("causality", "causality", [n, mode, 3 if quick else r], backend="local")
+            if quick and n >= 1_000:
+                break
     if "scaling" in chosen:
         out.extend(scaling_jobs(big * 10, rounds=3 if quick else 10))
     if "scaling_model" in chosen:

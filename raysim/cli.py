@@ -234,8 +234,8 @@ def bench(
         list[str] | None,
         typer.Option(
             help="Run only this workload (repeatable): gossip_push_pull, averaging, naive, "
-            "ring, vector_clock, gossip_reference, chord, cycle, scaling or scaling_model "
-            "(those two not run by default; see --scaling)."
+            "ring, vector_clock, gossip_reference, chord, cycle, causality, scaling or "
+            "scaling_model (those two not run by default; see --scaling)."
         ),
     ] = None,
     quick: Annotated[bool, typer.Option(help="Smaller sizes, for a smoke test.")] = False,
@@ -266,6 +266,9 @@ def bench(
     chord: the first run of experiments/chord_hops.toml (1024 nodes, per-node), local.
 
     cycle: cycle-driven averaging (lockstep rounds), 10^5 and 10^6 nodes, observation log.
+
+    causality: gossip with [log] causality = none, lamport, vector at 100, 1000, 10^4 nodes:
+    rows/s and bytes per row on disk.
 
     scaling: (only with --only scaling) cycle at 10^6 nodes, local, then Ray at 1, 2, 4, ...
     shards up to the cores, with speed-up and efficiency.

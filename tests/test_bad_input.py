@@ -113,6 +113,8 @@ OVERRIDES: list[tuple[str, tuple[str, ...]]] = [
     ("period-zero", _sets("protocol.period=0")),
     ("mode-unknown", _sets("protocol.mode=sideways")),
     ("protocol-unknown-param", _sets("protocol.nope=1")),
+    ("causality-unknown", _sets("log.causality=clocks")),
+    ("causality-vector-too-many-nodes", _sets("log.causality=vector", "network.nodes=30000")),
     ("loss-above-one", _sets("faults.loss=1.5")),
     ("loss-negative", _sets("faults.loss=-0.1")),
     ("loss-nan", _sets("faults.loss=nan")),

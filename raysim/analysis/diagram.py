@@ -190,7 +190,8 @@ def _clock_labels(hb: rcz.HappensBefore) -> list[str] | None:
                 if v is not None and not (isinstance(v, float) and np.isnan(v)):
                     out[i] = _fmt_value(v)
                     found = True
-            return out if found else None
+            if found:  # (a run without [log] causality reads these columns as null)
+                return out
     for name in ("vclock", "lamport"):
         if "name" in ev and (ev["name"] == name).any():
             st = rcz.stamped_events(hb, name)

@@ -20,7 +20,7 @@ import pyarrow.dataset as ds
 
 from raysim.errors import ConfigError
 from raysim.experiments.results import EVENTS, RUNS, Location, locate, read_runs
-from raysim.log.schema import CANONICAL_SORT, EVENT_SCHEMA
+from raysim.log.schema import CANONICAL_SORT, EVENT_SCHEMA, READ_SCHEMA
 
 PARAM_SECTIONS = ("experiment.", "protocol.", "network.", "faults.")
 # Columns that identify a run rather than describe what was simulated.
@@ -88,7 +88,7 @@ def events_dataset(where: Where) -> ds.Dataset | None:
         return None
     part = ds.partitioning(pa.schema([("run_id", pa.string())]), flavor="hive")
     return ds.dataset(events.path, filesystem=loc.fs, format="parquet", partitioning=part,
-                      schema=EVENT_SCHEMA.append(pa.field("run_id", pa.string())))
+                      schema=READ_SCHEMA.append(pa.field("run_id", pa.string())))
 
 
 def load_events(
@@ -103,9 +103,11 @@ def load_events(
 
     ``filter`` is a pyarrow expression, e.g. ``ds.field("kind") == "obs"``; ``params`` are
     runs-table columns to join on ``run_id`` (e.g. ``["network.nodes", "protocol.mode"]``).
-    Columns are those of :data:`raysim.log.schema.EVENT_SCHEMA`; ``value_int`` is read as a
-    nullable ``Int64`` (exact), ``value_vec`` as numpy int64 arrays (None where null). A
-    log written before a column existed reads it as null.
+    Columns are those of :data:`raysim.log.schema.EVENT_SCHEMA` (the default), and the
+    engine's clocks ``lamport`` and ``vclock`` when asked for by name (null for a run
+    without ``[log] causality``); ``value_int`` and ``lamport`` are read as nullable
+    ``Int64`` (exact), ``value_vec`` and ``vclock`` as numpy int64 arrays (None where null).
+    A log written before a column existed reads it as null.
     """
     if runs is None:
         runs = load_runs(where)
@@ -118,7 +120,7 @@ def load_events(
     if filter is not None:
         expr = expr & filter
     if dataset is None or not ids:
-        fields = [EVENT_SCHEMA.field(c) if c != "run_id" else pa.field("run_id", pa.string())
+        fields = [READ_SCHEMA.field(c) if c != "run_id" else pa.field("run_id", pa.string())
                   for c in cols]
         table = pa.schema(fields).empty_table()
     else:
@@ -174,12 +176,14 @@ def _by_value(col: pd.Series) -> pd.Series:
 
 
 def _to_pandas(table: pa.Table) -> pd.DataFrame:
-    """A table as pandas, with ``value_int`` exact (Int64) rather than float."""
-    if "value_int" not in table.column_names:
+    """A table as pandas, with ``value_int`` and ``lamport`` exact (Int64) rather than float."""
+    exact = [c for c in ("value_int", "lamport") if c in table.column_names]
+    if not exact:
         return table.to_pandas()
-    ints = table.column("value_int").to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
-    frame = table.drop_columns(["value_int"]).to_pandas()
-    frame.insert(table.column_names.index("value_int"), "value_int", ints.array)
+    frame = table.drop_columns(exact).to_pandas()
+    for c in exact:
+        ints = table.column(c).to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+        frame.insert(table.column_names.index(c), c, ints.array)
     return frame
 
 

@@ -12,7 +12,10 @@ handlers: :class:`~raysim.engine.pernode.PerNodeDriver` for a per-node
 :class:`~raysim.api.protocol.Protocol`, :class:`~raysim.engine.columnar.ColumnarDriver` for
 a :class:`~raysim.api.protocol.BatchProtocol` (the interface: :mod:`raysim.engine.driver`).
 The driver's :class:`~raysim.engine.driver.Record` of the window is logged, counted and
-checked against the milestones and the stop rule here, in one place, for both paths.
+checked against the milestones and the stop rule here, in one place, for both paths. With
+``[log] causality`` on, :mod:`raysim.engine.causality` computes the window's clocks from
+that record and the sends before anything is logged (the hooks: the inbox's clock column
+and one call per window), so both paths get them without either driver knowing.
 
 The network layer decides every fault: the router (:mod:`raysim.network.router`) the fate of
 each send (partition, loss, delay, duplication, corruption) and the lifecycle schedule
@@ -31,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from raysim.api.protocol import BatchProtocol, ProtocolSpec
+from raysim.engine.causality import Causality
 from raysim.engine.columnar import ColumnarDriver
 from raysim.engine.driver import Driver, Record
 from raysim.engine.milestones import Milestones
@@ -75,7 +79,7 @@ class Shard:
         self.bounds = bounds
         self.lo, self.hi = int(bounds[index]), int(bounds[index + 1])
         n_local = self.hi - self.lo
-        self.log = EventLog(log_path, spec.log_level, spec.batch_rows)
+        self.log = EventLog(log_path, spec.log_level, spec.batch_rows, spec.causality)
         self.router = (
             Router(spec.seed, spec.n_nodes, spec.delay, spec.jitter, spec.faults, bounds, self.log)
             if route_here
@@ -90,8 +94,15 @@ class Shard:
             spec, protocol, self.lo, self.hi, self.topology, derive(spec.seed, _RNG_STREAM),
             self.log.strings,
         )
-        # Pending events. inbox columns: time, src, dst, msg_id, type, copy, corrupt; + fields
-        self.inbox = Pending(7 + len(getattr(protocol.cls, "fields", ())))
+        self.causality = (
+            Causality(spec.causality, self.lo, self.hi, spec.n_nodes)
+            if spec.causality != "none"
+            else None
+        )
+        # Pending events. inbox columns: time, src, dst, msg_id, type, copy, corrupt; + fields;
+        # + the senders' clocks (one 2-D column) when causality is tracked
+        n_fields = len(getattr(protocol.cls, "fields", ()))
+        self.inbox = Pending(7 + n_fields + (self.causality is not None))
         self.timers = Pending(4)  # time, node, timer id, epoch; + tags
         if schedule is None:
             schedule = lifecycle_schedule(spec)
@@ -132,6 +143,9 @@ class Shard:
             if len(b):
                 types = self.driver.inbox_types(b)
                 cols = (b.time, b.src, b.dst, b.msg_id, types, b.copy, b.corrupt, *b.fields)
+                if self.causality is not None:
+                    assert b.clock is not None
+                    cols = (*cols, b.clock)
                 self.inbox.add(cols, b.payload)
 
     def stop_rule_met(self, inbound: Sequence[Inbound]) -> bool:
@@ -199,8 +213,11 @@ class Shard:
         new = self.driver.take_timers()
         if new is not None:
             self.timers.add(*new)
+        sends = self.driver.take_sends()
+        if self.causality is not None:  # stamps the log's rows and the sends with clocks
+            self.causality.window(window, rec, sends, self.log)
         self._record(window, rec)
-        return self.driver.take_sends()
+        return sends
 
     # --- the one logging, counting and milestone path ------------------------------------------
 

@@ -33,6 +33,7 @@ class RunSpec:
     batch_rows: int
     tick_ms: float = 1.0
     trace: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # churn trace columns
+    causality: str = "none"  # [log] causality: "none", "lamport" or "vector"
 
     @property
     def lookahead(self) -> int:

@@ -164,12 +164,21 @@ class NetworkSection(_Section):
         return v
 
 
+# Vector-clock tracking stores n int64 per node, per message in flight and per log row: at
+# 2 * 10^4 nodes the nodes' clocks alone are 3.2 GB (see the README's performance section).
+MAX_VECTOR_NODES = 20_000
+
+
 class LogSection(_Section):
     """``[log]``: how much of the run to write."""
 
     level: Literal["all", "observations", "none"] = "all"
     batch_rows: int = Field(
         500_000, ge=1000, le=100_000_000, description="rows per Parquet row group"
+    )
+    causality: Literal["none", "lamport", "vector"] = Field(
+        "none",
+        description="the engine's own clocks on every row: none, lamport, or vector (with lamport)",
     )
 
 
@@ -205,6 +214,10 @@ class ExperimentConfig(_Section):
     def resolved(self) -> dict[str, Any]:
         """Every value of this run, protocol defaults included, as plain JSON-able data."""
         data = self.model_dump(mode="json", exclude={"sweep"})
+        # NOTE: left out when off, so a run without causality tracking keeps the run_id it
+        # had before the option existed (its results are still found and resumed).
+        if data["log"]["causality"] == "none":
+            del data["log"]["causality"]
         data["experiment"]["duration"] = self.experiment.duration_ticks
         return data
 
@@ -359,6 +372,12 @@ def validate(
             f"{where}: network.degree: must be below network.nodes ({cfg.network.nodes})"
         )
     check_nodes(cfg, where)
+    if cfg.log.causality == "vector" and cfg.network.nodes > MAX_VECTOR_NODES:
+        raise ConfigError(
+            f"{where}: log.causality: 'vector' keeps an n-entry clock per node, message and "
+            f"row: at most {MAX_VECTOR_NODES} nodes (this run has {cfg.network.nodes}); "
+            "use 'lamport'"
+        )
     byz = cfg.faults.byzantine
     if byz.behaviour is not None and byz.behaviour not in spec.cls.adversaries:
         allowed = ", ".join(sorted(spec.cls.adversaries)) or "none (the protocol declares none)"

@@ -157,6 +157,7 @@ def make_spec(cfg: ExperimentConfig, run_id: str) -> RunSpec:
         log_level=cfg.log.level,
         batch_rows=cfg.log.batch_rows,
         tick_ms=e.tick_ms,
+        causality=cfg.log.causality,
         trace=(
             read_trace(cfg.faults.churn.trace, n.nodes)
             if cfg.faults.churn.model == "trace" and cfg.faults.churn.trace

@@ -20,7 +20,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from raysim.log.schema import EVENT_SCHEMA, KINDS, OBS, V_FLOAT, V_STR, V_VEC, VALUE_TYPES
+from raysim.log.schema import (
+    EVENT_SCHEMA,
+    KINDS,
+    OBS,
+    V_FLOAT,
+    V_STR,
+    V_VEC,
+    VALUE_TYPES,
+    event_schema,
+)
 
 
 class StringTable:
@@ -76,6 +85,11 @@ class ObsValues:
         return cls(values)
 
 
+def _clock_key(node: np.ndarray, seq: np.ndarray) -> np.ndarray:
+    """One int64 per (node, seq): node in the high 31 bits, seq in the low 32."""
+    return (node << 32) | seq
+
+
 _NCOLS = 10  # time, kind, node, seq, cause, peer, msg_id, msg_type, name, value
 TYPED_COLUMNS = ("value_type", "value_int", "value_str", "value_vec")
 
@@ -88,8 +102,12 @@ class EventLog:
     (``level = "all"``); observation and lifecycle rows are always kept when writing.
     """
 
-    def __init__(self, path: Path | None, level: str, batch_rows: int = 500_000) -> None:
+    def __init__(
+        self, path: Path | None, level: str, batch_rows: int = 500_000, causality: str = "none"
+    ) -> None:
         self.path = path
+        self.causality = causality
+        self.schema = event_schema(causality)
         self.level = level
         self.messages = level == "all" and path is not None
         self.writing = path is not None and level != "none"
@@ -106,6 +124,35 @@ class EventLog:
         self._pool: ThreadPoolExecutor | None = None
         self._pending: Future[None] | None = None
         self._tag_cache: dict[Hashable, int] = {}
+        # Causality tracking: the clocks of the rows buffered, and the (node, seq) -> clock
+        # table of the events being logged now (see :meth:`stamp`).
+        self._clocks: list[np.ndarray] = []
+        self._stamp_keys = np.zeros(0, dtype=np.int64)
+        self._stamp_clock = np.zeros((0, 1), dtype=np.int64)
+
+    def stamp(self, node: np.ndarray, seq: np.ndarray, clock: np.ndarray) -> None:
+        """The clocks of the events about to be logged: ``clock[i]`` (the Lamport time,
+        then in vector mode the vector clock) is that of event ``seq[i]`` at ``node[i]``.
+
+        Every row added until the next call takes the clock of its (node, seq): an event's
+        own rows and the network's rows about a send (which carry the send's seq) alike.
+        """
+        if self.causality == "none" or not self.writing:
+            return
+        keys = _clock_key(np.asarray(node, dtype=np.int64), np.asarray(seq, dtype=np.int64))
+        order = np.argsort(keys, kind="stable")
+        self._stamp_keys = keys[order]
+        self._stamp_clock = clock[order]
+        if clock.shape[1] > 1:  # NOTE: a row group of vector clocks is kept to ~128 MiB
+            self.batch_rows = min(self.batch_rows, max(1000, (1 << 24) // clock.shape[1]))
+
+    def _clock_rows(self, node: np.ndarray, seq: np.ndarray) -> np.ndarray:
+        keys = _clock_key(node, seq)
+        at = np.searchsorted(self._stamp_keys, keys)
+        at = np.minimum(at, len(self._stamp_keys) - 1)
+        if len(self._stamp_keys) == 0 or not np.array_equal(self._stamp_keys[at], keys):
+            raise AssertionError("an event logged without a clock (engine bug)")
+        return self._stamp_clock[at]
 
     def tag_codes(self, tags: list[Any]) -> np.ndarray:
         """String codes of timer tags (cached per distinct tag)."""
@@ -155,6 +202,8 @@ class EventLog:
         )
         for buf, c in zip(self._cols, cols, strict=True):
             buf.append(c)
+        if self.causality != "none":
+            self._clocks.append(self._clock_rows(cols[2], cols[3]))
         self._buffered += n
         if self._buffered >= self.batch_rows:
             self.flush()
@@ -196,7 +245,19 @@ class EventLog:
             pa.array(cols[9]),
             *self._typed_arrays(n),
         ]
-        return pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA)
+        if self.causality != "none":
+            arrays.append(pa.array(np.concatenate([c[:, 0] for c in self._clocks])))
+            if self.causality == "vector":
+                width = self._clocks[0].shape[1] - 1
+                # NOTE: one copy into the final buffer (n entries a row: this is the cost)
+                vec = np.empty((n, width), dtype=np.int64)
+                at = 0
+                for c in self._clocks:
+                    vec[at : at + len(c)] = c[:, 1:]
+                    at += len(c)
+                offsets = pa.array(np.arange(n + 1, dtype=np.int32) * width)
+                arrays.append(pa.ListArray.from_arrays(offsets, pa.array(vec.reshape(-1))))
+        return pa.Table.from_arrays(arrays, schema=self.schema)
 
     def _typed_arrays(self, n: int) -> list[pa.Array]:
         """value_type, value_int, value_str, value_vec for ``n`` buffered rows."""
@@ -250,10 +311,20 @@ class EventLog:
         table = self._table()
         if self._writer is None:
             assert self.path is not None
+            dictionary = ["kind", "msg_type", "name", "value_type", "value_str"]
+            compression: str | dict[str, str] = "snappy"
+            if self.causality == "vector":
+                # NOTE: measured on a 1000-node gossip log (README, performance): a node's
+                # clock changes in few entries from one event to the next, so dictionary
+                # pages and zstd take the dense vectors from 1239 to 244 bytes a row,
+                # below a sparse (index, value) encoding once the clocks fill up.
+                # (per-column options name the leaf paths of list columns)
+                dictionary.append("vclock.list.element")
+                compression = {
+                    c: "snappy" for c in self.schema.names if c not in ("value_vec", "vclock")
+                } | {"value_vec.list.element": "snappy", "vclock.list.element": "zstd"}
             self._writer = pq.ParquetWriter(
-                self.path,
-                EVENT_SCHEMA,
-                use_dictionary=["kind", "msg_type", "name", "value_type", "value_str"],
+                self.path, self.schema, use_dictionary=dictionary, compression=compression
             )
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="raysim-log")
         self._wait()
@@ -262,6 +333,7 @@ class EventLog:
         self.rows_written += self._buffered
         self._cols = [[] for _ in range(_NCOLS)]
         self._typed = []
+        self._clocks = []
         self._buffered = 0
 
     def _wait(self) -> None:
@@ -280,7 +352,7 @@ class EventLog:
             self._pool = None
         if self._writer is None:
             assert self.path is not None
-            pq.write_table(EVENT_SCHEMA.empty_table(), self.path)
+            pq.write_table(self.schema.empty_table(), self.path)
         else:
             self._writer.close()
             self._writer = None

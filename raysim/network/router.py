@@ -55,6 +55,10 @@ class Messages:
     fields: tuple[np.ndarray, ...] = ()  # payload columns of a columnar protocol
     seq: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     cause: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # The sender's clocks at each send when causality is tracked (``[log] causality``):
+    # one row per message, the Lamport time then (vector mode) the vector clock; routing
+    # carries it to every copy. None when causality is not tracked.
+    clock: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.time)
@@ -73,6 +77,7 @@ class Messages:
             self.copy[idx],
             self.corrupt[idx],
             tuple(f[idx] for f in self.fields),
+            clock=self.clock[idx] if self.clock is not None else None,
         )
 
 
@@ -161,6 +166,8 @@ class Router:
 
         log = self.log
         codes = np.zeros(0, dtype=np.int32)
+        if log.messages and out.clock is not None:  # the router's rows carry the send's clocks
+            log.stamp(out.src, out.seq, out.clock)
         if log.messages:
             codes = log.strings.codes(out.type_names)[out.type_idx]
             # (a batch built by hand, without seq and cause, logs -1 for both)
@@ -235,4 +242,9 @@ def concat(batches: list[Messages]) -> Messages:
         np.concatenate([b.copy for b in batches]),
         np.concatenate([b.corrupt for b in batches]),
         tuple(np.concatenate(cols) for cols in zip(*(b.fields for b in batches), strict=True)),
+        clock=(
+            np.concatenate([b.clock for b in batches])
+            if batches[0].clock is not None
+            else None
+        ),
     )

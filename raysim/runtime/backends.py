@@ -269,7 +269,7 @@ class _RouterWorker:
     ) -> None:
         resolve(spec.protocol, modules)  # the messages it routes may be the user's classes
         path = Path(log) if log else None
-        self.log = EventLog(path, spec.log_level, spec.batch_rows)
+        self.log = EventLog(path, spec.log_level, spec.batch_rows, spec.causality)
         self.router = Router(
             spec.seed, spec.n_nodes, spec.delay, spec.jitter, spec.faults, bounds, self.log
         )
