@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from raysim.api.protocol import Contract, ProtocolSpec, Violation
@@ -96,18 +97,39 @@ def load_events(events_dir: Path) -> dict[str, np.ndarray]:
     keys = ["time", "node", *(["seq"] if "seq" in names else [])]
     keys += [c for c in CANONICAL_SORT if c in names and c not in keys]
     cols: dict[str, np.ndarray] = {}
+    sort_keys: dict[str, np.ndarray] = {}  # integer keys for string columns, same order
     for name in names:
         col = table.column(name).combine_chunks()
+        if pa.types.is_dictionary(col.type) and pa.types.is_string(col.type.value_type):
+            # NOTE: decoded through the dictionary (a few distinct strings), not row by
+            # row, and sorted by each dictionary entry's rank: the order of the texts.
+            cols[name], sort_keys[name] = _decode(col)
+            continue
         if pa.types.is_dictionary(col.type):
             col = col.cast(col.type.value_type)
-        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type) or \
-                pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
+        if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
             cols[name] = np.array(col.to_pylist(), dtype=object)
+        elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            cols[name] = col.to_numpy(zero_copy_only=False).astype(object, copy=False)
         else:
             cols[name] = col.to_numpy(zero_copy_only=False)
-    order = np.lexsort([_sort_key(cols[k]) for k in reversed(keys)]) if len(table) else \
-        np.arange(0)
+    order = np.lexsort(
+        [sort_keys[k] if k in sort_keys else _sort_key(cols[k]) for k in reversed(keys)]
+    ) if len(table) else np.arange(0)
     return {k: v[order] for k, v in cols.items()}
+
+
+def _decode(col: pa.DictionaryArray) -> tuple[np.ndarray, np.ndarray]:
+    """A dictionary string column as an object array (None for null) and its sort key.
+
+    The key is what :func:`_sort_key` gives the decoded values, up to a monotone relabelling
+    (so lexsort orders rows the same): the rank of each text, null ranked as "".
+    """
+    values = np.append(col.dictionary.to_numpy(zero_copy_only=False).astype(object), None)
+    idx = pc.fill_null(col.indices, len(values) - 1).to_numpy(zero_copy_only=False)
+    texts = np.array(["" if v is None else v for v in values.tolist()], dtype=object)
+    _, rank = np.unique(texts, return_inverse=True)
+    return values[idx], rank.reshape(-1)[idx]
 
 
 def _sort_key(values: np.ndarray) -> np.ndarray:
