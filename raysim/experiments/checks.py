@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,10 +113,33 @@ def load_events(events_dir: Path) -> dict[str, np.ndarray]:
             cols[name] = col.to_numpy(zero_copy_only=False).astype(object, copy=False)
         else:
             cols[name] = col.to_numpy(zero_copy_only=False)
-    order = np.lexsort(
-        [sort_keys[k] if k in sort_keys else _sort_key(cols[k]) for k in reversed(keys)]
-    ) if len(table) else np.arange(0)
+    def key(k: str) -> np.ndarray:
+        return sort_keys[k] if k in sort_keys else _sort_key(cols[k])
+
+    order = _canonical_order(keys, key) if len(table) else np.arange(0)
     return {k: v[order] for k, v in cols.items()}
+
+
+def _canonical_order(keys: list[str], key: Callable[[str], np.ndarray]) -> np.ndarray:
+    """``np.lexsort`` of every key column, sorting on (time, node, seq, kind) first.
+
+    NOTE: (node, seq, kind) identifies a row of a log with ``seq``, so sorting on those four
+    gives the full order; the remaining keys are only sorted on (a lexsort of all of them,
+    the same order) if some rows tie on the four, so any log sorts as before.
+    """
+    first = keys[:4]
+    if first != ["time", "node", "seq", "kind"]:
+        return np.lexsort([key(k) for k in reversed(keys)])
+    cols = [key(k) for k in first]
+    order = np.lexsort(cols[::-1])
+    if len(order) > 1:
+        tie = np.ones(len(order) - 1, dtype=bool)
+        for c in cols:
+            s = c[order]
+            tie &= s[1:] == s[:-1]
+        if tie.any():
+            return np.lexsort([key(k) for k in reversed(keys)])
+    return order
 
 
 def _decode(col: pa.DictionaryArray) -> tuple[np.ndarray, np.ndarray]:
