@@ -156,7 +156,7 @@ def _decode(col: pa.DictionaryArray) -> tuple[np.ndarray, np.ndarray]:
     The key is what :func:`_sort_key` gives the decoded values, up to a monotone relabelling
     (so lexsort orders rows the same): the rank of each text, null ranked as "".
     """
-    values = np.append(col.dictionary.to_numpy(zero_copy_only=False).astype(object), None)
+    values = np.array([*col.dictionary.to_pylist(), None], dtype=object)
     idx = pc.fill_null(col.indices, len(values) - 1).to_numpy(zero_copy_only=False)
     texts = np.array(["" if v is None else v for v in values.tolist()], dtype=object)
     _, rank = np.unique(texts, return_inverse=True)
