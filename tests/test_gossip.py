@@ -194,3 +194,26 @@ def test_averaging_variance_shrinks_by_about_a_third_per_round(
     factors = var[3:11] / var[2:10]
     assert 0.2 < float(np.exp(np.log(factors).mean())) < 0.45, factors
     assert abs(mean[-1] - mean[1]) < 0.01  # the mass is (nearly) conserved
+
+
+def test_program_order_same_for_sorted_and_shuffled_rows() -> None:
+    """The shortcut for a log that is already in (time, node, seq) order gives the ranks a
+    sort gives, and a shuffled log is still sorted."""
+    from raysim.protocols.gossip.dissemination import _program_order
+
+    rng = np.random.default_rng(3)
+    n = 500
+    cols = {"time": rng.integers(0, 20, n), "node": rng.integers(0, 5, n),
+            "seq": rng.integers(0, 3, n)}
+    order = np.lexsort((cols["seq"], cols["node"], cols["time"]))
+    ordered = {k: v[order] for k, v in cols.items()} | {"kind": np.array(["obs"] * n)}
+    assert np.array_equal(_program_order(ordered), np.arange(n))
+    perm = rng.permutation(n)
+    shuffled = {k: v[perm] for k, v in ordered.items()}
+    rank = _program_order(shuffled)
+    assert sorted(rank.tolist()) == list(range(n))
+    # the row at each rank has the same (time, node, seq) as the sorted log's row there
+    for k in ("time", "node", "seq"):
+        back = np.empty(n, dtype=np.int64)
+        back[rank] = shuffled[k]
+        assert np.array_equal(back, ordered[k])

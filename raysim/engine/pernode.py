@@ -140,14 +140,17 @@ class PerNodeDriver:
         t_seq = [0] * n_t  # the seq each fired timer took
         late = ctx._late
         i = -1
+        # NOTE: the priorities as locals and the event's index from a range: the loop runs
+        # once per event, and global lookups and enumerate's tuples cost a measurable share.
+        msg_p, timer_p = P_MSG, P_TIMER
         try:
-            for i, (p, t, nd, li, k) in enumerate(
-                zip(seq_p, seq_t, seq_n, seq_li, seq_k, strict=True)
+            for i, p, t, nd, li, k in zip(
+                range(len(seq_p)), seq_p, seq_t, seq_n, seq_li, seq_k, strict=True
             ):
                 if late:
                     j = order[i]
                     self._run_late(tuple(int(c[j]) for c in keys), late_rows)
-                if p == P_MSG:
+                if p == msg_p:
                     q = nseq[li]
                     nseq[li] = q + 1
                     m_seq[k] = q
@@ -162,7 +165,7 @@ class PerNodeDriver:
                     ctx.cause = m_id[k]
                     ctx._evseq = q
                     protos[li].on_message(ctx, m_src[k], m_pl[k])
-                elif p == P_TIMER:
+                elif p == timer_p:
                     if t_ep[k] != epoch[li] or (cancelled and (nd, t_id[k]) in cancelled):
                         cancelled.discard((nd, t_id[k]))
                         skipped_t.append(k)
@@ -215,14 +218,14 @@ class PerNodeDriver:
         src = np.array(src_l, dtype=np.int64)
         dst = check_destinations(self.spec, t, src_l, dst_l)
         types = self._type_codes
+        k = len(msgs)
         try:
-            idx = np.array([types[type(m)] for m in msgs], dtype=np.int32)
+            idx = np.fromiter(map(types.__getitem__, map(type, msgs)), np.int32, k)
         except KeyError:
             for m in msgs:
                 if type(m) not in types:
                     types[type(m)] = self.strings.code(type(m).__name__)
-            idx = np.array([types[type(m)] for m in msgs], dtype=np.int32)
-        k = len(msgs)
+            idx = np.fromiter(map(types.__getitem__, map(type, msgs)), np.int32, k)
         return Messages(
             np.array(t, dtype=np.int64),
             src,

@@ -24,17 +24,18 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.dataset as ds
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from raysim.api.protocol import Contract, ProtocolSpec, Violation
-from raysim.log.schema import CANONICAL_SORT
+from raysim.log.schema import CANONICAL_SORT, EVENT_SCHEMA
 
 KEEP = 10  # violations kept in the run row for the report
 
@@ -90,27 +91,82 @@ def load_events(events_dir: Path) -> dict[str, np.ndarray]:
     (vectors) become object arrays of lists. The engine's ``lamport`` column is there when
     the run tracked causality; its ``vclock`` column is not read.
     """
-    dataset = ds.dataset(str(events_dir), format="parquet", partitioning="hive")
-    # NOTE: the engine's vector clocks (n entries on every row) are left out: no check
-    # needs them, and they would cost more than the rest of the log together.
-    names = [c for c in dataset.schema.names if c not in ("run_id", "vclock")]
-    table = dataset.to_table(columns=names)
+    # NOTE: the part files read one by one (in path order, as a dataset would find them):
+    # pyarrow.dataset costs ~0.1 s to import, and a run's log is one folder of parts.
+    # The engine's vector clocks (n entries on every row) are left out: no check needs
+    # them, and they would cost more than the rest of the log together.
+    parts = sorted(
+        p for p in Path(events_dir).rglob("*.parquet")
+        if not any(s.startswith((".", "_")) for s in p.relative_to(events_dir).parts)
+    )
+    tables = []
+    for part in parts:
+        f = pq.ParquetFile(part)
+        tables.append(f.read(columns=[c for c in f.schema_arrow.names
+                                      if c not in ("run_id", "vclock")]))
+    table = pa.concat_tables(tables, promote_options="default") if tables else \
+        EVENT_SCHEMA.empty_table()
+    table = table.drop([c for c in ("run_id", "vclock") if c in table.column_names])
     names = table.column_names
     keys = ["time", "node", *(["seq"] if "seq" in names else [])]
     keys += [c for c in CANONICAL_SORT if c in names and c not in keys]
     cols: dict[str, np.ndarray] = {}
+    sort_keys: dict[str, np.ndarray] = {}  # integer keys for string columns, same order
     for name in names:
         col = table.column(name).combine_chunks()
+        if pa.types.is_dictionary(col.type) and pa.types.is_string(col.type.value_type):
+            # NOTE: decoded through the dictionary (a few distinct strings), not row by
+            # row, and sorted by each dictionary entry's rank: the order of the texts.
+            cols[name], sort_keys[name] = _decode(col)
+            continue
         if pa.types.is_dictionary(col.type):
             col = col.cast(col.type.value_type)
-        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type) or \
-                pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
+        if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
             cols[name] = np.array(col.to_pylist(), dtype=object)
+        elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            cols[name] = col.to_numpy(zero_copy_only=False).astype(object, copy=False)
         else:
             cols[name] = col.to_numpy(zero_copy_only=False)
-    order = np.lexsort([_sort_key(cols[k]) for k in reversed(keys)]) if len(table) else \
-        np.arange(0)
+    def key(k: str) -> np.ndarray:
+        return sort_keys[k] if k in sort_keys else _sort_key(cols[k])
+
+    order = _canonical_order(keys, key) if len(table) else np.arange(0)
     return {k: v[order] for k, v in cols.items()}
+
+
+def _canonical_order(keys: list[str], key: Callable[[str], np.ndarray]) -> np.ndarray:
+    """``np.lexsort`` of every key column, sorting on (time, node, seq, kind) first.
+
+    NOTE: (node, seq, kind) identifies a row of a log with ``seq``, so sorting on those four
+    gives the full order; the remaining keys are only sorted on (a lexsort of all of them,
+    the same order) if some rows tie on the four, so any log sorts as before.
+    """
+    first = keys[:4]
+    if first != ["time", "node", "seq", "kind"]:
+        return np.lexsort([key(k) for k in reversed(keys)])
+    cols = [key(k) for k in first]
+    order = np.lexsort(cols[::-1])
+    if len(order) > 1:
+        tie = np.ones(len(order) - 1, dtype=bool)
+        for c in cols:
+            s = c[order]
+            tie &= s[1:] == s[:-1]
+        if tie.any():
+            return np.lexsort([key(k) for k in reversed(keys)])
+    return order
+
+
+def _decode(col: pa.DictionaryArray) -> tuple[np.ndarray, np.ndarray]:
+    """A dictionary string column as an object array (None for null) and its sort key.
+
+    The key is what :func:`_sort_key` gives the decoded values, up to a monotone relabelling
+    (so lexsort orders rows the same): the rank of each text, null ranked as "".
+    """
+    values = np.array([*col.dictionary.to_pylist(), None], dtype=object)
+    idx = pc.fill_null(col.indices, len(values) - 1).to_numpy(zero_copy_only=False)
+    texts = np.array(["" if v is None else v for v in values.tolist()], dtype=object)
+    _, rank = np.unique(texts, return_inverse=True)
+    return values[idx], rank.reshape(-1)[idx]
 
 
 def _sort_key(values: np.ndarray) -> np.ndarray:
