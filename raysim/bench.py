@@ -17,7 +17,12 @@ Workloads (targets for a 2-core machine are in the README):
   ``phase = "lockstep"``), columnar, 10^5 and 10^6 nodes, observation log only;
 - ``scaling`` (only with ``--only scaling``): a fixed 10^6-node cycle-driven workload on the
   local backend, then on Ray at 1, 2, 4, ... shards up to the machine's cores, with
-  ``speedup`` and ``efficiency`` against the local line.
+  ``speedup`` and ``efficiency`` against the local line;
+- ``scaling_model`` (only with ``--only scaling_model`` or ``--scaling``): the per-window
+  cost workload (``window_cost``: 16 nodes, 1-tick windows, two lengths, local and on Ray
+  at 1, 2, 4, ... shards) and the cost of a message crossing shards (``transfer``), then
+  one ``scaling_model`` line: :mod:`raysim.bench_model` fitted to the measurements, checked
+  against the measured speed-ups and extrapolated to more cores.
 
 Every workload writes its full event log (``log.level = "all"``) to a temporary directory,
 since logging is part of the cost being measured. Wall time covers the whole run (shard
@@ -56,7 +61,8 @@ WORKLOADS = (
     "chord",
     "cycle",
 )
-EXTRA_WORKLOADS = ("scaling",)  # not in the default set: minutes of Ray runs
+# not in the default set: minutes of Ray runs (``raysim bench --scaling`` runs both)
+EXTRA_WORKLOADS = ("scaling", "scaling_model")
 _MARK = "raysim-bench-result "
 
 
@@ -164,6 +170,26 @@ def cycle_config(nodes: int, rounds: int = 30) -> ExperimentConfig:
     )
 
 
+def window_config(duration: int) -> ExperimentConfig:
+    """The per-window cost workload: 16 nodes, a 1-tick lookahead, events in 3 of every 4
+    ticks (averaging every 4 ticks, lockstep), so a run is ``~0.75·duration`` windows of
+    ~16 events each and its wall time is almost all per-window cost."""
+    return validate(
+        {
+            "experiment": {
+                "name": "bench_window",
+                "protocol": "gossip.average",
+                "seed": 7,
+                "duration": duration,
+            },
+            "protocol": {"period": 4, "phase": "lockstep"},
+            "network": {"nodes": 16, "delay": {"dist": "constant", "value": 1}},
+            "log": {"level": "all"},
+        },
+        "bench",
+    )
+
+
 def measure(
     workload: str,
     cfg: ExperimentConfig,
@@ -175,10 +201,16 @@ def measure(
     """Run one configuration with its full event log and report its speed."""
     if backend == "ray":
         ensure_ray()  # Ray's own start-up (~4-6 s here) is not part of the workload
+    windows = 0
+
+    def count(_end: int, _events: int) -> None:
+        nonlocal windows
+        windows += 1
+
     with tempfile.TemporaryDirectory(prefix="raysim-bench-") as tmp:
-        t0 = time.perf_counter()
-        res = run(cfg, Path(tmp), backend, shards, shard_size, router)
-        wall = time.perf_counter() - t0
+        t0, c0 = time.perf_counter(), time.process_time()
+        res = run(cfg, Path(tmp), backend, shards, shard_size, router, progress=count)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     row = res.row
     if res.status != "ok":
         raise RuntimeError(res.error)
@@ -195,6 +227,9 @@ def measure(
         "timers": row["timers"],
         "events_logged": row["events_logged"],
         "wall_s": round(wall, 3),
+        "cpu_s": round(cpu, 3),  # this process's threads: the simulation and its log writer
+        "windows": windows,
+        "cores": os.cpu_count() or 1,
         "delivered_per_s": round(row["delivered"] / wall),
         "events_per_s": round(events / wall),
         "peak_rss_mib": round(row["peak_rss_mib"], 1),
@@ -207,6 +242,7 @@ _CONFIGS: dict[str, Callable[..., ExperimentConfig]] = {
     "reference": reference_config,
     "chord": chord_config,
     "cycle": cycle_config,
+    "window": window_config,
 }
 
 
@@ -221,6 +257,10 @@ def _job_result(job: dict[str, Any]) -> dict[str, Any]:
         from raysim import bench_toolkit
 
         line = bench_toolkit.bench_vector_clock_merge()
+    elif kind == "transfer":
+        from raysim.runtime.transfer import measure_transfer
+
+        line = measure_transfer(*job["args"])
     else:
         cfg = _CONFIGS[kind](*job["args"])
         line = measure(job["workload"], cfg, **job["run"])  # peak: driver's or an actor's
@@ -288,6 +328,29 @@ def jobs(only: list[str] | None = None, quick: bool = False) -> list[dict[str, A
             add("cycle", "cycle", [n, 5 if quick else 30], backend="local")
     if "scaling" in chosen:
         out.extend(scaling_jobs(big * 10, rounds=3 if quick else 10))
+    if "scaling_model" in chosen:
+        out.extend(window_jobs((301, 901) if quick else (1_001, 3_001)))
+        out.append({"workload": "transfer", "kind": "transfer", "args": [], "run": {}})
+    return out
+
+
+def window_jobs(lengths: tuple[int, ...] = (1_001, 3_001)) -> list[dict[str, Any]]:
+    """The per-window cost workload at two lengths, locally and on Ray at 1, 2, 4, ...
+    shards up to the machine's cores (the slope of wall time against windows is the cost
+    of a window; the intercept, the fixed start-up)."""
+    out = []
+    for run_ in [{"backend": "local"}, *_ray_layouts()]:
+        for n in lengths:
+            out.append({"workload": "window_cost", "kind": "window", "args": [n], "run": run_})
+    return out
+
+
+def _ray_layouts() -> list[dict[str, Any]]:
+    shards, cores = 1, os.cpu_count() or 1
+    out = []
+    while shards <= cores:
+        out.append({"backend": "ray", "shards": shards})
+        shards *= 2
     return out
 
 
@@ -296,11 +359,8 @@ def scaling_jobs(nodes: int = 1_000_000, rounds: int = 10) -> list[dict[str, Any
     shards up to the machine's cores."""
     args = [nodes, rounds]
     out = [{"workload": "scaling", "kind": "cycle", "args": args, "run": {"backend": "local"}}]
-    shards, cores = 1, os.cpu_count() or 1
-    while shards <= cores:
-        run = {"backend": "ray", "shards": shards}
-        out.append({"workload": "scaling", "kind": "cycle", "args": args, "run": run})
-        shards *= 2
+    for run_ in _ray_layouts():
+        out.append({"workload": "scaling", "kind": "cycle", "args": args, "run": run_})
     return out
 
 
@@ -319,8 +379,19 @@ def with_speedup(lines: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 
 
 def run_all(only: list[str] | None = None, quick: bool = False) -> Iterator[dict[str, Any]]:
-    """Yield the result line of every selected workload, in order, each from its own process."""
-    yield from with_speedup(_in_subprocess(job) for job in jobs(only, quick))
+    """Yield the result line of every selected workload, in order, each from its own process.
+
+    With ``scaling_model`` selected, the last line is the model of
+    :mod:`raysim.bench_model` fitted to the lines before it (it needs ``scaling`` too).
+    """
+    seen: list[dict[str, Any]] = []
+    for line in with_speedup(_in_subprocess(job) for job in jobs(only, quick)):
+        seen.append(line)
+        yield line
+    if "scaling_model" in (only or ()):
+        from raysim import bench_model
+
+        yield bench_model.report(seen)
 
 
 if __name__ == "__main__":

@@ -234,11 +234,20 @@ def bench(
         list[str] | None,
         typer.Option(
             help="Run only this workload (repeatable): gossip_push_pull, averaging, naive, "
-            "ring, vector_clock, gossip_reference, chord, cycle, or scaling (not run by "
-            "default)."
+            "ring, vector_clock, gossip_reference, chord, cycle, scaling or scaling_model "
+            "(those two not run by default; see --scaling)."
         ),
     ] = None,
     quick: Annotated[bool, typer.Option(help="Smaller sizes, for a smoke test.")] = False,
+    scaling: Annotated[
+        bool,
+        typer.Option(
+            "--scaling",
+            help="Run the scaling workload and the Ray cost model (the same as --only "
+            "scaling --only scaling_model): speed-up and efficiency at 1, 2, 4, ... shards, "
+            "measured per-window and per-message costs, and the model's predictions.",
+        ),
+    ] = False,
 ) -> None:
     """Run the fixed benchmark workloads; print one JSON line each. The workloads:
 
@@ -260,9 +269,14 @@ def bench(
 
     scaling: (only with --only scaling) cycle at 10^6 nodes, local, then Ray at 1, 2, 4, ...
     shards up to the cores, with speed-up and efficiency.
+
+    scaling_model: (only with --only scaling_model, after scaling) per-window and
+    per-message costs of each backend, and the fitted model of where Ray beats local.
     """
     from raysim import bench as benchmod
 
+    if scaling:
+        only = [*(only or []), *(w for w in ("scaling", "scaling_model") if w not in (only or []))]
     try:
         for line in benchmod.run_all(only=only, quick=quick):
             typer.echo(json.dumps(line))

@@ -1,7 +1,8 @@
-"""Run a sweep on a two-node Ray cluster started here; print the cluster's node ids as JSON.
+"""Run a sweep on a Ray cluster of N nodes started here; print the cluster's node ids as JSON.
 
 Used by tests/test_cluster.py in a subprocess (one process can hold only one Ray session,
-and the test session's is shared): ``python -m tests.cluster_sweep EXP.toml OUT``.
+and the test session's is shared): ``python -m tests.cluster_sweep EXP.toml OUT [N]``
+(N = 2 by default: a head and N - 1 worker nodes, 1 CPU each).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="rs-cl-", dir="/tmp")
 os.makedirs(os.path.join(os.environ["RAY_TMPDIR"], "ray"), exist_ok=True)
 
 
-def main(experiment: str, out: str) -> int:
-    """Start a head and one worker node (1 CPU each), sweep on them, shut everything down."""
+def main(experiment: str, out: str, n_nodes: int = 2) -> int:
+    """Start a head and ``n_nodes - 1`` worker nodes (1 CPU each), sweep on them with one
+    run per node in flight, shut everything down."""
     import ray
     from ray.cluster_utils import Cluster
 
@@ -32,12 +34,13 @@ def main(experiment: str, out: str) -> int:
         "num_cpus": 1, "object_store_memory": store, "include_dashboard": False,
     })
     try:
-        cluster.add_node(num_cpus=1, object_store_memory=store)
+        for _ in range(n_nodes - 1):
+            cluster.add_node(num_cpus=1, object_store_memory=store)
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, logging_level="ERROR")
         nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
         summary = run_sweep(sweep.plan(experiment), out, address=cluster.address,
-                                  max_parallel=2, progress=False)
+                                  max_parallel=n_nodes, progress=False)
         print(json.dumps({"nodes": nodes, "exit_code": summary.exit_code,
                           "summary": summary.describe()}))
         return 0
@@ -48,4 +51,4 @@ def main(experiment: str, out: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2]))
+    sys.exit(main(sys.argv[1], sys.argv[2], *(int(a) for a in sys.argv[3:4])))

@@ -105,6 +105,12 @@ FAST: dict[str, list[str]] = {
     ".venv/bin/raysim sweep experiments/rumor.toml --out results": [
         *_ONE_SEED, "--set", "sweep.protocol.k=[2]",
         "--set", 'sweep.experiment.protocol=["gossip.rumor"]'],
+    ".venv/bin/raysim sweep experiments/rumor_paper.toml --out results": [
+        *_ONE_SEED, "--set", "sweep.protocol.k=[1]", "--set", "network.nodes=200",
+        "--set", 'sweep.experiment.protocol=["gossip.rumor.no_reset"]'],
+    ".venv/bin/raysim sweep experiments/byzantine_anti_entropy.toml --out results": [
+        *_ONE_SEED, "--set", "network.nodes=8", "--set", 'sweep.protocol.mode=["digest"]',
+        "--set", "sweep.faults.byzantine.nodes=[[1]]"],
     ".venv/bin/raysim sweep experiments/log_rebuild.toml --out results": [
         *_ONE_SEED, "--set", "sweep.protocol.flush=[4]", "--set",
         "sweep.faults.crashes=[[{nodes=[1, 2], at=3000, recover_at=3200}]]"],

@@ -32,12 +32,13 @@ class FakeContext(BaseFakeContext):
 
 
 class FakeNet:
-    """Runs protocol instances with a delay in ``[low, high]`` and independent loss."""
+    """Runs protocol instances with a delay in ``[low, high]`` and independent loss;
+    ``seed`` drives the network, ``ctx_seed`` the nodes' ``ctx.rng``."""
 
     def __init__(self, protos: list[Any], loss: float = 0.0, low: int = 20, high: int = 100,
-                 seed: int = 0) -> None:
+                 seed: int = 0, ctx_seed: int = 0) -> None:
         self.protos = protos
-        self.ctxs = [FakeContext(i, len(protos)) for i in range(len(protos))]
+        self.ctxs = [FakeContext(i, len(protos), seed=ctx_seed) for i in range(len(protos))]
         self.loss, self.low, self.high = loss, low, high
         self.rng = np.random.default_rng(seed)
         self.queue: list[tuple[int, int, int, int, object]] = []  # time, order, dst, src, msg

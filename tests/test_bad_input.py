@@ -170,6 +170,7 @@ OVERRIDES: list[tuple[str, tuple[str, ...]]] = [
         'experiment.protocol="gossip.average"', 'faults.byzantine={behaviour="liar"}'
     )),
     ("byzantine-probability", _sets('faults.byzantine={nodes="0", drop=1.5}')),
+    ("byzantine-types-typo", _sets('faults.byzantine={nodes="0", drop=1.0, types=["Exchnage"]}')),
     ("byzantine-unknown-field", _sets('faults.byzantine={nodes="0", lie=1}')),
     ("byzantine-window", _sets('faults.byzantine={nodes="0", start=10, end=5}')),
     ("log-level", _sets("log.level=verbose")),

@@ -108,6 +108,9 @@ def test_no_byzantine_section_changes_nothing(tmp_path: Path) -> None:
         ({"nodes": "0", "drop": 2.0}, "faults.byzantine.drop"),
         ({"nodes": "0", "lie": 1}, "faults.byzantine.lie"),
         ({"fraction": 0.0}, "faults.byzantine.fraction"),
+        ({"nodes": "0", "drop": 1.0, "types": ["Exchange", "Exchnage"]},
+         "faults.byzantine.types: unknown message type 'Exchnage' of 'gossip.push_pull'; "
+         "allowed: Rumor, PullRequest, Exchange, ExchangeReply"),
     ],
 )
 def test_bad_byzantine_sections_are_one_line(byz: dict, expected: str) -> None:

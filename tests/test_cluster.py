@@ -1,4 +1,4 @@
-"""A sweep on a two-node Ray cluster spreads its runs over both nodes and gives exactly the
+"""A sweep on a three-node Ray cluster spreads its runs over every node and gives exactly the
 results of running each point locally, without Ray."""
 
 from __future__ import annotations
@@ -16,22 +16,22 @@ from tests.sweep_support import GOSSIP, data, events, rows, write_toml
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_sweep_on_a_two_node_cluster_equals_local_runs(tmp_path: Path) -> None:
+def test_sweep_on_a_three_node_cluster_equals_local_runs(tmp_path: Path) -> None:
     raw = data(GOSSIP, seeds=2, **{"protocol.mode": ["push", "pull", "push_pull"],
                                    "network.nodes": [300]})
     exp = write_toml(tmp_path / "exp.toml", raw)
     proc = subprocess.run(
-        [sys.executable, "-m", "tests.cluster_sweep", str(exp), str(tmp_path / "cluster")],
+        [sys.executable, "-m", "tests.cluster_sweep", str(exp), str(tmp_path / "cluster"), "3"],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     info = json.loads(proc.stdout.strip().splitlines()[-1])
     assert info["exit_code"] == 0, info["summary"]
-    assert len(info["nodes"]) == 2
+    assert len(info["nodes"]) == 3
     on_cluster = tmp_path / "cluster" / "tiny"
     table = pd.read_parquet(on_cluster / "runs.parquet")
     assert len(table) == 6 and set(table["status"]) == {"ok"}
-    assert set(table["ray_node_id"]) == set(info["nodes"]), "runs should use both nodes"
+    assert set(table["ray_node_id"]) == set(info["nodes"]), "runs should use every node"
 
     # The same points, run one by one in this process with the local backend and no Ray.
     plan = sweep.plan(exp)

@@ -23,10 +23,24 @@ import plotly.graph_objects as go
 from raysim.analysis import section
 from raysim.analysis.load import Where, load_runs, observations
 
-__all__ = ["averaging", "averaging_error", "averaging_summary", "bracha", "bracha_runs",
-           "bracha_summary", "chord", "chord_summary", "fig_averaging_error", "fig_bracha",
-           "fig_bracha_messages", "fig_chord",
-           "load_runs"]
+__all__ = [
+    "anti_entropy",
+    "anti_entropy_summary",
+    "averaging",
+    "averaging_error",
+    "averaging_summary",
+    "bracha",
+    "bracha_runs",
+    "bracha_summary",
+    "chord",
+    "chord_summary",
+    "fig_anti_entropy",
+    "fig_averaging_error",
+    "fig_bracha",
+    "fig_bracha_messages",
+    "fig_chord",
+    "load_runs",
+]
 from raysim.analysis.section import Part
 from raysim.analysis.stats import band_of
 
@@ -257,3 +271,73 @@ def chord(where: Where, runs: pd.DataFrame) -> list[Part]:
         "times out and routes around them).",
         fig_chord(summary), figure_id="fig-byzantine-chord"),
         Part("Chord with malicious nodes: summary", table=summary)]
+
+
+# --- anti-entropy with equivocators ----------------------------------------------------------
+
+AE_CHECKS = ("diverged_after_quiescence", "wrong_value")
+
+
+def anti_entropy_summary(where: Where, runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per (exchange mode, number of equivocators): runs, the share of runs with each
+    check's violation, mean violations per run, and the share that converged."""
+    runs = load_runs(where) if runs is None else runs
+    runs = runs[runs["protocol"] == "replication.anti_entropy"]
+    cols = ["mode", "equivocators", "runs", *[f"share_{c}" for c in AE_CHECKS],
+            "violations", "converged"]
+    if BEHAVIOUR not in runs or not (runs[BEHAVIOUR] == "equivocate").any():
+        return pd.DataFrame(columns=cols)
+    liars = _liars(where, runs).groupby("run_id").size().rename("equivocators")
+    r = runs.merge(liars, left_on="run_id", right_index=True, how="left")
+    r["equivocators"] = r["equivocators"].fillna(0).astype(int)
+    for c in AE_CHECKS:
+        col = f"metric.violations.{c}"
+        r[f"share_{c}"] = (r[col] > 0).astype(float) if col in r else 0.0
+    r["violations"] = r.get("metric.violations", pd.Series(0.0, index=r.index))
+    if "metric.converged" in r:
+        r["converged"] = r["metric.converged"]
+    else:
+        from raysim.analysis import replication as rr
+
+        conv = rr.log_metrics(where, runs)[["run_id", "converged"]]
+        r = r.merge(conv, on="run_id", how="left")
+    g = r.groupby(["protocol.mode", "equivocators"], sort=True)
+    out = g.agg(runs=("run_id", "size"), violations=("violations", "mean"),
+                converged=("converged", "mean"),
+                **{f"share_{c}": (f"share_{c}", "mean") for c in AE_CHECKS}).reset_index()
+    return out.rename(columns={"protocol.mode": "mode"})[cols]
+
+
+def fig_anti_entropy(summary: pd.DataFrame) -> go.Figure:
+    """Share of runs with each violation against the number of equivocators, per mode."""
+    fig = go.Figure()
+    fig.update_layout(title="Anti-entropy with equivocating replicas", template="plotly_white",
+                      height=400, xaxis_title="equivocating replicas",
+                      yaxis_title="share of runs with the violation", yaxis_range=[-0.05, 1.05])
+    for mode, d in summary.groupby("mode", sort=True):
+        d = d.sort_values("equivocators")
+        for c, dash in zip(AE_CHECKS, ("solid", "dot"), strict=True):
+            fig.add_trace(go.Scatter(x=d["equivocators"], y=d[f"share_{c}"],
+                                     mode="lines+markers", line={"dash": dash},
+                                     name=f"{mode}: {c}"))
+    return fig
+
+
+def anti_entropy(where: Where, runs: pd.DataFrame) -> list[Part]:
+    """The anti-entropy section, plus what equivocators break when runs had some."""
+    from raysim.analysis import replication as rr
+
+    parts = rr.anti_entropy_parts(where, runs)
+    summary = anti_entropy_summary(where, runs)
+    if not len(summary):
+        return parts
+    return [*parts, Part(
+        "Anti-entropy with equivocators",
+        "An equivocating replica ships one version of each of its writes to even peers and "
+        "another, under the same origin and sequence number, to odd peers. With version-"
+        "vector digests the honest replicas hold equal vectors and different sets, so they "
+        "never converge (diverged_after_quiescence); with full states the join merges both "
+        "versions, so they converge on elements nobody wrote (wrong_value). One is enough: "
+        "every honest replica merges what it is sent, so no honest majority outvotes it.",
+        fig_anti_entropy(summary), figure_id="fig-byzantine-anti-entropy"),
+        Part("Anti-entropy with equivocators: summary", table=summary)]

@@ -8,8 +8,10 @@ seeds (mean and 95 % band, :mod:`raysim.analysis.stats`) and drawn with plotly.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -286,32 +288,31 @@ def fig_bytes(summary: pd.DataFrame) -> go.Figure:
 # --- rumor mongering ------------------------------------------------------------------------
 
 # Demers et al. 1987, Table 1 (push, feedback, counter) and Table 2 (push, blind, coin), n =
-# 1000 (k: residue, traffic, t_ave, t_last). NOTE: as recalled from the paper; the search
-# tool did not return the tables' text, so check them against the paper before relying on
-# them (Table 2 agrees with our runs to the digits shown; Table 1's residues are below both
-# our runs and the fixed point).
-DEMERS_TABLE_1 = pd.DataFrame({
-    "k": [1, 2, 3, 4, 5],
-    "residue": [0.176, 0.037, 0.011, 0.0036, 0.0012],
-    "traffic": [1.74, 3.30, 4.53, 5.64, 6.68],
-    "t_ave": [11.0, 12.1, 12.5, 12.7, 12.8],
-    "t_last": [16.8, 16.9, 17.4, 17.5, 17.7],
-})
-DEMERS_TABLE_2 = pd.DataFrame({
-    "k": [1, 2, 3, 4, 5],
-    "residue": [0.96, 0.20, 0.060, 0.021, 0.008],
-    "traffic": [0.04, 1.6, 2.8, 3.9, 4.9],
-    "t_ave": [19.0, 17.0, 15.0, 14.1, 13.8],
-    "t_last": [38.0, 33.0, 32.0, 32.0, 32.0],
-})
-PAPER_TABLES = {"push/feedback/counter": DEMERS_TABLE_1, "push/blind/coin": DEMERS_TABLE_2}
+# 1000 (k: residue, traffic, t_ave, t_last), as data beside the experiment files (checked
+# against the paper's extended version, CSL-89-1; see the file's header).
+PAPER_CSV = Path(__file__).resolve().parents[2] / "experiments" / "demers1987_tables.csv"
+
+
+@functools.cache
+def paper_tables(path: Path = PAPER_CSV) -> dict[str, pd.DataFrame]:
+    """The paper's tables by variant name (``push/feedback/counter``: Table 1,
+    ``push/blind/coin``: Table 2), columns k, residue, traffic, t_ave, t_last."""
+    t = pd.read_csv(path, comment="#")
+    return {str(v): g.drop(columns=["table", "variant"]).reset_index(drop=True)
+            for v, g in t.groupby("variant", sort=False)}
+
 
 
 def variant(frame: pd.DataFrame) -> pd.Series:
-    """``push/feedback/counter``, ``push/blind/coin``, … (+ ``+AE/m`` with anti-entropy)."""
+    """``push/feedback/counter``, ``push/blind/coin``, … (+ ``/no-reset`` for a counter
+    without reset, ``+AE/m`` with anti-entropy)."""
     fb = np.where(frame["protocol.feedback"].astype(bool), "feedback", "blind")
     ae = frame.get("protocol.anti_entropy", pd.Series(0, index=frame.index)).astype(int)
-    tail = np.where(ae > 0, "+AE/" + ae.astype(str), "")
+    reset = frame.get("protocol.reset", pd.Series(True, index=frame.index)).astype(bool)
+    counter = frame["protocol.interest"].astype(str) == "counter"
+    no_reset = (~reset & counter & (fb == "feedback")).to_numpy()
+    tail = np.char.add(np.where(no_reset, "/no-reset", ""),
+                       np.where(ae > 0, "+AE/" + ae.astype(str), ""))
     return pd.Series(frame["protocol.mode"].astype(str) + "/" + fb + "/"
                      + frame["protocol.interest"].astype(str) + tail, index=frame.index)
 
@@ -334,8 +335,13 @@ def fig_residue(summary: pd.DataFrame) -> go.Figure:
                     "share of sites that never heard the rumor",
                     (ks, np.array([residue_fixed_point(int(k)) for k in ks])),
                     "s = exp(-(k+1)(1-s))", log_y=True)
-    for (name, table), symbol in zip(PAPER_TABLES.items(), ("x", "cross"), strict=True):
-        fig.add_trace(go.Scatter(x=table["k"], y=table["residue"], mode="markers",
+    return paper_marks(fig, "residue")
+
+
+def paper_marks(fig: go.Figure, metric: str) -> go.Figure:
+    """Add the paper's Tables 1 and 2 values of ``metric`` against k as black marks."""
+    for (name, table), symbol in zip(paper_tables().items(), ("x", "cross"), strict=True):
+        fig.add_trace(go.Scatter(x=table["k"], y=table[metric], mode="markers",
                                  name=f"Demers et al. ({name})",
                                  marker={"symbol": symbol, "size": 10, "color": "#000"}))
     return fig
@@ -348,7 +354,7 @@ def rumor_table(summary: pd.DataFrame, name: str = "push/feedback/counter") -> p
                                                         values="mean")
     s = s[["residue", "traffic", "t_ave", "t_last"]].reset_index().rename(
         columns={"protocol.k": "k"})
-    return s.merge(PAPER_TABLES[name], on="k", suffixes=("", " (paper)"))
+    return s.merge(paper_tables()[name], on="k", suffixes=("", " (paper)"))
 
 
 # --- log rebuild ----------------------------------------------------------------------------
@@ -465,14 +471,16 @@ def rumor_parts(where: Where, runs: pd.DataFrame) -> list[Any]:
          "black marks: Demers et al. 1987, Tables 1 and 2 (n = 1000). With anti-entropy as "
          "the backstop the residue is 0.",
          fig_residue(s), None),
-        ("Traffic against k", "Rumor copies sent per site.",
-         fig_lines(s.rename(columns={"protocol.k": "k"}), "k", "traffic", "variant",
-                   "Traffic against k", "update messages per site"), None),
+        ("Traffic against k", "Rumor copies sent per site; black marks: Demers et al. "
+         "1987, Tables 1 and 2.",
+         paper_marks(fig_lines(s.rename(columns={"protocol.k": "k"}), "k", "traffic",
+                               "variant", "Traffic against k", "update messages per site"),
+                     "traffic"), None),
     ]
     for name, table in (("push/feedback/counter", "Table 1"), ("push/blind/coin", "Table 2")):
         if (variant(m) == name).any():
-            blocks.append((f"{name} beside the paper's {table}", "Paper values as recalled "
-                           "(see the NOTE in raysim.analysis.replication).", None,
+            blocks.append((f"{name} beside the paper's {table}", "Paper values from "
+                           "experiments/demers1987_tables.csv (CSL-89-1, p. 10).", None,
                            rumor_table(s, name)))
     blocks.append(("Summary over seeds", "", None, s))
     return _parts(blocks)

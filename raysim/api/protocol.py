@@ -148,6 +148,13 @@ class Contract:
     section, a pandas DataFrame) and returns a list of
     :class:`raysim.analysis.section.Part`; it is imported only when a report is built."""
 
+    message_types: ClassVar[tuple[str, ...]] = ()
+    """The names of the messages this protocol sends. A columnar protocol's type table (its
+    ``mtype`` indexes it); on a per-node protocol the class names of its messages
+    (``type(msg).__name__``, the log's ``type``). ``[faults.byzantine] types`` is checked
+    against them when the experiment is loaded; empty (the default) means not declared, and
+    then those names are not checked."""
+
     adversaries: ClassVar[dict[str, str]] = {}
     """Byzantine variants of this protocol: behaviour name -> ``"module:Class"`` of a
     subclass that misbehaves. ``[faults.byzantine] behaviour = "name"`` makes the Byzantine
@@ -378,7 +385,6 @@ class BatchProtocol(Contract):
     The rest of the contract is documented on :class:`Contract`.
     """
 
-    message_types: ClassVar[tuple[str, ...]] = ()
     fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: Any, lo: int, hi: int) -> None:

@@ -366,6 +366,13 @@ def validate(
             f"{where}: faults.byzantine.behaviour: unknown behaviour {byz.behaviour!r} of "
             f"{cfg.experiment.protocol!r}; allowed: {allowed}"
         )
+    declared = spec.cls.message_types
+    unknown_types = [t for t in byz.types if t not in declared] if declared else []
+    if unknown_types:
+        raise ConfigError(
+            f"{where}: faults.byzantine.types: unknown message type {unknown_types[0]!r} of "
+            f"{cfg.experiment.protocol!r}; allowed: {', '.join(declared)}"
+        )
     if byz.behaviour is not None and not byz.active:
         raise ConfigError(
             f"{where}: faults.byzantine.behaviour: name the nodes (nodes or fraction)"

@@ -78,6 +78,8 @@ HULL_TOLERANCE = 1e-12  # floating-point slack on the bounds of [0, 1]
 class Averaging(Protocol):
     """Push-pull averaging, one object per node: the reference for the columnar version."""
 
+    message_types: ClassVar[tuple[str, ...]] = ("Push", "Reply")
+
     Params: ClassVar[type[AveragingParams]] = AveragingParams
     checks: ClassVar[tuple[str, ...]] = ("value_in_hull",)
     report: ClassVar[str | None] = "raysim.analysis.byzantine:averaging"  # + liars

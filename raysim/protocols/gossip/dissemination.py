@@ -144,6 +144,8 @@ def late_error(now: int, rnd: int, period: int) -> ValueError:
 class Gossip(Protocol):
     """Rumor dissemination, one object per node: the reference for the columnar version."""
 
+    message_types: ClassVar[tuple[str, ...]] = ("Rumor", "PullRequest", "Exchange", "ExchangeReply")
+
     Params: ClassVar[type[GossipParams]] = GossipParams
     milestones: ClassVar[tuple[str, ...]] = ("informed",)
     checks: ClassVar[tuple[str, ...]] = ("informed_by_delivery",)

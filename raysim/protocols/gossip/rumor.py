@@ -26,26 +26,35 @@ sends its hot rumors; ``pull``: it asks, and the partner answers with its hot ru
 ``push_pull``: both. With ``feedback`` the receiver of rumors answers with the ones it
 already knew, and the sender loses interest only in those ("unnecessary contacts"): with
 ``interest = "counter"`` after k of them, with ``"coin"`` with probability 1/k each time.
+With ``reset`` (the default) the counter counts unnecessary contacts *in a row*: the
+receiver also names the rumors that were news to it, and those counters start again. That
+is the counter the paper's simulations used: its traffic bound k(2m-1) rests on "each
+unnecessary message was sent by a site that, within the last k cycles, sent a necessary
+message, or newly discovered the update", and only this counter reproduces its Table 1
+(``reset = false`` is the counter of the mean-field analysis below).
 Blind (``feedback = false``): the sender loses interest after every transmission of a
 rumor regardless, after k (counter) or with probability 1/k (coin).
 
 ``phase = "synchronous"`` is the paper's model: every site's cycle starts at the same
 multiple of ``period``, and every exchange of a cycle sees the state at its start — what a
 site learns, and the interest it loses, take effect at the start of the next cycle (the
-network's delay must stay below a third of the period). ``phase = "random"``: each site at
-its own phase, state changes at once.
+network's delay must stay below a third of the period). So feedback, too, is judged against
+the cycle's start: two sites that push to the same susceptible site in one cycle both hear
+"news". ``phase = "random"``: each site at its own phase, state changes at once.
 
 With ``anti_entropy = m > 0`` every site also runs a push-pull anti-entropy exchange with a
 random partner every m cycles (a digest of the rumors it knows, answered with the ones the
 caller lacks, and vice versa); rumors learned this way are known but not hot, so rumors
 spread fast and anti-entropy drives the residue to 0 (the paper's §1.5 combination).
 
-The residue s of push with feedback and counter (k) is near the root of
-s = exp(-(k+1)(1-s)) (the paper's §1.4 analysis).
+The residue s of push with feedback and counter (k, ``reset = false``) is near the root of
+s = exp(-(k+1)(1-s)) (the paper's §1.4 analysis); with ``reset`` and synchronous cycles it
+follows the paper's simulations (s = e^-m for traffic m, Table 1).
 
 Registered names: ``gossip.rumor`` (push, feedback, counter by default), and as presets
 ``gossip.rumor.blind_coin``, ``gossip.rumor.pull``, ``gossip.rumor.push_pull`` and
-``gossip.rumor.backstop`` (anti-entropy every 4 cycles), so a sweep can name variants.
+``gossip.rumor.backstop`` (anti-entropy every 4 cycles) and ``gossip.rumor.no_reset`` (the
+counter without reset), so a sweep can name variants.
 
 Observations: ``inject`` (value = rumor id) at the origin, ``learn`` (value = rumor id,
 ref = 1 when learned by anti-entropy) at a site's first hearing, ``copies`` (value =
@@ -75,9 +84,11 @@ class Request(NamedTuple):
 
 
 class Feedback(NamedTuple):
-    """The rumors of the last message the receiver already knew."""
+    """The rumors of the last message the receiver already knew; ``new``: the ones it did
+    not (sent only with ``interest = "counter"`` and ``reset``, to reset their counters)."""
 
     known: tuple[int, ...]
+    new: tuple[int, ...] = ()
 
 
 class Digest(NamedTuple):
@@ -105,6 +116,8 @@ class RumorParams(Params):
     period: int = Field(1000, ge=3, description="ticks per cycle")
     phase: Literal["synchronous", "random"] = "synchronous"
     anti_entropy: int = Field(0, ge=0, description="anti-entropy every m cycles; 0 = off")
+    reset: bool = Field(True, description="counter: a useful contact resets the count, so "
+                        "a site loses interest after k unnecessary contacts in a row")
 
 
 CYCLE, INJECT = "cycle", "inject"
@@ -115,8 +128,12 @@ CYCLE, INJECT = "cycle", "inject"
 @register("gossip.rumor.pull", presets={"mode": "pull"})
 @register("gossip.rumor.push_pull", presets={"mode": "push_pull"})
 @register("gossip.rumor.backstop", presets={"anti_entropy": 4})
+@register("gossip.rumor.no_reset", presets={"reset": False})
 class Rumor(Protocol):
     """Rumor mongering (Demers et al. 1987): push/pull, feedback/blind, counter/coin, k."""
+
+    message_types: ClassVar[tuple[str, ...]] = ("Rumors", "Request", "Feedback", "Digest",
+                                                "Missing")
 
     log_needs: ClassVar[str] = "observations"  # its checks and log metrics read obs rows
 
@@ -134,6 +151,7 @@ class Rumor(Protocol):
         self.sync = params.phase == "synchronous"
         self.pending_hot: set[int] = set()
         self.pending_cold: set[int] = set()
+        self.fresh: set[int] = set()  # synchronous: rumors learned during this cycle
         self.hot_at_start: tuple[int, ...] = ()
 
     @classmethod
@@ -180,6 +198,7 @@ class Rumor(Protocol):
                 self.hot.pop(r, None)
             self.pending_hot.clear()
             self.pending_cold.clear()
+            self.fresh.clear()
         self.hot_at_start = tuple(sorted(self.hot))
         partner = ctx.random_peer()
         mode = self.p.mode
@@ -203,6 +222,8 @@ class Rumor(Protocol):
         if r in self.known:
             return
         self.known.add(r)
+        if self.sync and not now:
+            self.fresh.add(r)
         ctx.emit("learn", r, ref=int(via_ae))
         if hot:
             if self.sync and not now:
@@ -228,11 +249,20 @@ class Rumor(Protocol):
     def on_message(self, ctx: Context, src: int, msg: Any) -> None:
         kind = type(msg)
         if kind is Rumors:
-            already = tuple(r for r in msg.ids if r in self.known)
+            # NOTE: synchronous cycles judge "already known" against the state at the cycle's
+            # start: two sites that push a rumor to the same susceptible site in one cycle
+            # both hear "that was news" (the paper's simulation; event order would make the
+            # second an unnecessary contact and lose interest sooner).
+            known, fresh = self.known, self.fresh
+            already = tuple(r for r in msg.ids if r in known and r not in fresh)
             for r in msg.ids:
                 self._learn(ctx, r, hot=True, via_ae=False)
-            if self.p.feedback and already:
-                ctx.send(src, Feedback(already))
+            if self.p.feedback:
+                new: tuple[int, ...] = ()
+                if self.p.reset and self.p.interest == "counter" and len(already) < len(msg.ids):
+                    new = tuple(r for r in msg.ids if r not in already)
+                if already or new:
+                    ctx.send(src, Feedback(already, new))
             if msg.reply:
                 self._push(ctx, src, reply=False)
         elif kind is Request:
@@ -241,6 +271,9 @@ class Rumor(Protocol):
         elif kind is Feedback:
             for r in msg.known:
                 self._unnecessary(ctx, r)
+            for r in msg.new if self.p.reset else ():
+                if r in self.hot and r not in self.pending_cold:
+                    self.hot[r] = 0  # a useful contact: the count starts again
         elif kind is Digest:
             theirs = set(msg.ids)
             give = tuple(sorted(self.known - theirs))

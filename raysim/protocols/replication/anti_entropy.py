@@ -108,11 +108,15 @@ EXCHANGE, WRITE = "exchange", "write"
 class AntiEntropy(Protocol):
     """Periodic anti-entropy (Algorithm 2) over a state-based CRDT: full state or digests."""
 
+    message_types: ClassVar[tuple[str, ...]] = ("State", "Pull", "Digest", "Deltas")
+
     log_needs: ClassVar[str] = "observations"  # its checks and log metrics read obs rows
 
     Params: ClassVar[type[AntiEntropyParams]] = AntiEntropyParams
     checks: ClassVar[tuple[str, ...]] = ("diverged_after_quiescence", "wrong_value")
-    report: ClassVar[str | None] = "raysim.analysis.replication:anti_entropy_parts"
+    report: ClassVar[str | None] = "raysim.analysis.byzantine:anti_entropy"  # + equivocators
+    adversaries: ClassVar[dict[str, str]] = {
+        "equivocate": "raysim.protocols.replication.adversaries:Equivocator"}
 
     def __init__(self, params: AntiEntropyParams, node: int) -> None:
         super().__init__(params, node)
@@ -281,6 +285,12 @@ def _live(events: Events, nodes: list[int]) -> list[int]:
     return [n for n in nodes if n not in down]
 
 
+def _honest(events: Events, nodes: list[int]) -> list[int]:
+    """The nodes that did not declare themselves Byzantine (a ``byzantine`` row)."""
+    byz = set(obs(events, "byzantine").node.tolist())
+    return [n for n in nodes if n not in byz]
+
+
 def spec_hash(params: AntiEntropyParams, events: Events) -> int | None:
     """The hash of the value the writes' sequential specification gives (None if unfixed)."""
     if params.crdt not in wl.SPECIFIED:
@@ -297,7 +307,8 @@ def quiescence_checks(params: AntiEntropyParams, events: Events) -> list[Violati
     specified one (types in :data:`~raysim.protocols.replication.workload.SPECIFIED`)."""
     total = len(obs(events, "write").time)
     known, state = _final(events, "known"), _final(events, "state")
-    full = [n for n in _live(events, sorted(state)) if known.get(n, (0, 0.0))[1] == total]
+    full = [n for n in _honest(events, _live(events, sorted(state)))
+            if known.get(n, (0, 0.0))[1] == total]
     out: list[Violation] = []
     if not full:
         return out
@@ -325,7 +336,7 @@ def convergence_metrics(params: AntiEntropyParams, events: Events, n_nodes: int
     w = obs(events, "write")
     total = len(w.time)
     known, state = _final(events, "known"), _final(events, "state")
-    live = _live(events, sorted(state))
+    live = _honest(events, _live(events, sorted(state)))
     hashes = {state[n][1] for n in live}
     all_known = all(known.get(n, (0, 0.0))[1] == total for n in live)
     converged = bool(live) and all_known and len(hashes) == 1

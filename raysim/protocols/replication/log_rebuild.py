@@ -119,6 +119,8 @@ def step(phase: str, event: str) -> str:
 class LogRebuild(Protocol):
     """Crash-recovery log rebuild (Algorithm 4): flush policy, hello, fetch with retry."""
 
+    message_types: ClassVar[tuple[str, ...]] = ("Append", "Hello", "Tail", "Fetch", "Entries")
+
     log_needs: ClassVar[str] = "observations"  # its checks and log metrics read obs rows
 
     Params: ClassVar[type[LogParams]] = LogParams

@@ -167,6 +167,8 @@ PRODUCE, RTO = "produce", "rto"
 class RetryAck(Protocol):
     """Retry-with-ack (Algorithm 1): numbered streams, acks, fixed/backoff/adaptive timeouts."""
 
+    message_types: ClassVar[tuple[str, ...]] = ("Data", "Ack")
+
     log_needs: ClassVar[str] = "observations"  # its checks and log metrics read obs rows
 
     Params: ClassVar[type[RetryAckParams]] = RetryAckParams
