@@ -66,6 +66,18 @@ FAST: dict[str, list[str]] = {
     ".venv/bin/raysim sweep experiments/chord_churn.toml --out results "
     "--set faults.churn.model=none --set faults.churn.rate=0.0": [
         *_ONE_SEED, "--set", "network.nodes=48", "--set", "experiment.duration=25000"],
+    ".venv/bin/raysim sweep experiments/chord_paper_churn.toml --out results --set "
+    "experiment.duration=1500s --set protocol.lookup_rate=0.01 --set sweep.seeds=1 --set "
+    "sweep.faults.churn.rate=[0.01,0.05,0.1]": [
+        "--set", "network.nodes=64", "--set", "experiment.duration=40s",
+        "--set", "protocol.lookup_start=20000", "--set", "protocol.lookup_rate=0.5",
+        "--set", "sweep.faults.churn.rate=[0.1]"],
+    ".venv/bin/raysim sweep experiments/chord_paper_churn.toml --out results --set "
+    "experiment.duration=1500s --set protocol.lookup_rate=0.01 --set sweep.seeds=1 --set "
+    "sweep.faults.churn.rate=[0.05,0.1] --set protocol.intervals=exponential": [
+        "--set", "network.nodes=64", "--set", "experiment.duration=40s",
+        "--set", "protocol.lookup_start=20000", "--set", "protocol.lookup_rate=0.5",
+        "--set", "sweep.faults.churn.rate=[0.1]"],
     ".venv/bin/raysim run experiments/chord_keys.toml --out results": [
         "--set", "network.nodes=32", "--set", "experiment.duration=20000",
         "--set", "faults.churn.end=15000"],

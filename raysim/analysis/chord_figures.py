@@ -93,9 +93,11 @@ def _hop_cap(dist: pd.DataFrame, quantile: float = 0.995) -> int | None:
 
 
 def fig_failures(summaries: dict[str, pd.DataFrame], x: str,
-                 title: str = "Failed lookups") -> go.Figure:
+                 title: str = "Failed lookups", paper: pd.DataFrame | None = None,
+                 paper_label: str = "paper") -> go.Figure:
     """Share of failed lookups (mean over runs, 95 % interval) against ``x``, one line per
-    named summary (e.g. "right after the failure", "after stabilization")."""
+    named summary (e.g. "right after the failure", "after stabilization"); ``paper`` (rows
+    ``x``, ``failed``) is drawn as black markers named ``paper_label``."""
     fig = go.Figure()
     fig.update_layout(title=title, template="plotly_white", height=420,
                       xaxis_title=NAMES.get(x, x), yaxis_title="share of lookups failed")
@@ -113,6 +115,12 @@ def fig_failures(summaries: dict[str, pd.DataFrame], x: str,
                 customdata=np.stack([d["wrong"], d["gave_up"]], axis=-1),
                 hovertemplate="%{x}: failed %{y:.4f}<br>wrong node %{customdata[0]:.4f}"
                               "<br>gave up %{customdata[1]:.4f}<extra></extra>"))
+    if paper is not None and len(paper):
+        fig.add_trace(go.Scatter(x=paper[x], y=paper["failed"], name=paper_label,
+                                 mode="lines+markers",
+                                 line={"color": "black", "dash": "dot", "width": 1},
+                                 marker={"symbol": "diamond-open", "size": 9, "color": "black"}))
+        fig.update_layout(legend={"orientation": "h", "y": -0.25})
     if x == "fail_fraction":
         xs = sorted({v for s in summaries.values() if x in s for v in s[x]})
         fig.add_trace(go.Scatter(x=xs, y=xs, name="y = p (keys lost without replication)",

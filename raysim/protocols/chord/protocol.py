@@ -25,12 +25,15 @@ successor; after ``max_retries`` timeouts the lookup gives up. A recursive origi
 up after ``lookup_deadline``.
 
 *Maintenance*, each on its own timer with a period drawn uniformly in [0.5, 1.5] × its
-parameter (0 = off): ``stabilize`` (ask the successor for its predecessor and successor list,
-adopt a closer successor, ``notify`` it; a closer successor is asked again at once, and a
-dead one is replaced by the next in the list, or the nearest finger if the list is
-exhausted), ``fix_fingers`` (refresh the next finger by a lookup — answered by the key's
-predecessor, without visiting the owner; the fingers the answer also covers are filled
-from it), ``check_predecessor`` (ping it; forget it on timeout).
+parameter (0 = off; ``intervals = "exponential"``: exponential with that mean):
+``stabilize`` (ask the successor for its predecessor and successor list, adopt a closer
+successor, ``notify`` it; a closer successor is asked again at once, and a dead one is
+replaced by the next in the list, or the nearest finger if the list is exhausted),
+``fix_fingers`` (refresh the next finger by a lookup — answered by the key's predecessor,
+without visiting the owner; the fingers the answer also covers are filled from it; with
+``fix_all_fingers`` a round refreshes every finger, one lookup after the other, as the
+simulator of the paper's §6.5 churn experiment does), ``check_predecessor`` (ping it;
+forget it on timeout).
 
 *Keys.* With ``keys_per_node = k`` the system stores ``k · N`` keys (integers, placed by
 their SplitMix64 hash). When a node learns of a closer predecessor (notify), it hands the
@@ -100,6 +103,14 @@ class ChordParams(Params):
     join_spread: int = Field(10_000, ge=1, description="bootstrap=join: joins spread over")
     stabilize: int = Field(2000, ge=0, description="mean stabilize period")
     fix_fingers: int = Field(5000, ge=0, description="mean fix_fingers period")
+    intervals: Literal["uniform", "exponential"] = Field(
+        "uniform", description="maintenance periods: uniform in [0.5, 1.5] x the mean, or "
+        "exponential with that mean"
+    )
+    fix_all_fingers: bool = Field(
+        False, description="each fix_fingers round refreshes every finger, one lookup after "
+        "another (the simulator of Stoica et al. 2001, §6.5), not just the next one"
+    )
     check_predecessor: int = Field(2000, ge=0, description="mean check_predecessor period")
     hop_timeout: int = Field(500, ge=1, description="a request unanswered this long failed")
     max_retries: int = Field(3, ge=0, description="timeouts a lookup routes around")
@@ -189,6 +200,7 @@ class Chord(ChordRouting, Protocol):
         self.succs: list[int] = []
         self.fingers: list[int | None] = [None] * params.m
         self.next_finger = 0
+        self.fixing = False  # fix_all_fingers: a round's chain of finger lookups is under way
         self.route_d: list[int] = []  # routing table: clockwise distances, ascending
         self.route_n: list[int] = []  # ... and the nodes at them
         self.keys: list[int] = []  # identifiers of the stored keys held, sorted
@@ -310,6 +322,7 @@ class Chord(ChordRouting, Protocol):
     def _activate(self, ctx: Context) -> None:
         """Start the periodic tasks of an active node."""
         self._rebuild()
+        self.fixing = False
         p = self.p
         for period, tag in ((p.stabilize, "stabilize"), (p.fix_fingers, "fix_fingers"),
                             (p.check_predecessor, "check_pred")):
@@ -345,7 +358,9 @@ class Chord(ChordRouting, Protocol):
             self._stabilize(ctx)
         elif kind == "fix_fingers":
             self._every(ctx, self.p.fix_fingers, kind)
-            self._fix_fingers(ctx)
+            if not self.fixing:  # fix_all_fingers: a round still under way is not restarted
+                self.next_finger = 0 if self.p.fix_all_fingers else self.next_finger
+                self._fix_fingers(ctx)
         elif kind == "check_pred":
             self._every(ctx, self.p.check_predecessor, kind)
             if self.pred is not None:
@@ -370,7 +385,11 @@ class Chord(ChordRouting, Protocol):
     # --- helpers ----------------------------------------------------------------------------
 
     def _every(self, ctx: Context, period: int, tag: str) -> None:
-        ctx.set_timer(max(1, round(period * (0.5 + ctx.rng.random()))), tag)
+        u = ctx.rng.random()
+        if self.p.intervals == "exponential":
+            ctx.set_timer(max(1, round(-math.log1p(-u) * period)), tag)
+        else:
+            ctx.set_timer(max(1, round(period * (0.5 + u))), tag)
 
     def _gap(self, ctx: Context) -> int:
         """Time to the next lookup of this node: exponential, mean 1000 / lookup_rate."""
@@ -469,8 +488,10 @@ class Chord(ChordRouting, Protocol):
             i += 1
         if i >= m:
             self.next_finger = 0
+            self.fixing = False
             self._rebuild()
             return
+        self.fixing = self.p.fix_all_fingers
         self._lookup(ctx, (self.id + (1 << i)) & self.mask, FINGER, arg=i)
 
     def _in_reach(self, start: int, node: int) -> bool:
@@ -483,16 +504,24 @@ class Chord(ChordRouting, Protocol):
         lookup gives the successor, or a retry through another node."""
         if lk.purpose == FINGER:
             i, m = lk.arg, self.p.m
-            if end < 0 or self.phase != "active":
-                self.next_finger = (i + 1) % m
+            if self.phase != "active":
+                self.fixing = False
                 return
-            self.fingers[i] = end
-            i += 1
-            while i < m and self._in_reach(self.id + (1 << i), end):
+            if end < 0:
+                i += 1
+            else:
                 self.fingers[i] = end
                 i += 1
+                while i < m and self._in_reach(self.id + (1 << i), end):
+                    self.fingers[i] = end
+                    i += 1
+                self._rebuild()
             self.next_finger = i if i < m else 0
-            self._rebuild()
+            if self.fixing:  # fix_all_fingers: on to the next finger of this round
+                if i < m:
+                    self._fix_fingers(ctx)
+                else:
+                    self.fixing = False
         elif self.phase == "joining":
             if end < 0 or end == self.node:
                 self.contact = ctx.random_peer()
