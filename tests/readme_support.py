@@ -43,6 +43,11 @@ README = ROOT / "README.md"
 LINKED = (".venv", "experiments", "analysis", "pyproject.toml", "Makefile", "raysim")
 
 _ONE_SEED = ["--set", "sweep.seeds=1"]
+# the Chord paper's churn sweeps (uniform and exponential periods), at a quick size
+_PAPER_CHURN_FAST = [
+    "--set", "network.nodes=64", "--set", "experiment.duration=40s",
+    "--set", "protocol.lookup_start=20000", "--set", "protocol.lookup_rate=0.5",
+    "--set", "sweep.faults.churn.rate=[0.1]"]
 # command as written (without comment) -> extra arguments that make it quick
 FAST: dict[str, list[str]] = {
     ".venv/bin/raysim run experiments/gossip_convergence.toml --set network.nodes=10000 "
@@ -68,16 +73,10 @@ FAST: dict[str, list[str]] = {
         *_ONE_SEED, "--set", "network.nodes=48", "--set", "experiment.duration=25000"],
     ".venv/bin/raysim sweep experiments/chord_paper_churn.toml --out results --set "
     "experiment.duration=1500s --set protocol.lookup_rate=0.01 --set sweep.seeds=1 --set "
-    "sweep.faults.churn.rate=[0.01,0.05,0.1]": [
-        "--set", "network.nodes=64", "--set", "experiment.duration=40s",
-        "--set", "protocol.lookup_start=20000", "--set", "protocol.lookup_rate=0.5",
-        "--set", "sweep.faults.churn.rate=[0.1]"],
+    "sweep.faults.churn.rate=[0.01,0.05,0.1]": _PAPER_CHURN_FAST,
     ".venv/bin/raysim sweep experiments/chord_paper_churn.toml --out results --set "
     "experiment.duration=1500s --set protocol.lookup_rate=0.01 --set sweep.seeds=1 --set "
-    "sweep.faults.churn.rate=[0.05,0.1] --set protocol.intervals=exponential": [
-        "--set", "network.nodes=64", "--set", "experiment.duration=40s",
-        "--set", "protocol.lookup_start=20000", "--set", "protocol.lookup_rate=0.5",
-        "--set", "sweep.faults.churn.rate=[0.1]"],
+    "sweep.faults.churn.rate=[0.05,0.1] --set protocol.intervals=exponential": _PAPER_CHURN_FAST,
     ".venv/bin/raysim run experiments/chord_keys.toml --out results": [
         "--set", "network.nodes=32", "--set", "experiment.duration=20000",
         "--set", "faults.churn.end=15000"],
