@@ -154,6 +154,20 @@ def test_safety_sees_every_column_in_canonical_order(tmp_path: Path) -> None:
     assert events["kind"].dtype == object and "send" in set(events["kind"])
 
 
+def test_named_columns_are_read_with_the_sort_keys_in_the_same_order(tmp_path: Path) -> None:
+    res = runner.run(make_config(), tmp_path)
+    assert res.events_dir is not None
+    full = load_events(res.events_dir)
+    some = load_events(res.events_dir, ["cause"])
+    keys = {"time", "node", "seq", "kind", "msg_id", "peer", "msg_type", "name", "value"}
+    assert set(some) == keys | {"cause"} and set(full) > set(some)
+    for c in some:
+        assert np.array_equal(some[c], full[c], equal_nan=some[c].dtype != object), c
+    # The gossip checks declare that the sort keys are all they read.
+    assert Gossip.log_columns == GossipColumns.log_columns == ()
+    assert Averaging.log_columns == AveragingColumns.log_columns == ()
+
+
 def test_a_violation_of_an_undeclared_check_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not one of its declared checks"):
         runner.run(make_config(experiment={"protocol": f"{HERE}:WrongCheck"}), tmp_path)

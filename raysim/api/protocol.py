@@ -141,6 +141,13 @@ class Contract:
     read message rows) or ``"observations"`` (observation and lifecycle rows are enough, so
     they also run on observation-only logs)."""
 
+    log_columns: ClassVar[tuple[str, ...] | None] = None
+    """The event-log columns :meth:`safety` and :meth:`log_metrics` read, or None for every
+    column. The canonical sort keys (``time``, ``node``, ``seq``, ``kind``, ``msg_id``,
+    ``peer``, ``msg_type``, ``name``, ``value``) are always there; naming the rest saves
+    reading (and holding) the columns a check never looks at, e.g. typed observation
+    values on a 10⁷-row log."""
+
     report: ClassVar[str | None] = None
     """``"module:function"`` of this protocol's section of ``raysim report``, or None (the
     report then shows only its generic parts for these runs). The function takes

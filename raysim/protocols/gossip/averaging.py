@@ -82,6 +82,7 @@ class Averaging(Protocol):
 
     Params: ClassVar[type[AveragingParams]] = AveragingParams
     checks: ClassVar[tuple[str, ...]] = ("value_in_hull",)
+    log_columns: ClassVar[tuple[str, ...] | None] = ()  # the sort keys are enough
     report: ClassVar[str | None] = "raysim.analysis.byzantine:averaging"  # + liars
     adversaries: ClassVar[dict[str, str]] = {
         "liar": "raysim.protocols.gossip.adversaries:Liar",
@@ -150,6 +151,7 @@ class AveragingColumns(BatchProtocol):
 
     metrics = Averaging.metrics
     checks = Averaging.checks
+    log_columns = Averaging.log_columns
     report = Averaging.report
     safety = Averaging.safety
 

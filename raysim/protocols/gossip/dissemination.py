@@ -149,6 +149,7 @@ class Gossip(Protocol):
     Params: ClassVar[type[GossipParams]] = GossipParams
     milestones: ClassVar[tuple[str, ...]] = ("informed",)
     checks: ClassVar[tuple[str, ...]] = ("informed_by_delivery",)
+    log_columns: ClassVar[tuple[str, ...] | None] = ()  # the sort keys are enough
     report: ClassVar[str | None] = "raysim.analysis.section:gossip"
 
     def __init__(self, params: GossipParams, node: int) -> None:
@@ -357,6 +358,7 @@ class GossipColumns(BatchProtocol):
     fields: ClassVar[tuple[str, ...]] = ("informed", "round")
     milestones: ClassVar[tuple[str, ...]] = ("informed",)
     checks = Gossip.checks
+    log_columns = Gossip.log_columns
     report = Gossip.report
     check = Gossip.check
     metrics = Gossip.metrics
