@@ -166,6 +166,11 @@ def test_named_columns_are_read_with_the_sort_keys_in_the_same_order(tmp_path: P
     # The gossip checks declare that the sort keys are all they read.
     assert Gossip.log_columns == GossipColumns.log_columns == ()
     assert Averaging.log_columns == AveragingColumns.log_columns == ()
+    obs = load_events(res.events_dir, ["cause"], kinds=["obs", "send"])
+    rows = np.isin(full["kind"], ["obs", "send"])
+    assert 0 < rows.sum() < len(rows) and set(obs["kind"]) == {"obs", "send"}
+    for c in obs:
+        assert np.array_equal(obs[c], full[c][rows], equal_nan=obs[c].dtype != object), c
 
 
 def test_a_violation_of_an_undeclared_check_is_an_error(tmp_path: Path) -> None:

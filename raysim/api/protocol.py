@@ -148,6 +148,10 @@ class Contract:
     reading (and holding) the columns a check never looks at, e.g. typed observation
     values on a 10⁷-row log."""
 
+    log_kinds: ClassVar[tuple[str, ...] | None] = None
+    """The row kinds (``kind`` column) :meth:`safety` and :meth:`log_metrics` read, or None
+    for every row; the rows they get keep their canonical order."""
+
     report: ClassVar[str | None] = None
     """``"module:function"`` of this protocol's section of ``raysim report``, or None (the
     report then shows only its generic parts for these runs). The function takes

@@ -85,10 +85,11 @@ def _as_dict(v: Violation) -> dict[str, Any]:
 
 
 def load_events(
-    events_dir: Path, columns: Iterable[str] | None = None
+    events_dir: Path, columns: Iterable[str] | None = None, kinds: Iterable[str] | None = None
 ) -> dict[str, np.ndarray]:
     """Every column of a run's event log (or ``columns`` and the canonical sort keys) as
-    numpy arrays, rows in canonical order.
+    numpy arrays, rows in canonical order; only the rows whose ``kind`` is in ``kinds``
+    if given.
 
     Strings (dictionary columns) become object arrays with None for null; list columns
     (vectors) become object arrays of lists. The engine's ``lamport`` column is there when
@@ -103,13 +104,15 @@ def load_events(
         if not any(s.startswith((".", "_")) for s in p.relative_to(events_dir).parts)
     )
     wanted = None if columns is None else {*columns, *CANONICAL_SORT}
+    keep = None if kinds is None else pa.array(sorted(kinds), pa.string())
     tables = []
     for part in parts:
         f = pq.ParquetFile(part)
-        tables.append(f.read(columns=[
+        t = f.read(columns=[
             c for c in f.schema_arrow.names
             if c not in ("run_id", "vclock") and (wanted is None or c in wanted)
-        ]))
+        ])
+        tables.append(t if keep is None else t.filter(pc.is_in(t["kind"], value_set=keep)))
     table = pa.concat_tables(tables, promote_options="default") if tables else \
         EVENT_SCHEMA.empty_table()
     table = table.drop([c for c in ("run_id", "vclock") if c in table.column_names])
@@ -196,7 +199,8 @@ def run_checks(
         return SafetyResult(checked=True)
     if not covers(level, spec.cls.log_needs) or events_dir is None:
         return SafetyResult(checked=False)
-    events: Mapping[str, np.ndarray] = load_events(events_dir, spec.cls.log_columns)
+    cls = spec.cls
+    events: Mapping[str, np.ndarray] = load_events(events_dir, cls.log_columns, cls.log_kinds)
     result = SafetyResult(checked=True, counts=dict.fromkeys(checks, 0))
     if wants_metrics:
         result.metrics = {

@@ -83,6 +83,7 @@ class Averaging(Protocol):
     Params: ClassVar[type[AveragingParams]] = AveragingParams
     checks: ClassVar[tuple[str, ...]] = ("value_in_hull",)
     log_columns: ClassVar[tuple[str, ...] | None] = ()  # the sort keys are enough
+    log_kinds: ClassVar[tuple[str, ...] | None] = ("obs",)  # rows the check reads
     report: ClassVar[str | None] = "raysim.analysis.byzantine:averaging"  # + liars
     adversaries: ClassVar[dict[str, str]] = {
         "liar": "raysim.protocols.gossip.adversaries:Liar",
@@ -152,6 +153,7 @@ class AveragingColumns(BatchProtocol):
     metrics = Averaging.metrics
     checks = Averaging.checks
     log_columns = Averaging.log_columns
+    log_kinds = Averaging.log_kinds
     report = Averaging.report
     safety = Averaging.safety
 

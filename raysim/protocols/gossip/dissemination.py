@@ -150,6 +150,8 @@ class Gossip(Protocol):
     milestones: ClassVar[tuple[str, ...]] = ("informed",)
     checks: ClassVar[tuple[str, ...]] = ("informed_by_delivery",)
     log_columns: ClassVar[tuple[str, ...] | None] = ()  # the sort keys are enough
+    log_kinds: ClassVar[tuple[str, ...] | None] = (
+        "start", "recover", "join", "deliver", "obs", "send")  # the rows the check reads
     report: ClassVar[str | None] = "raysim.analysis.section:gossip"
 
     def __init__(self, params: GossipParams, node: int) -> None:
@@ -359,6 +361,7 @@ class GossipColumns(BatchProtocol):
     milestones: ClassVar[tuple[str, ...]] = ("informed",)
     checks = Gossip.checks
     log_columns = Gossip.log_columns
+    log_kinds = Gossip.log_kinds
     report = Gossip.report
     check = Gossip.check
     metrics = Gossip.metrics
