@@ -8,7 +8,9 @@ ANALYSIS_STAMP := $(VENV)/.installed-analysis
 
 .PHONY: install run test lint bench notebook clean distclean
 
-$(STAMP): pyproject.toml
+# setup.py builds the per-node driver's compiled hot path (raysim/engine/_hotpath.pyx):
+# editing it reinstalls, which rebuilds the extension in place.
+$(STAMP): pyproject.toml setup.py raysim/engine/_hotpath.pyx
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
@@ -49,4 +51,4 @@ distclean: clean
 	@if [ -d results ]; then \
 	  echo "distclean: deleting results/ ($$(du -sh results | cut -f1)) and $(VENV)"; \
 	else echo "distclean: deleting $(VENV)"; fi
-	rm -rf $(VENV) results
+	rm -rf $(VENV) results build raysim/engine/_hotpath.c raysim/engine/_hotpath.*.so

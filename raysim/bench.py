@@ -50,6 +50,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from raysim.engine.compiled import hotpath
 from raysim.errors import ConfigError
 from raysim.experiments.config import ExperimentConfig, validate
 from raysim.experiments.runner import run
@@ -256,6 +257,11 @@ def measure(
         "cores": os.cpu_count() or 1,
         "delivered_per_s": round(row["delivered"] / wall),
         "events_per_s": round(events / wall),
+        # the simulation alone (the run's ``wall_seconds``: its windows and its log, not
+        # the end-of-run checks nor the run's set-up in this process)
+        "sim_s": round(row["wall_seconds"], 3),
+        "sim_events_per_s": round(events / row["wall_seconds"]),
+        "compiled": hotpath() is not None,  # the per-node driver's compiled hot path
         "peak_rss_mib": round(row["peak_rss_mib"], 1),
     } | (
         {

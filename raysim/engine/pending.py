@@ -16,13 +16,57 @@ from typing import Any
 import numpy as np
 
 
+def _packable(c: np.ndarray) -> bool:
+    """Whether int64 holds every value of column ``c`` exactly (and casts back)."""
+    k = c.dtype.kind
+    return c.ndim == 1 and (k in "ib" or (k == "u" and c.dtype.itemsize < 8))
+
+
 class _Chunk:
-    __slots__ = ("cols", "objs", "pos")
+    """One batch: its integer and boolean columns packed as the rows of one int64 block
+    (so slicing a chunk is one numpy operation, not one per column), the other columns
+    (floats, 2-D clock columns) as they are, and the object column."""
+
+    __slots__ = ("block", "dtypes", "last", "objs", "other", "pos", "rows", "times")
 
     def __init__(self, cols: tuple[np.ndarray, ...], objs: list[Any]) -> None:
-        self.cols = cols
+        rows = tuple(i for i, c in enumerate(cols) if _packable(c))
+        self.rows = rows
+        self.dtypes = tuple(c.dtype for c in cols)
+        self.block = np.empty((len(rows), len(cols[0])), dtype=np.int64)
+        for r, i in enumerate(rows):
+            self.block[r] = cols[i]
+        self.other = {i: c for i, c in enumerate(cols) if i not in rows}
+        self.times = cols[0]
+        self.last = int(cols[0][-1])
         self.objs = objs
         self.pos = 0
+
+    def columns(self, pos: int, k: int) -> list[np.ndarray]:
+        """Columns ``pos:k`` of this chunk alone, in their own dtypes."""
+        out: list[np.ndarray] = [None] * len(self.dtypes)  # type: ignore[list-item]
+        block = self.block[:, pos:k]
+        for r, i in enumerate(self.rows):
+            out[i] = block[r].astype(self.dtypes[i], copy=False)
+        for i, c in self.other.items():
+            out[i] = c[pos:k]
+        return out
+
+
+def _concat(parts: list[tuple[_Chunk, int, int]], ncols: int) -> list[np.ndarray]:
+    """The columns of several chunk slices, concatenated (as ``np.concatenate`` per column
+    would give them: the same values and dtypes)."""
+    first = parts[0][0]
+    if any(c.rows != first.rows or c.dtypes != first.dtypes for c, _, _ in parts):
+        cols = [c.columns(a, b) for c, a, b in parts]
+        return [np.concatenate(cs) for cs in zip(*cols, strict=True)]
+    block = np.concatenate([c.block[:, a:b] for c, a, b in parts], axis=1)
+    out: list[np.ndarray] = [None] * ncols  # type: ignore[list-item]
+    for r, i in enumerate(first.rows):
+        out[i] = block[r].astype(first.dtypes[i], copy=False)
+    for i in first.other:
+        out[i] = np.concatenate([c.other[i][a:b] for c, a, b in parts])
+    return out
 
 
 class Pending:
@@ -56,30 +100,29 @@ class Pending:
         return self._heap[0][0] if self._heap else None
 
     def __len__(self) -> int:
-        return sum(len(c.cols[0]) - c.pos for _, _, c in self._heap)
+        return sum(len(c.times) - c.pos for _, _, c in self._heap)
 
     def take(self, end: int) -> tuple[list[np.ndarray], list[Any]]:
         """Remove and return every event with time < ``end`` (columns concatenated)."""
-        parts: list[tuple[np.ndarray, ...] | list[np.ndarray]] = []
+        parts: list[tuple[_Chunk, int, int]] = []
         objs: list[Any] = []
         heap = self._heap
         while heap and heap[0][0] < end:
             _, seq, c = heapq.heappop(heap)
-            cols, pos = c.cols, c.pos
-            times = cols[0]
+            pos, times = c.pos, c.times
             n = len(times)
-            # NOTE: the search starts at ``pos`` and a chunk used up whole is not sliced:
-            # windows with a short lookahead touch dozens of chunks each.
-            k = n if times[n - 1] < end else pos + int(np.searchsorted(times[pos:], end))
-            whole = pos == 0 and k == n
-            parts.append(cols if whole else [col[pos:k] for col in cols])
+            # NOTE: a chunk used up whole needs no search; otherwise the search runs on the
+            # whole (sorted) column, whose first ``pos`` times are all below ``end``.
+            k = n if c.last < end else int(times.searchsorted(end))
+            parts.append((c, pos, k))
             if c.objs:
-                objs.extend(c.objs if whole else c.objs[pos:k])
+                objs.extend(c.objs if pos == 0 and k == n else c.objs[pos:k])
             c.pos = k
             if k < n:
                 heapq.heappush(heap, (int(times[k]), seq, c))
         if not parts:
             return [np.zeros(0, dtype=np.int64) for _ in range(self.ncols)], []
         if len(parts) == 1:
-            return list(parts[0]), objs
-        return [np.concatenate(cs) for cs in zip(*parts, strict=True)], objs
+            c, a, b = parts[0]
+            return c.columns(a, b), objs
+        return _concat(parts, self.ncols), objs

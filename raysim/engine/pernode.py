@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from raysim.api.protocol import Protocol, ProtocolSpec
+from raysim.engine.compiled import hotpath
 from raysim.engine.context import ShardContext, node_keys
 from raysim.engine.driver import Obs, Record
 from raysim.engine.observe import per_node_values
@@ -84,7 +85,11 @@ class PerNodeDriver:
         self.rngs = [NodeRng(k) for k in node_keys(rng_key, lo, hi)]
         self.cancelled: set[tuple[int, int]] = set()
         self._type_codes: dict[type, int] = {}
-        self.ctx = ShardContext(
+        # The compiled twins of the context and the event loop where they are built (the
+        # same log: see raysim.engine.compiled); the pure-Python ones otherwise.
+        self._hot = hotpath()
+        ctx_cls: Any = ShardContext if self._hot is None else self._hot.FastContext
+        self.ctx = ctx_cls(
             spec.n_nodes, topology, self.send_seq, self.timer_seq, self.event_seq,
             self.epoch, self.rngs, self.cancelled, self.storage, seed=spec.seed,
         )
@@ -134,63 +139,35 @@ class PerNodeDriver:
         crashed_m: list[int] = []
         skipped_t: list[int] = []
         late_rows: list[tuple[int, int, int, Any, int]] = []
-        protos, alive, epoch, nseq = self.protos, self.alive, self.epoch, self.event_seq
-        cancelled = self.cancelled
         m_seq = [0] * n_m  # the seq each message's arrival took at its receiver
         t_seq = [0] * n_t  # the seq each fired timer took
-        late = ctx._late
-        i = -1
-        # NOTE: the priorities as locals and the event's index from a range: the loop runs
-        # once per event, and global lookups and enumerate's tuples cost a measurable share.
-        msg_p, timer_p = P_MSG, P_TIMER
+        pos = [-1]  # where the loop stopped if a handler raised
+        loop = run_events if self._hot is None else self._hot.run_events
         try:
-            for i, p, t, nd, li, k in zip(
-                range(len(seq_p)), seq_p, seq_t, seq_n, seq_li, seq_k, strict=True
-            ):
-                if late:
-                    j = order[i]
-                    self._run_late(tuple(int(c[j]) for c in keys), late_rows)
-                if p == msg_p:
-                    q = nseq[li]
-                    nseq[li] = q + 1
-                    m_seq[k] = q
-                    if not alive[li]:
-                        crashed_m.append(k)
-                        continue
-                    if m_cor[k]:  # the receiver's checksum fails: dropped, logged as corrupt
-                        continue
-                    ctx.now = t
-                    ctx.node = nd
-                    ctx._li = li
-                    ctx.cause = m_id[k]
-                    ctx._evseq = q
-                    protos[li].on_message(ctx, m_src[k], m_pl[k])
-                elif p == timer_p:
-                    if t_ep[k] != epoch[li] or (cancelled and (nd, t_id[k]) in cancelled):
-                        cancelled.discard((nd, t_id[k]))
-                        skipped_t.append(k)
-                        continue
-                    q = nseq[li]
-                    nseq[li] = q + 1
-                    t_seq[k] = q
-                    ctx.now = t
-                    ctx.node = nd
-                    ctx._li = li
-                    ctx.cause = t_id[k]
-                    ctx._evseq = q
-                    protos[li].on_timer(ctx, ttags[k])
-                else:
-                    self._lifecycle(t, nd, l_kind[k], l_arg[k])
-            i = -1
-            while late:
-                self._run_late(None, late_rows)
+            loop(
+                self, ctx, seq_p, seq_t, seq_n, seq_li, seq_k, m_src, m_cor, m_id, m_pl, t_id,
+                t_ep, ttags, l_kind, l_arg, m_seq, t_seq, crashed_m, skipped_t, late_rows,
+                order, keys, pos,
+            )
         except ProtocolError:
             raise
         except Exception:
+            i = pos[0]
             event = _describe(seq_p[i] if i >= 0 else -1, seq_k[i], m_src, m_pl, ttags, l_kind)
             raise ProtocolError(
                 self.spec.run_id, ctx.node, ctx.now, event, traceback.format_exc()
             ) from None
+        return self._record(w, m_seq, crashed_m, skipped_t, t_seq, late_rows)
+
+    def _record(
+        self,
+        w: Window,
+        m_seq: list[int],
+        crashed_m: list[int],
+        skipped_t: list[int],
+        t_seq: list[int],
+        late_rows: list[tuple[int, int, int, Any, int]],
+    ) -> Record:
         return Record(
             np.array(m_seq, dtype=np.int64),
             np.array(crashed_m, dtype=np.int64),
@@ -373,6 +350,71 @@ class PerNodeDriver:
         ]
 
 
+def run_events(
+    driver: PerNodeDriver, ctx: Any, seq_p: list[int], seq_t: list[int], seq_n: list[int],
+    seq_li: list[int], seq_k: list[int], m_src: list[int], m_cor: list[bool],
+    m_id: list[int], m_pl: list[Any], t_id: list[int], t_ep: list[int], ttags: list[Any],
+    l_kind: list[int], l_arg: list[int], m_seq: list[int], t_seq: list[int],
+    crashed_m: list[int], skipped_t: list[int], late_rows: list[Any], order: np.ndarray,
+    keys: list[np.ndarray], pos: list[int],
+) -> None:
+    """The event loop of :meth:`PerNodeDriver.run`, in pure Python: the reference, and the
+    fallback of its compiled twin ``raysim.engine._hotpath.run_events`` (same arguments,
+    same calls in the same order). On an exception ``pos[0]`` is the event being handled
+    (-1 once every event ran)."""
+    protos, alive, epoch, nseq = driver.protos, driver.alive, driver.epoch, driver.event_seq
+    cancelled = driver.cancelled
+    late = ctx._late
+    i = -1
+    # NOTE: the priorities as locals and the event's index from a range: the loop runs
+    # once per event, and global lookups and enumerate's tuples cost a measurable share.
+    msg_p, timer_p = P_MSG, P_TIMER
+    try:
+        for i, p, t, nd, li, k in zip(
+            range(len(seq_p)), seq_p, seq_t, seq_n, seq_li, seq_k, strict=True
+        ):
+            if late:
+                j = order[i]
+                driver._run_late(tuple(int(c[j]) for c in keys), late_rows)
+            if p == msg_p:
+                q = nseq[li]
+                nseq[li] = q + 1
+                m_seq[k] = q
+                if not alive[li]:
+                    crashed_m.append(k)
+                    continue
+                if m_cor[k]:  # the receiver's checksum fails: dropped, logged as corrupt
+                    continue
+                ctx.now = t
+                ctx.node = nd
+                ctx._li = li
+                ctx.cause = m_id[k]
+                ctx._evseq = q
+                protos[li].on_message(ctx, m_src[k], m_pl[k])
+            elif p == timer_p:
+                if t_ep[k] != epoch[li] or (cancelled and (nd, t_id[k]) in cancelled):
+                    cancelled.discard((nd, t_id[k]))
+                    skipped_t.append(k)
+                    continue
+                q = nseq[li]
+                nseq[li] = q + 1
+                t_seq[k] = q
+                ctx.now = t
+                ctx.node = nd
+                ctx._li = li
+                ctx.cause = t_id[k]
+                ctx._evseq = q
+                protos[li].on_timer(ctx, ttags[k])
+            else:
+                driver._lifecycle(t, nd, l_kind[k], l_arg[k])
+        i = -1
+        while late:
+            driver._run_late(None, late_rows)
+    except Exception:
+        pos[0] = i
+        raise
+
+
 def _describe(
     p: int, k: int, m_src: list[int], m_pl: list[Any], ttags: list[Any], l_kind: list[int]
 ) -> str:
@@ -386,4 +428,4 @@ def _describe(
     return names.get(l_kind[k], "lifecycle event")
 
 
-__all__ = ["PerNodeDriver", "check_destinations"]
+__all__ = ["PerNodeDriver", "check_destinations", "run_events"]

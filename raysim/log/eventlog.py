@@ -94,6 +94,18 @@ _NCOLS = 10  # time, kind, node, seq, cause, peer, msg_id, msg_type, name, value
 TYPED_COLUMNS = ("value_type", "value_int", "value_str", "value_vec")
 
 
+def _column(x: Any, n: int, dtype: type) -> np.ndarray:
+    """``x`` as a column of ``n`` rows: an array as it is (in ``dtype``), a scalar repeated.
+
+    NOTE: ``np.full`` rather than ``np.broadcast_to``: a log takes several scalar columns
+    per window and per row kind, and broadcast_to costs a few times more per call.
+    """
+    if isinstance(x, int | float | np.integer | np.floating):
+        return np.full(n, x, dtype=dtype)
+    a: np.ndarray = np.asarray(x, dtype=dtype)
+    return a if a.shape == (n,) else np.broadcast_to(a, (n,))
+
+
 class EventLog:
     """One shard's (or router's) part of a run's event log.
 
@@ -192,13 +204,13 @@ class EventLog:
             np.asarray(time, dtype=np.int64),
             np.full(n, kind, dtype=np.int8),
             np.asarray(node, dtype=np.int64),
-            np.broadcast_to(np.asarray(seq, dtype=np.int64), (n,)),
-            np.broadcast_to(np.asarray(cause, dtype=np.int64), (n,)),
-            np.broadcast_to(np.asarray(peer, dtype=np.int64), (n,)),
-            np.broadcast_to(np.asarray(msg_id, dtype=np.int64), (n,)),
-            np.broadcast_to(np.asarray(msg_type, dtype=np.int32), (n,)),
-            np.broadcast_to(np.asarray(name, dtype=np.int32), (n,)),
-            np.broadcast_to(np.asarray(value, dtype=np.float64), (n,)),
+            _column(seq, n, np.int64),
+            _column(cause, n, np.int64),
+            _column(peer, n, np.int64),
+            _column(msg_id, n, np.int64),
+            _column(msg_type, n, np.int32),
+            _column(name, n, np.int32),
+            _column(value, n, np.float64),
         )
         for buf, c in zip(self._cols, cols, strict=True):
             buf.append(c)

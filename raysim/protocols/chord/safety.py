@@ -57,6 +57,7 @@ def stable_lookup_owner(
             times.append(t)
             states.append(frozenset(up))
     out: list[Violation] = []
+    rings: dict[int, tuple[list[int], list[int]]] = {}  # membership index -> sorted ring
     for end_t, origin, key, end, latency in lookups:
         if end < 0:
             continue
@@ -64,10 +65,12 @@ def stable_lookup_owner(
         i = bisect.bisect_right(times, end_t) - 1  # the membership in force at the end
         if i < 0 or times[i] > start - settle:
             continue  # the ring changed within `settle` before the start, or during it
-        members = sorted(states[i], key=lambda n: ids[n])
+        if i not in rings:  # NOTE: sorted once per membership, not once per lookup
+            ordered = sorted(states[i], key=lambda n: ids[n])
+            rings[i] = (ordered, [ids[n] for n in ordered])
+        members, pos = rings[i]
         if not members:
             continue
-        pos = [ids[n] for n in members]
         owner = members[bisect.bisect_left(pos, key) % len(members)]
         if end != owner:
             out.append(Violation(CHECK, origin, end_t,

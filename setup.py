@@ -1,0 +1,18 @@
+"""Build the optional compiled hot path of the per-node driver (see raysim/engine/compiled.py).
+
+Everything else about the package is in pyproject.toml. ``optional=True``: where the
+extension cannot be built (no C compiler), the install goes on and raysim runs the
+pure-Python driver, which gives the same event log.
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "raysim.engine._hotpath",
+            ["raysim/engine/_hotpath.pyx"],
+            optional=True,
+        )
+    ]
+)
