@@ -143,6 +143,10 @@ class _RunBar:
         self.bar: Any = None
 
     def __enter__(self) -> _RunBar:
+        # NOTE: tqdm's own test for disable=None, made here so that a run whose bar could
+        # not show (--no-progress, or stderr not a terminal) does not import tqdm at all
+        if not self.enabled or (hasattr(sys.stderr, "isatty") and not sys.stderr.isatty()):
+            return self
         from tqdm import tqdm
 
         self.bar = tqdm(
