@@ -155,3 +155,18 @@ def test_bool_and_string_arrays_equal_pa_array() -> None:
     got.validate(full=True)
     assert got.equals(pa.array(texts, pa.string()))
     assert strings([]).equals(pa.array([], pa.string()))
+
+
+def test_the_startup_workload_reports_its_parts() -> None:
+    from raysim import bench, bench_startup
+
+    assert [j["kind"] for j in bench.jobs(["startup"])] == ["startup"]
+    line = bench_startup.bench_startup(nodes=50, repeats=1)
+    parts = ("python_s", "imports_s", "config_s", "first_window_s", "teardown_s", "exit_s")
+    assert all(line[p] > 0 for p in parts)
+    assert line["fixed_s"] == pytest.approx(sum(line[p] for p in parts), abs=1e-3)
+    assert line["wall_s"] == pytest.approx(line["fixed_s"] + line["loop_s"], abs=1e-3)
+    assert 0 < line["fixed_cpu_s"] <= line["cpu_s"]
+    assert line["windows"] > 1 and line["nodes"] == 50
+    assert "ray" not in line["loaded"] and "plotly" not in line["loaded"]
+    json.dumps(line)
