@@ -19,6 +19,10 @@ Workloads (targets for a 2-core machine are in the README):
   ``lamport``, ``vector``) on push-pull gossip, 100, 1000 and 10^4 nodes for 50, 10 and
   5 rounds (2 in vector mode at 10^4 nodes), local: rows logged per second (wall and CPU)
   and bytes per row of the Parquet log on disk;
+- ``startup``: the fixed cost of a small local run (``raysim run`` of 10^3-node push-pull
+  gossip, full log: wall time minus its simulation loop) and its parts: interpreter,
+  imports, config validation, first window, teardown, exit (see
+  :mod:`raysim.bench_startup`, whose runs are fresh processes of their own);
 - ``scaling`` (only with ``--only scaling``): a fixed 10^6-node cycle-driven workload on the
   local backend, then on Ray at 1, 2, 4, ... shards up to the machine's cores, with
   ``speedup`` and ``efficiency`` against the local line;
@@ -66,6 +70,7 @@ WORKLOADS = (
     "chord",
     "cycle",
     "causality",
+    "startup",
 )
 # not in the default set: minutes of Ray runs (``raysim bench --scaling`` runs both)
 EXTRA_WORKLOADS = ("scaling", "scaling_model")
@@ -297,6 +302,10 @@ def _job_result(job: dict[str, Any]) -> dict[str, Any]:
         from raysim import bench_toolkit
 
         line = bench_toolkit.bench_vector_clock_merge()
+    elif kind == "startup":
+        from raysim import bench_startup
+
+        line = bench_startup.bench_startup(*job["args"])
     elif kind == "transfer":
         from raysim.runtime.transfer import measure_transfer
 
@@ -375,6 +384,8 @@ def jobs(only: list[str] | None = None, quick: bool = False) -> list[dict[str, A
                 add("causality", "causality", [n, mode, 3 if quick else r], backend="local")
             if quick and n >= 1_000:
                 break
+    if "startup" in chosen:
+        add("startup", "startup", [])
     if "scaling" in chosen:
         out.extend(scaling_jobs(big * 10, rounds=3 if quick else 10))
     if "scaling_model" in chosen:

@@ -143,6 +143,10 @@ class _RunBar:
         self.bar: Any = None
 
     def __enter__(self) -> _RunBar:
+        # NOTE: tqdm's own test for disable=None, made here so that a run whose bar could
+        # not show (--no-progress, or stderr not a terminal) does not import tqdm at all
+        if not self.enabled or (hasattr(sys.stderr, "isatty") and not sys.stderr.isatty()):
+            return self
         from tqdm import tqdm
 
         self.bar = tqdm(
@@ -234,7 +238,7 @@ def bench(
         list[str] | None,
         typer.Option(
             help="Run only this workload (repeatable): gossip_push_pull, averaging, naive, "
-            "ring, vector_clock, gossip_reference, chord, cycle, causality, scaling or "
+            "ring, vector_clock, gossip_reference, chord, cycle, causality, startup, scaling or "
             "scaling_model (those two not run by default; see --scaling)."
         ),
     ] = None,
@@ -269,6 +273,9 @@ def bench(
 
     causality: gossip with [log] causality = none, lamport, vector at 100, 1000, 10^4 nodes:
     rows/s and bytes per row on disk.
+
+    startup: the fixed cost of a small local run (wall minus its simulation loop) and its
+    parts: interpreter, imports, config validation, first window, teardown, exit.
 
     scaling: (only with --only scaling) cycle at 10^6 nodes, local, then Ray at 1, 2, 4, ...
     shards up to the cores, with speed-up and efficiency.

@@ -298,7 +298,17 @@ class ProtocolSpec:
 
 
 _REGISTRY: dict[str, ProtocolSpec] = {}
+# built-in name -> the package that registers it (raysim.protocols registers its families
+# on first use, and their names stay theirs meanwhile)
+_RESERVED: dict[str, str] = {}
 _P = TypeVar("_P", bound=type)
+
+
+def reserve(names: dict[str, str]) -> None:
+    """Keep each name of ``names`` for classes of the package it maps to (see
+    :data:`raysim.protocols.BUILTIN`): any other class registering it is refused, as if
+    the package had registered it already."""
+    _RESERVED.update(names)
 
 
 def register(name: str, *, presets: dict[str, Any] | None = None) -> Callable[[_P], _P]:
@@ -309,7 +319,11 @@ def register(name: str, *, presets: dict[str, Any] | None = None) -> Callable[[_
     """
 
     def deco(cls: _P) -> _P:
-        if name in _REGISTRY and _REGISTRY[name].cls is not cls:
+        owner = _RESERVED.get(name)
+        taken = owner is not None and not cls.__module__.startswith(owner + ".")
+        if (name in _REGISTRY and _REGISTRY[name].cls is not cls) or (
+            name not in _REGISTRY and taken
+        ):
             raise ValueError(f"protocol name {name!r} is already registered")
         doc = (cls.__doc__ or "").strip().splitlines()
         _REGISTRY[name] = ProtocolSpec(name, cls, dict(presets or {}), doc[0] if doc else "")

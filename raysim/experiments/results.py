@@ -29,13 +29,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from raysim.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 RUNS = "runs.parquet"
 EVENTS = "events"
@@ -173,6 +175,8 @@ def remove_torn_temporaries(loc: Location) -> int:
 
 def merge_rows(old: pd.DataFrame | None, rows: list[dict[str, Any]]) -> pd.DataFrame:
     """``old`` with ``rows`` added, replacing any old row of the same run_id."""
+    import pandas as pd
+
     new = pd.DataFrame(rows)
     if old is None or not len(old):
         return new
@@ -312,6 +316,8 @@ def _locked(path: Path) -> Iterator[None]:
 
 def append_run_row(results: Path, row: dict[str, Any]) -> None:
     """Add (or replace, by run_id) one row of ``runs.parquet``, atomically."""
+    import pandas as pd  # NOTE: here, not at the top: validating a config needs no pandas
+
     path = results / "runs.parquet"
     with _locked(path):
         new = pd.DataFrame([row])

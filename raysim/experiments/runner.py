@@ -33,7 +33,7 @@ from raysim.experiments.config import ExperimentConfig
 from raysim.experiments.results import append_run_row, check_runs_table, locate
 from raysim.network.lifecycle import read_trace
 from raysim.network.router import RouteStats
-from raysim.protocols import available, lookup, module_sources
+from raysim.protocols import aliases, lookup, module_sources
 from raysim.runtime.backends import (
     ROUTER_PLACEMENTS,
     Progress,
@@ -127,9 +127,8 @@ def effective_protocol(cfg: ExperimentConfig) -> str:
     params = given.make_params(cfg.protocol).model_dump(mode="json")
     candidates = [
         spec
-        for spec in available()
-        if spec.cls is given.cls
-        and all(params.get(k) == v for k, v in spec.presets.items())
+        for spec in aliases(given)
+        if all(params.get(k) == v for k, v in spec.presets.items())
     ]
     if not candidates:
         return given.name

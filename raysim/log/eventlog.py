@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from raysim.log.arrays import numeric, strings
 from raysim.log.schema import (
     EVENT_SCHEMA,
     KINDS,
@@ -240,25 +241,26 @@ class EventLog:
     def _table(self) -> pa.Table:
         cols = [np.concatenate(b) for b in self._cols]
         n = len(cols[0])
-        kinds = pa.array(list(KINDS), pa.string())
-        strings = pa.array(self.strings.names, pa.string())
+        # NOTE: numeric() and strings(), not pa.array(): see raysim.log.arrays (no pandas)
+        kinds = strings(list(KINDS))
+        names = strings(self.strings.names)
 
-        def dict_col(codes: np.ndarray, dictionary: pa.Array = strings) -> pa.DictionaryArray:
+        def dict_col(codes: np.ndarray, dictionary: pa.Array = names) -> pa.DictionaryArray:
             mask = codes < 0
-            idx = pa.array(np.where(mask, 0, codes).astype(np.int32), pa.int32(), mask=mask)
+            idx = numeric(np.where(mask, 0, codes).astype(np.int32), pa.int32(), mask=mask)
             return pa.DictionaryArray.from_arrays(idx, dictionary)
 
         arrays = [
-            pa.array(cols[0]),
-            pa.DictionaryArray.from_arrays(pa.array(cols[1].astype(np.int32)), kinds),
-            *(pa.array(c) for c in cols[2:7]),
+            numeric(cols[0]),
+            pa.DictionaryArray.from_arrays(numeric(cols[1].astype(np.int32)), kinds),
+            *(numeric(c) for c in cols[2:7]),
             dict_col(cols[7]),
             dict_col(cols[8]),
-            pa.array(cols[9]),
+            numeric(cols[9]),
             *self._typed_arrays(n),
         ]
         if self.causality != "none":
-            arrays.append(pa.array(np.concatenate([c[:, 0] for c in self._clocks])))
+            arrays.append(numeric(np.concatenate([c[:, 0] for c in self._clocks])))
             if self.causality == "vector":
                 width = self._clocks[0].shape[1] - 1
                 # NOTE: one copy into the final buffer (n entries a row: this is the cost)
@@ -267,8 +269,8 @@ class EventLog:
                 for c in self._clocks:
                     vec[at : at + len(c)] = c[:, 1:]
                     at += len(c)
-                offsets = pa.array(np.arange(n + 1, dtype=np.int32) * width)
-                arrays.append(pa.ListArray.from_arrays(offsets, pa.array(vec.reshape(-1))))
+                offsets = numeric(np.arange(n + 1, dtype=np.int32) * width)
+                arrays.append(pa.ListArray.from_arrays(offsets, numeric(vec.reshape(-1))))
         return pa.Table.from_arrays(arrays, schema=self.schema)
 
     def _typed_arrays(self, n: int) -> list[pa.Array]:
@@ -282,17 +284,17 @@ class EventLog:
             vtype[at : at + len(v.vtype)] = v.vtype
             ints[at : at + len(v.vtype)] = v.ints
         mask = vtype <= V_FLOAT  # not an obs, or a float one: value_type is null
-        idx = pa.array(np.where(mask, 0, vtype).astype(np.int32), pa.int32(), mask=mask)
-        names = pa.array(list(VALUE_TYPES), pa.string())
+        idx = numeric(np.where(mask, 0, vtype).astype(np.int32), pa.int32(), mask=mask)
+        names = strings(list(VALUE_TYPES))
         out = [pa.DictionaryArray.from_arrays(idx, names).dictionary_decode()]
         int_mask = mask | (vtype >= V_STR)
-        out.append(pa.array(ints, pa.int64(), mask=int_mask))
+        out.append(numeric(ints, pa.int64(), mask=int_mask))
         strs = [(at, v.strs) for at, v in self._typed if v.strs is not None]
         if strs:
             col: list[str | None] = [None] * n
             for at, ss in strs:
                 col[at : at + len(ss)] = ss
-            out.append(pa.array(col, pa.string()))
+            out.append(strings(col))
         else:
             out.append(pa.nulls(n, pa.string()))
         vecs = [(at, v.vecs) for at, v in self._typed if v.vecs is not None]
@@ -309,7 +311,7 @@ class EventLog:
             values = np.concatenate(flat) if flat else np.zeros(0, np.int64)
             out.append(
                 pa.ListArray.from_arrays(
-                    pa.array(offsets), pa.array(values, pa.int64()), mask=pa.array(vtype != V_VEC)
+                    numeric(offsets), numeric(values, pa.int64()), mask=numeric(vtype != V_VEC)
                 )
             )
         else:

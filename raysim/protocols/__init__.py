@@ -1,8 +1,12 @@
 """The catalogue of protocols: the built-in families (one sub-package each) and the registry.
 
-Importing this package registers the built-in protocols; :func:`lookup` and :func:`available`
-read the registry of :mod:`raysim.api.protocol`, which user modules fill with
-``@raysim.register``. :func:`resolve` finds a protocol from anywhere:
+The built-in protocols are registered family by family, on first use: :data:`BUILTIN` names
+the family package that registers each built-in name, and :func:`lookup` and :func:`resolve`
+import only the family of the name they are asked for (:func:`available`, and an unknown
+name's error, import them all), so a run loads one family, not seven. The registry is
+:mod:`raysim.api.protocol`'s, which user modules fill with ``@raysim.register``; a built-in
+name stays reserved to its family even before the family is imported.
+:func:`resolve` finds a protocol from anywhere:
 
 - ``modules`` (``[experiment] modules``, ``--import``) are imported first, in order, so
   that their ``@register`` decorators run. Each is a dotted module name, looked up with the
@@ -26,10 +30,80 @@ import sysconfig
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from raysim.api.protocol import BatchProtocol, Protocol, ProtocolSpec, registered
+from raysim.api.protocol import BatchProtocol, Protocol, ProtocolSpec, registered, reserve
 from raysim.errors import ConfigError
-from raysim.protocols import byzantine, causality, chord, consensus, detection, gossip, replication
+
+FAMILIES = ("byzantine", "causality", "chord", "consensus", "detection", "gossip", "replication")
+
+# NOTE: built-in name -> the family package whose import registers it. Importing a family
+# costs tens of milliseconds (pydantic models, numpy tables); a run needs one family, so
+# each is imported on the first lookup of one of its names (tests/test_startup.py checks
+# that this table matches what the families register).
+BUILTIN: dict[str, str] = {
+    name: f"raysim.protocols.{family}"
+    for family, names in {
+        "byzantine": ("byzantine.bracha",),
+        "causality": (
+            "causal.broadcast",
+            "causal.broadcast.arrival",
+            "causal.broadcast.causal",
+            "clocks.lamport",
+            "clocks.vector",
+        ),
+        "chord": ("chord",),
+        "consensus": ("consensus.naive_leader", "consensus.quorum_register", "consensus.raft"),
+        "detection": (
+            "detection.eventually_perfect",
+            "detection.heartbeat",
+            "detection.phi",
+            "detection.swim",
+        ),
+        "gossip": (
+            "gossip",
+            "gossip.average",
+            "gossip.average.reference",
+            "gossip.pull",
+            "gossip.push",
+            "gossip.push_pull",
+            "gossip.reference",
+            "gossip.rumor",
+            "gossip.rumor.backstop",
+            "gossip.rumor.blind_coin",
+            "gossip.rumor.no_reset",
+            "gossip.rumor.pull",
+            "gossip.rumor.push_pull",
+        ),
+        "replication": (
+            "replication.anti_entropy",
+            "replication.log_rebuild",
+            "replication.retry_ack",
+        ),
+    }.items()
+    for name in names
+}
+reserve(BUILTIN)
+
+
+def _load(name: str) -> None:
+    """Import the family that registers the built-in ``name`` (nothing for other names)."""
+    family = BUILTIN.get(name)
+    if family is not None and family not in sys.modules:
+        importlib.import_module(family)
+
+
+def load_all() -> None:
+    """Import every built-in family, so that the registry holds every built-in protocol."""
+    for family in FAMILIES:
+        importlib.import_module(f"raysim.protocols.{family}")
+
+
+def __getattr__(name: str) -> Any:
+    # ``raysim.protocols.gossip`` and friends, imported on first use (PEP 562)
+    if name in FAMILIES:
+        return importlib.import_module(f"raysim.protocols.{name}")
+    raise AttributeError(f"module 'raysim.protocols' has no attribute {name!r}")
 
 
 def lookup(name: str) -> ProtocolSpec:
@@ -40,17 +114,31 @@ def lookup(name: str) -> ProtocolSpec:
             return _from_reference(name)
         except ConfigError as e:
             raise KeyError(str(e)) from None
+    _load(name)
     reg = registered()
     try:
         return reg[name]
     except KeyError:
+        load_all()
+        reg = registered()
         raise KeyError(f"unknown protocol {name!r}; known: {', '.join(sorted(reg))}") from None
 
 
 def available() -> Iterable[ProtocolSpec]:
-    """All registered protocols, sorted by name."""
+    """All registered protocols, sorted by name (every built-in family is imported)."""
+    load_all()
     reg = registered()
     return [reg[k] for k in sorted(reg)]
+
+
+def aliases(spec: ProtocolSpec) -> list[ProtocolSpec]:
+    """Every name registered so far for ``spec``'s class, sorted by name.
+
+    A built-in class is registered only by its own family, which is imported once one of
+    its names has been looked up, so no other family needs importing to find its names.
+    """
+    reg = registered()
+    return [reg[k] for k in sorted(reg) if reg[k].cls is spec.cls]
 
 
 @contextmanager
@@ -130,8 +218,11 @@ def resolve(
     import_modules(modules, base_dir)
     if ":" in ref:
         return _from_reference(ref, base_dir)
+    _load(ref)
     reg = registered()
     if ref not in reg:
+        load_all()
+        reg = registered()
         hint = "" if modules else " (a protocol of your own: add its module to experiment.modules)"
         raise ConfigError(
             f"experiment.protocol: unknown protocol {ref!r}; known: {', '.join(sorted(reg))}"
@@ -180,6 +271,9 @@ def module_sources(ref: str, modules: Sequence[str] = ()) -> list[str]:
 
 
 __all__ = [
+    "BUILTIN",
+    "FAMILIES",
+    "aliases",
     "available",
     "byzantine",
     "causality",
@@ -188,6 +282,7 @@ __all__ = [
     "detection",
     "gossip",
     "import_modules",
+    "load_all",
     "lookup",
     "module_sources",
     "replication",

@@ -1,0 +1,172 @@
+"""Start-up stays cheap: what a local run imports, and the lazy protocol registry.
+
+Each import check runs in a fresh interpreter (this test process has imported everything
+already) and looks at ``sys.modules`` there. No timing is asserted: the figures come from
+``raysim bench --only startup``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from raysim.api.protocol import registered
+from raysim.log.arrays import numeric, strings
+from raysim.protocols import BUILTIN, FAMILIES, aliases, available, load_all, lookup
+
+EXPERIMENT = """\
+[experiment]
+name = "tiny"
+protocol = "gossip.push_pull"
+seed = 3
+duration = "20s"
+stop_when = "informed"
+
+[protocol]
+period = 1000
+
+[network]
+nodes = 30
+delay = { dist = "uniform", low = 20, high = 100 }
+"""
+
+HEAVY = ("ray", "pandas", "plotly", "tqdm")
+
+
+def _loaded(code: str, tmp_path: Path) -> dict[str, object]:
+    """Run ``code`` in a fresh interpreter; the heavy packages and raysim families it left
+    in ``sys.modules`` (and whatever ``code`` put in ``out``)."""
+    script = (
+        "import json, sys\nout = {}\n" + code + "\n"
+        f"out['heavy'] = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "out['families'] = sorted(m.split('.')[2] for m in sys.modules\n"
+        "    if m.startswith('raysim.protocols.') and m.count('.') == 2)\n"
+        "print(json.dumps(out))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+        check=False, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_cli_and_config_validation_load_neither_ray_pandas_nor_plotly(tmp_path: Path) -> None:
+    (tmp_path / "tiny.toml").write_text(EXPERIMENT, encoding="utf-8")
+    got = _loaded(
+        "import raysim.cli\n"
+        "from raysim.experiments import config, runner\n"
+        "cfg = config.load('tiny.toml', ['network.nodes=40'], None, imports=[])\n"
+        "out['nodes'] = cfg.network.nodes\n",
+        tmp_path,
+    )
+    assert got["nodes"] == 40
+    assert got["heavy"] == []
+    assert got["families"] == ["gossip"]  # the run's family only
+
+
+def test_a_local_run_imports_no_ray_and_one_protocol_family(tmp_path: Path) -> None:
+    (tmp_path / "tiny.toml").write_text(EXPERIMENT, encoding="utf-8")
+    got = _loaded(
+        "from raysim.cli import main\n"
+        "try:\n"
+        "    main(['run', 'tiny.toml', '--out', 'res'])\n"
+        "except SystemExit as e:\n"
+        "    out['code'] = e.code\n",
+        tmp_path,
+    )
+    assert got["code"] in (0, None)
+    assert (tmp_path / "res" / "tiny" / "runs.parquet").is_file()
+    assert "ray" not in got["heavy"] and "plotly" not in got["heavy"]
+    assert "tqdm" not in got["heavy"]  # stderr is not a terminal: no bar, no tqdm
+    assert got["families"] == ["gossip"]
+
+
+def test_the_builtin_table_is_what_the_families_register() -> None:
+    load_all()
+    builtin = {
+        name: spec.cls.__module__
+        for name, spec in registered().items()
+        if spec.cls.__module__.startswith("raysim.protocols.")
+    }
+    assert set(builtin) == set(BUILTIN)
+    for name, module in builtin.items():
+        assert module.startswith(BUILTIN[name] + "."), name
+    assert {m.split(".")[2] for m in BUILTIN.values()} == set(FAMILIES)
+
+
+def test_lookup_by_name_and_unknown_names_list_every_protocol() -> None:
+    assert lookup("chord").name == "chord"
+    with pytest.raises(KeyError) as e:
+        lookup("no.such.protocol")
+    assert all(name in str(e.value) for name in BUILTIN)
+    assert {s.name for s in available()} >= set(BUILTIN)
+
+
+def test_aliases_are_the_names_of_the_same_class() -> None:
+    names = [s.name for s in aliases(lookup("gossip.push"))]
+    assert names == ["gossip", "gossip.pull", "gossip.push", "gossip.push_pull"]
+
+
+def test_a_builtin_name_stays_reserved_before_its_family_is_imported(tmp_path: Path) -> None:
+    got = _loaded(
+        "import raysim.protocols\n"
+        "from raysim.api.protocol import register\n"
+        "class Mine:\n"
+        "    pass\n"
+        "try:\n"
+        "    register('clocks.lamport')(Mine)\n"
+        "except ValueError as e:\n"
+        "    out['error'] = str(e)\n"
+        "register('clocks.mine')(Mine)\n",
+        tmp_path,
+    )
+    assert got["families"] == []  # nothing imported the causality family
+    assert got["error"] == "protocol name 'clocks.lamport' is already registered"
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.int8, np.float64, np.uint64])
+def test_numeric_arrays_equal_pa_array(dtype: type) -> None:
+    rng = np.random.default_rng(5)
+    values = rng.integers(-50, 50, size=41).astype(dtype)
+    for mask in (None, rng.random(41) < 0.3, np.zeros(41, dtype=bool)):
+        got, want = numeric(values, mask=mask), pa.array(values, mask=mask)
+        got.validate(full=True)
+        assert got.type == want.type and got.null_count == want.null_count
+        assert got.equals(want)
+    strided = values[::3]
+    assert numeric(strided).equals(pa.array(strided))
+    cast = numeric(values.astype(np.int32), pa.int64())
+    assert cast.equals(pa.array(values.astype(np.int32), pa.int64()))
+
+
+def test_bool_and_string_arrays_equal_pa_array() -> None:
+    flags = np.random.default_rng(2).random(23) < 0.5
+    assert numeric(flags).equals(pa.array(flags))
+    texts = ["a", "", "héllo", None, "x" * 300]
+    got = strings(texts)
+    got.validate(full=True)
+    assert got.equals(pa.array(texts, pa.string()))
+    assert strings([]).equals(pa.array([], pa.string()))
+
+
+def test_the_startup_workload_reports_its_parts() -> None:
+    from raysim import bench, bench_startup
+
+    assert [j["kind"] for j in bench.jobs(["startup"])] == ["startup"]
+    line = bench_startup.bench_startup(nodes=50, repeats=1)
+    parts = ("python_s", "imports_s", "config_s", "first_window_s", "teardown_s", "exit_s")
+    assert all(line[p] > 0 for p in parts)
+    assert line["fixed_s"] == pytest.approx(sum(line[p] for p in parts), abs=1e-3)
+    assert line["wall_s"] == pytest.approx(line["fixed_s"] + line["loop_s"], abs=1e-3)
+    assert 0 < line["fixed_cpu_s"] <= line["cpu_s"]
+    assert line["windows"] > 1 and line["nodes"] == 50
+    assert "ray" not in line["loaded"] and "plotly" not in line["loaded"]
+    json.dumps(line)
