@@ -16,6 +16,19 @@ from typing import Any
 import numpy as np
 
 
+def _stable_order(t: np.ndarray) -> np.ndarray:
+    """``np.argsort(t, kind="stable")``.
+
+    NOTE: a batch's times nearly always span less than 2^16 ticks (a window's sends, a
+    few delays long); shifted into uint16 they sort by numpy's radix sort, the same stable
+    order ~3x faster than the int64 sort.
+    """
+    t0 = int(t.min())
+    if int(t.max()) - t0 < 1 << 16:
+        return np.argsort((t - t0).astype(np.uint16), kind="stable")
+    return np.argsort(t, kind="stable")
+
+
 class _Chunk:
     __slots__ = ("cols", "objs", "pos")
 
@@ -44,10 +57,10 @@ class Pending:
             return
         t = cols[0]
         if len(t) > 1 and np.any(t[1:] < t[:-1]):
-            order = np.argsort(t, kind="stable")
+            order = _stable_order(t)
             cols = tuple(c[order] for c in cols)
             if objs:
-                objs = [objs[i] for i in order.tolist()]
+                objs = list(map(objs.__getitem__, order.tolist()))
         self._seq += 1
         heapq.heappush(self._heap, (int(cols[0][0]), self._seq, _Chunk(cols, objs)))
 

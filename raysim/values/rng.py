@@ -51,7 +51,11 @@ def derive(*parts: int) -> int:
 
 def mix64_array(x: np.ndarray) -> np.ndarray:
     """Vectorised SplitMix64 finaliser over a ``uint64`` array (wrapping arithmetic)."""
-    x = x.astype(np.uint64, copy=True)
+    return mix64_inplace(x.astype(np.uint64, copy=True))
+
+
+def mix64_inplace(x: np.ndarray) -> np.ndarray:
+    """:func:`mix64_array` overwriting ``x`` (a ``uint64`` array), which it returns."""
     x ^= x >> np.uint64(30)
     x *= np.uint64(_C1)
     x ^= x >> np.uint64(27)
