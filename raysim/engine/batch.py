@@ -116,6 +116,7 @@ class BatchShardContext:
         self.timer_seq = np.zeros(n_local, dtype=np.int64)
         self.event_seq = np.zeros(n_local, dtype=np.int64)  # each node's next ``seq``
         self._scratch = np.zeros(n_local, dtype=np.int64)  # for :meth:`_occurrence`
+        self._batch_nodes: np.ndarray | None = None  # see :meth:`handling_batch`
         self.handling = np.full(n_local, -1, dtype=np.int64)  # seq of the event being handled
         self.rng_keys = np.array(rng_keys, dtype=np.uint64)
         self.rng_ctr = np.zeros(n_local, dtype=np.int64)
@@ -129,6 +130,14 @@ class BatchShardContext:
         self.obs: list[
             tuple[np.ndarray, np.ndarray, str, ObsValues, np.ndarray, np.ndarray, np.ndarray]
         ] = []
+
+    def handling_batch(self, node: np.ndarray | None) -> None:
+        """The node column of the batch being handled (None after the handler).
+
+        Its nodes are distinct, so calls passing that very array (``ctx.send(ev.node, ...)``)
+        skip the check in :meth:`_occurrence`; the driver makes the column read-only first.
+        """
+        self._batch_nodes = node
 
     def ranks(self, li: np.ndarray) -> np.ndarray | None:
         """:func:`occurrence` of local indexes, or None when they are distinct (the driver
@@ -169,7 +178,7 @@ class BatchShardContext:
         if n == 0:
             return np.zeros(0, dtype=np.int64)
         li = src - self.lo
-        occ = self._occurrence(li)
+        occ = None if src is self._batch_nodes else self._occurrence(li)
         seq = self._take(self.send_seq, li, occ)
         eseq = self.next_seq(li, occ)
         unknown = set(fields) - set(self.field_names)
@@ -203,7 +212,8 @@ class BatchShardContext:
             return
         when = np.broadcast_to(np.asarray(when, dtype=np.int64), (n,))
         li = node - self.lo
-        tid = self._take(self.timer_seq, li, self._occurrence(li))
+        occ = None if node is self._batch_nodes else self._occurrence(li)
+        tid = self._take(self.timer_seq, li, occ)
         ep = self.epoch[li]
         late = when < self.window_end
         if late.any():
@@ -232,13 +242,14 @@ class BatchShardContext:
         peer_a = np.broadcast_to(_ints(peer, "peer"), (n,))
         ref_a = np.broadcast_to(_ints(ref, "ref"), (n,))
         li = node - self.lo
-        seq = self.next_seq(li, self._occurrence(li))
+        seq = self.next_seq(li, None if node is self._batch_nodes else self._occurrence(li))
         self.obs.append((t, node, name, values, peer_a, ref_a, seq))
 
     def _words(self, node: np.ndarray) -> np.ndarray:
         li = np.asarray(node, dtype=np.int64) - self.lo
-        self.rng_ctr[li] += 1
-        return stream_words(self.rng_keys[li], self.rng_ctr[li])
+        ctr = self.rng_ctr[li] + 1  # (distinct nodes)
+        self.rng_ctr[li] = ctr
+        return stream_words(self.rng_keys[li], ctr)
 
     def random(self, node: Any) -> np.ndarray:
         """One float in [0, 1) per (distinct) node."""

@@ -217,6 +217,8 @@ class ColumnarDriver:
 
     def _call(self, handler: Any, ev: EventBatch, what: str) -> None:
         """Call a handler; an exception becomes a ProtocolError."""
+        ev.node.flags.writeable = False  # one event per node: see BatchShardContext.handling_batch
+        self.ctx.handling_batch(ev.node)
         try:
             handler(self.ctx, ev)
         except Exception:
@@ -227,6 +229,8 @@ class ColumnarDriver:
                 f"a batch of {len(ev)} {what} (first at node {int(ev.node[0])})",
                 traceback.format_exc(),
             ) from None
+        finally:
+            self.ctx.handling_batch(None)
 
     def _lifecycle(
         self, time: np.ndarray, node: np.ndarray, kind: np.ndarray, arg: np.ndarray
