@@ -158,7 +158,9 @@ def cycle_config(nodes: int, rounds: int = 30) -> ExperimentConfig:
     """Cycle-driven averaging: every node's rounds at multiples of the period (lockstep).
 
     Observation log only (``log.level = "observations"``), as PeerSim's cycle-driven runs
-    keep no per-message trace.
+    keep no per-message trace. Lockstep is raysim's synchronous-round mode: PeerSim's atomic
+    in-place exchanges would need one node to read another's state, which a sans-IO
+    protocol never does (README, "Cycle-driven runs beside PeerSim").
     """
     return validate(
         {

@@ -32,9 +32,18 @@ def occurrence(keys: np.ndarray) -> np.ndarray:
     n = len(keys)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    order = np.argsort(keys, kind="stable")
-    s = keys[order]
     idx = np.arange(n, dtype=np.int64)
+    k0, bits = int(keys.min()), n.bit_length()
+    if keys.dtype.kind == "i" and (int(keys.max()) - k0 + 1) << bits < 1 << 62:
+        # NOTE: (key, position) packed into one int64 value and sorted with np.sort (SIMD)
+        # gives the keys' stable order ~3x faster than a stable argsort.
+        v = ((keys.astype(np.int64) - k0) << bits) | idx
+        v.sort()
+        order = v & ((1 << bits) - 1)
+        s = v >> bits
+    else:
+        order = np.argsort(keys, kind="stable")
+        s = keys[order]
     start = np.ones(n, dtype=bool)
     start[1:] = s[1:] != s[:-1]
     first = np.maximum.accumulate(np.where(start, idx, 0))
@@ -46,7 +55,8 @@ def occurrence(keys: np.ndarray) -> np.ndarray:
 class EventBatch:
     """A batch of events at distinct nodes (see :class:`raysim.api.protocol.BatchEvents`)."""
 
-    __slots__ = ("cause", "fields", "li", "mtype", "node", "src", "tags", "time")
+    __slots__ = ("_tag_at", "_tag_pool", "_tags", "cause", "fields", "li", "mtype", "node",
+                 "src", "time")
 
     def __init__(self, node: np.ndarray, li: np.ndarray, time: np.ndarray) -> None:
         self.node = node
@@ -56,10 +66,31 @@ class EventBatch:
         self.src = np.zeros(0, dtype=np.int64)
         self.mtype = np.zeros(0, dtype=np.int64)
         self.fields: dict[str, np.ndarray] = {}
-        self.tags: list[Any] = []
+        self._tags: list[Any] | None = []
+        self._tag_pool: list[Any] = []
+        self._tag_at = np.zeros(0, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.node)
+
+    @property
+    def tags(self) -> list[Any]:
+        """The timers' tags, one per event (built on first use, see :meth:`tags_from`)."""
+        if self._tags is None:
+            self._tags = list(map(self._tag_pool.__getitem__, self._tag_at.tolist()))
+        return self._tags
+
+    @tags.setter
+    def tags(self, tags: list[Any]) -> None:
+        self._tags = tags
+
+    def tags_from(self, pool: list[Any], at: np.ndarray) -> None:
+        """The tags are ``pool[i] for i in at``.
+
+        NOTE: the list is built only if a handler reads ``tags``: a timer batch holds a tag
+        per node (10^6 at 10^6 nodes) and most protocols keep one timer kind and never look.
+        """
+        self._tags, self._tag_pool, self._tag_at = None, pool, at
 
 
 class BatchShardContext:
@@ -85,6 +116,7 @@ class BatchShardContext:
         self.timer_seq = np.zeros(n_local, dtype=np.int64)
         self.event_seq = np.zeros(n_local, dtype=np.int64)  # each node's next ``seq``
         self._scratch = np.zeros(n_local, dtype=np.int64)  # for :meth:`_occurrence`
+        self._batch_nodes: np.ndarray | None = None  # see :meth:`handling_batch`
         self.handling = np.full(n_local, -1, dtype=np.int64)  # seq of the event being handled
         self.rng_keys = np.array(rng_keys, dtype=np.uint64)
         self.rng_ctr = np.zeros(n_local, dtype=np.int64)
@@ -98,6 +130,19 @@ class BatchShardContext:
         self.obs: list[
             tuple[np.ndarray, np.ndarray, str, ObsValues, np.ndarray, np.ndarray, np.ndarray]
         ] = []
+
+    def handling_batch(self, node: np.ndarray | None) -> None:
+        """The node column of the batch being handled (None after the handler).
+
+        Its nodes are distinct, so calls passing that very array (``ctx.send(ev.node, ...)``)
+        skip the check in :meth:`_occurrence`; the driver makes the column read-only first.
+        """
+        self._batch_nodes = node
+
+    def ranks(self, li: np.ndarray) -> np.ndarray | None:
+        """:func:`occurrence` of local indexes, or None when they are distinct (the driver
+        cuts a window into batches by these ranks)."""
+        return self._occurrence(li)
 
     def _occurrence(self, li: np.ndarray) -> np.ndarray | None:
         """:func:`occurrence` of local indexes, or None when they are distinct.
@@ -133,7 +178,7 @@ class BatchShardContext:
         if n == 0:
             return np.zeros(0, dtype=np.int64)
         li = src - self.lo
-        occ = self._occurrence(li)
+        occ = None if src is self._batch_nodes else self._occurrence(li)
         seq = self._take(self.send_seq, li, occ)
         eseq = self.next_seq(li, occ)
         unknown = set(fields) - set(self.field_names)
@@ -167,7 +212,8 @@ class BatchShardContext:
             return
         when = np.broadcast_to(np.asarray(when, dtype=np.int64), (n,))
         li = node - self.lo
-        tid = self._take(self.timer_seq, li, self._occurrence(li))
+        occ = None if node is self._batch_nodes else self._occurrence(li)
+        tid = self._take(self.timer_seq, li, occ)
         ep = self.epoch[li]
         late = when < self.window_end
         if late.any():
@@ -196,13 +242,14 @@ class BatchShardContext:
         peer_a = np.broadcast_to(_ints(peer, "peer"), (n,))
         ref_a = np.broadcast_to(_ints(ref, "ref"), (n,))
         li = node - self.lo
-        seq = self.next_seq(li, self._occurrence(li))
+        seq = self.next_seq(li, None if node is self._batch_nodes else self._occurrence(li))
         self.obs.append((t, node, name, values, peer_a, ref_a, seq))
 
     def _words(self, node: np.ndarray) -> np.ndarray:
         li = np.asarray(node, dtype=np.int64) - self.lo
-        self.rng_ctr[li] += 1
-        return stream_words(self.rng_keys[li], self.rng_ctr[li])
+        ctr = self.rng_ctr[li] + 1  # (distinct nodes)
+        self.rng_ctr[li] = ctr
+        return stream_words(self.rng_keys[li], ctr)
 
     def random(self, node: Any) -> np.ndarray:
         """One float in [0, 1) per (distinct) node."""

@@ -12,12 +12,13 @@ the same columns as the per-node driver's, so both feed the shard's one logging 
 from __future__ import annotations
 
 import traceback
+from itertools import chain
 from typing import Any
 
 import numpy as np
 
 from raysim.api.protocol import ProtocolSpec
-from raysim.engine.batch import BatchShardContext, EventBatch, occurrence
+from raysim.engine.batch import BatchShardContext, EventBatch
 from raysim.engine.context import node_keys
 from raysim.engine.driver import Obs, Record
 from raysim.engine.order import P_MSG, P_NODE, P_TIMER, Window
@@ -83,7 +84,7 @@ class ColumnarDriver:
             return None
         self.ctx.timers = []
         cols = tuple(np.concatenate([p[i] for p in parts]) for i in range(4))
-        return cols, [t for p in parts for t in p[4]]
+        return cols, list(chain.from_iterable(p[4] for p in parts))
 
     def take_sends(self) -> Messages | None:
         """The window's sends as a batch (type codes index ``message_types``)."""
@@ -127,10 +128,10 @@ class ColumnarDriver:
         m_seq = np.zeros(len(mcols[0]), dtype=np.int64)
         t_seq = np.zeros(len(timers[0]), dtype=np.int64)
         while len(remaining):
-            rank = occurrence(keys[2][remaining])
+            rank = ctx.ranks(keys[2][remaining] - lo)  # None: one event per node
             restart = False
-            for r in range(int(rank.max()) + 1):
-                g = remaining[rank == r]
+            for r in range(1 if rank is None else int(rank.max()) + 1):
+                g = remaining if rank is None else remaining[rank == r]
                 p = keys[1][g]
                 lpos = g[p == P_NODE]  # lifecycle rows sit first, so positions index them
                 if len(lpos):
@@ -169,8 +170,7 @@ class ColumnarDriver:
                         ctx.handling[li] = q
                         ev = EventBatch(node, li, timers[0][tim])
                         ev.cause = timers[2][tim]
-                        tags = timers[4]
-                        ev.tags = [tags[i] for i in tim.tolist()]
+                        ev.tags_from(timers[4], tim)
                         self._call(proto.on_timer, ev, "timers")
                 late = ctx.take_late()
                 if late is not None:
@@ -190,7 +190,8 @@ class ColumnarDriver:
                     )
                     for i in range(5):
                         keys[i] = np.concatenate([keys[i], new_keys[i].astype(np.int64)])
-                    rest = np.concatenate([remaining[rank > r], np.arange(start, start + n_new)])
+                    later = remaining[:0] if rank is None else remaining[rank > r]
+                    rest = np.concatenate([later, np.arange(start, start + n_new)])
                     sub = np.lexsort(tuple(k[rest] for k in reversed(keys)))
                     remaining = rest[sub]
                     restart = True
@@ -216,6 +217,8 @@ class ColumnarDriver:
 
     def _call(self, handler: Any, ev: EventBatch, what: str) -> None:
         """Call a handler; an exception becomes a ProtocolError."""
+        ev.node.flags.writeable = False  # one event per node: see BatchShardContext.handling_batch
+        self.ctx.handling_batch(ev.node)
         try:
             handler(self.ctx, ev)
         except Exception:
@@ -226,6 +229,8 @@ class ColumnarDriver:
                 f"a batch of {len(ev)} {what} (first at node {int(ev.node[0])})",
                 traceback.format_exc(),
             ) from None
+        finally:
+            self.ctx.handling_batch(None)
 
     def _lifecycle(
         self, time: np.ndarray, node: np.ndarray, kind: np.ndarray, arg: np.ndarray

@@ -56,20 +56,41 @@ def _sort(
     k2: np.ndarray,
     copies: bool,
 ) -> np.ndarray:
-    """``np.lexsort((k2, k1, node, prio, time))``, with fewer keys where that is the same.
+    """``np.lexsort((k2, k1, node, prio, time))``, computed faster where that is the same.
 
-    NOTE: (time, prio, node) are packed into one int64 key when their ranges fit (the same
-    order: equal packed keys mean equal triples, and lexsort is stable), and ``k2`` (the
-    copy number) is left out when no copy is a duplicate: two keys sort a third faster.
+    NOTE: (time, prio, node) are packed into one int64 key when their ranges fit (equal
+    packed keys mean equal triples), and the packed key and each row's position into one
+    int64 *value*, sorted with ``np.sort`` (SIMD-vectorised, ~2x faster than an argsort):
+    the low bits then give the stable order of the packed key. Only the rows whose packed
+    key is shared (a node with two events at one tick: a few per cent of a window) are put
+    in lexsort's order by (k1, k2, position) afterwards. The permutation is lexsort's,
+    element for element (``k2``, the copy number, matters only when some copy is a
+    duplicate), at ~4x its speed.
     """
-    if not len(time):
+    n = len(time)
+    if not n:
         return np.zeros(0, dtype=np.int64)
     t0, n0 = int(time.min()), int(node.min())
     t_span, n_span = int(time.max()) - t0 + 1, int(node.max()) - n0 + 1
-    if t_span * 3 * n_span >= 1 << 62:
+    bits = n.bit_length()
+    if (t_span * 3 * n_span) << bits >= 1 << 62:
         return np.lexsort((k2, k1, node, prio, time))
     packed = ((time - t0) * 3 + prio) * n_span + (node - n0)
-    return np.lexsort((k2, k1, packed) if copies else (k1, packed))
+    v = (packed << bits) | np.arange(n, dtype=np.int64)
+    v.sort()
+    order = v & ((1 << bits) - 1)
+    s = v >> bits  # the packed keys, sorted
+    eq = s[1:] == s[:-1]
+    if not eq.any():
+        return order
+    tie = np.zeros(n, dtype=bool)
+    tie[1:] = eq
+    tie[:-1] |= eq
+    pos = np.flatnonzero(tie)  # runs of equal packed keys, in sorted order
+    sub = order[pos]  # increasing within each run
+    keys = (sub, k2[sub], k1[sub], s[pos]) if copies else (sub, k1[sub], s[pos])
+    order[pos] = sub[np.lexsort(keys)]
+    return order
 
 
 def order_window(

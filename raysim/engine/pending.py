@@ -22,6 +22,19 @@ def _packable(c: np.ndarray) -> bool:
     return c.ndim == 1 and (k in "ib" or (k == "u" and c.dtype.itemsize < 8))
 
 
+def _stable_order(t: np.ndarray) -> np.ndarray:
+    """``np.argsort(t, kind="stable")``.
+
+    NOTE: a batch's times nearly always span less than 2^16 ticks (a window's sends, a
+    few delays long); shifted into uint16 they sort by numpy's radix sort, the same stable
+    order ~3x faster than the int64 sort.
+    """
+    t0 = int(t.min())
+    if int(t.max()) - t0 < 1 << 16:
+        return np.argsort((t - t0).astype(np.uint16), kind="stable")
+    return np.argsort(t, kind="stable")
+
+
 class _Chunk:
     """One batch: its integer and boolean columns packed as the rows of one int64 block
     (so slicing a chunk is one numpy operation, not one per column), the other columns
@@ -88,10 +101,10 @@ class Pending:
             return
         t = cols[0]
         if len(t) > 1 and np.any(t[1:] < t[:-1]):
-            order = np.argsort(t, kind="stable")
+            order = _stable_order(t)
             cols = tuple(c[order] for c in cols)
             if objs:
-                objs = [objs[i] for i in order.tolist()]
+                objs = list(map(objs.__getitem__, order.tolist()))
         self._seq += 1
         heapq.heappush(self._heap, (int(cols[0][0]), self._seq, _Chunk(cols, objs)))
 

@@ -63,9 +63,15 @@ class Messages:
     def __len__(self) -> int:
         return len(self.time)
 
-    def select(self, idx: np.ndarray) -> Messages:
-        """The messages at positions ``idx`` (an index array), in that order."""
+    def select(self, idx: np.ndarray | None) -> Messages:
+        """The messages at positions ``idx`` (an index array), in that order; all of them
+        (sharing this batch's columns, which are never written in place) if None."""
         pl = self.payload
+        if idx is None:
+            return Messages(
+                self.time, self.src, self.dst, self.msg_id, self.type_idx, self.type_names,
+                list(pl), self.copy, self.corrupt, self.fields, clock=self.clock,
+            )
         return Messages(
             self.time[idx],
             self.src[idx],
@@ -183,10 +189,14 @@ class Router:
         self.stats.lost += int(lost.sum())
         self.stats.partitioned += int(cut.sum())
 
-        keep = np.flatnonzero(ok)
-        deliv = out.select(keep)
-        deliv.time = t[keep] + d0[keep]
-        deliv.copy = np.zeros(len(keep), dtype=np.int8)
+        if ok.all():  # NOTE: nothing cut or lost (the common case): no gather of every column
+            deliv = out.select(None)
+            deliv.time = t + d0
+        else:
+            keep = np.flatnonzero(ok)
+            deliv = out.select(keep)
+            deliv.time = t[keep] + d0[keep]
+        deliv.copy = np.zeros(len(deliv), dtype=np.int8)
         if dup.any():
             di = np.flatnonzero(dup)
             ones = np.ones(len(di), dtype=np.int64)

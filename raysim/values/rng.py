@@ -51,12 +51,20 @@ def derive(*parts: int) -> int:
 
 def mix64_array(x: np.ndarray) -> np.ndarray:
     """Vectorised SplitMix64 finaliser over a ``uint64`` array (wrapping arithmetic)."""
-    x = x.astype(np.uint64, copy=True)
-    x ^= x >> np.uint64(30)
+    return mix64_inplace(x.astype(np.uint64, copy=True))
+
+
+def mix64_inplace(x: np.ndarray) -> np.ndarray:
+    """:func:`mix64_array` overwriting ``x`` (a ``uint64`` array), which it returns."""
+    t = np.empty_like(x)  # NOTE: one scratch array for the three shifts, not three
+    np.right_shift(x, np.uint64(30), out=t)
+    x ^= t
     x *= np.uint64(_C1)
-    x ^= x >> np.uint64(27)
+    np.right_shift(x, np.uint64(27), out=t)
+    x ^= t
     x *= np.uint64(_C2)
-    x ^= x >> np.uint64(31)
+    np.right_shift(x, np.uint64(31), out=t)
+    x ^= t
     return x
 
 
@@ -66,11 +74,23 @@ def uniform_array(key: int, *ids: np.ndarray) -> np.ndarray:
     The ids are combined element-wise, so the same (key, ids) always yields the same value
     whatever the array's length, order or the process computing it.
     """
+    # NOTE: h = mix(h ^ mix(id + GOLDEN)) for each id in turn, from h = key, computed in
+    # place; an id column holding one value throughout (the router's copy numbers, nearly
+    # always 0) is mixed once as a Python int. The same words as the plain formula.
+    h: np.ndarray | None = None
     with np.errstate(over="ignore"):
-        h = np.full(ids[0].shape, np.uint64(key & MASK64), dtype=np.uint64)
         for a in ids:
-            h = mix64_array(h ^ mix64_array(a.astype(np.uint64) + np.uint64(GOLDEN)))
-    return (h >> np.uint64(11)).astype(np.float64) * _INV_2_53
+            if h is not None and len(a) and bool((a == a[0]).all()):
+                h ^= np.uint64(mix64(int(a[0]) + GOLDEN))
+            else:
+                x = a.astype(np.uint64)
+                x += np.uint64(GOLDEN)
+                mix64_inplace(x)
+                x ^= np.uint64(key & MASK64) if h is None else h
+                h = x
+            mix64_inplace(h)
+    assert h is not None, "uniform_array needs at least one id column"
+    return words_to_unit(h)
 
 
 class NodeRng:
@@ -152,8 +172,10 @@ def stream_words(keys: np.ndarray, counters: np.ndarray) -> np.ndarray:
     Bit-identical to calling :meth:`NodeRng.next_u64` ``counters[i]`` times.
     """
     with np.errstate(over="ignore"):
-        x = keys.astype(np.uint64) + counters.astype(np.uint64) * np.uint64(GOLDEN)
-    return mix64_array(x)
+        x = counters.astype(np.uint64)
+        x *= np.uint64(GOLDEN)
+        x += keys.astype(np.uint64, copy=False)
+    return mix64_inplace(x)
 
 
 def words_to_unit(w: np.ndarray) -> np.ndarray:
