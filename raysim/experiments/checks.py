@@ -5,7 +5,9 @@ A protocol declares ``checks`` (names) and ``safety(params, events)`` (see
 whose log is complete (``log.level = "all"``), the runner reads the run's event files with
 pyarrow, hands the protocol every column as a numpy array in canonical order (time, node,
 then ``seq`` where the log has it, then the remaining canonical columns, so the order is
-total), and counts what ``safety`` yields:
+total), and counts what ``safety`` yields. Only the rows of the protocol's ``log_kinds``
+are read, and each column when the check first looks it up (:class:`EventColumns`), so
+the checks cost what they read:
 
 - ``metric.violations`` (all checks) and ``metric.violations.<check>`` (each declared
   check, 0 when it held) in the run row;
