@@ -221,6 +221,9 @@ def measure(
 ) -> dict[str, Any]:
     """Run one configuration with its full event log and report its speed.
 
+    ``checks_s`` and ``checks_cpu_s`` are the share of ``wall_s`` and ``cpu_s`` spent in
+    the end-of-run safety checks (reading the log back and checking it).
+
     The ``causality`` workload's lines also give ``rows_per_s`` (rows logged per second),
     ``rows_per_cpu_s`` (over ``cpu_s``, this process's CPU time: the local backend runs
     everything here, and on a shared machine CPU time is what compares) and
@@ -260,6 +263,8 @@ def measure(
         "events_logged": row["events_logged"],
         "wall_s": round(wall, 3),
         "cpu_s": round(cpu, 3),  # this process's threads: the simulation and its log writer
+        "checks_s": round(res.checks_seconds, 3),  # the end-of-run checks, part of wall_s
+        "checks_cpu_s": round(res.checks_cpu_seconds, 3),  # and part of cpu_s
         "windows": windows,
         "cores": os.cpu_count() or 1,
         "delivered_per_s": round(row["delivered"] / wall),

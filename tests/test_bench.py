@@ -22,6 +22,8 @@ def test_measure_reports_consistent_counts() -> None:
         <= 0.01 * line["delivered_per_s"] + 1
     )
     assert line["rounds"] > 1 and line["peak_rss_mib"] > 0
+    assert 0 < line["checks_s"] < line["wall_s"]  # gossip has checks; they are part of the run
+    assert 0 < line["checks_cpu_s"] < line["cpu_s"]
     json.dumps(line)
 
 

@@ -229,7 +229,9 @@ class Contract:
         ``events`` maps every column of the log (``time``, ``kind``, ``node``, ``peer``,
         ``msg_id``, ``msg_type``, ``name``, ``value``, … whatever the schema has) to a
         numpy array, rows in canonical order (time, node, then the node's event sequence
-        where the log has one); string columns are object arrays (None where null). It is
+        where the log has one); string columns are object arrays (None where null). The
+        runner's mapping reads a column from disk when it is first looked up, so a check
+        pays only for the columns it reads (:attr:`log_columns` bounds them). It is
         called once, after the run, only when :attr:`checks` is not empty and the run was
         logged with ``log.level = "all"``. Each :class:`Violation` must name one of
         :attr:`checks`. The default finds nothing.

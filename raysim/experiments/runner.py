@@ -57,6 +57,8 @@ class RunResult:
     metrics: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     violations: list[Violation] = field(default_factory=list)
+    checks_seconds: float = 0.0  # wall time of the end-of-run checks (not in the row)
+    checks_cpu_seconds: float = 0.0  # and this process's CPU time in them
 
 
 @cache
@@ -280,12 +282,14 @@ def run(
     stats = summarize(spec, raw)
     params = proto.make_params(cfg.protocol)
     metrics = {k: float(v) for k, v in proto.cls.metrics(params, stats).items()}
+    c0, cpu0 = time.perf_counter(), time.process_time()
     try:
         safety = run_checks(proto, params, log_dir, cfg.log.level, spec.n_nodes)
     except BaseException:
         if staging is not None:
             staging.discard()
         raise
+    checks_s, checks_cpu = time.perf_counter() - c0, time.process_time() - cpu0
     if staging is not None:
         _publish(staging, final)
     status, error = _verdict(safety, strict)
@@ -299,7 +303,8 @@ def run(
     if write_row:
         append_run_row(results, row)
     return RunResult(run_id, status, row, final if log_dir is not None else None, metrics,
-                     error=error, violations=safety.first)
+                     error=error, violations=safety.first, checks_seconds=checks_s,
+                     checks_cpu_seconds=checks_cpu)
 
 
 def _protocol(cfg: ExperimentConfig, strict: bool) -> ProtocolSpec:
