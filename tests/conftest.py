@@ -15,6 +15,11 @@ from raysim.experiments.runner import RunResult, run
 from raysim.log.schema import CANONICAL_SORT
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# Under pytest-xdist each worker starts its own Ray: each gets its own temp dir.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["RAYSIM_TEST_RAY_TMP"] = (
+        os.environ.get("RAYSIM_TEST_RAY_TMP", "/tmp/raysim-test-ray")
+        + "-" + os.environ["PYTEST_XDIST_WORKER"])
 
 # The README run (tests/readme_support.py) is shared by the README, notebook and report
 # screenshot tests: registered here, once, so that it runs once per session.
@@ -111,3 +116,26 @@ def execute_notebook(path: Path, results: Path, monkeypatch: pytest.MonkeyPatch)
     text = "".join(o.get("text", "") for o in outputs)
     figures = [o for o in outputs if "application/vnd.plotly.v1+json" in o.get("data", {})]
     return text, len(figures)
+
+
+
+# Under pytest-xdist (`-n 2`, pyproject.toml) tests are handed out a file at a time, so that a
+# module fixture runs once; the README run is shared by two files, which go to one worker.
+_README_FILES = ("test_readme.py", "test_report_screens.py")
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist's scope scheduler, a scope being a test file (the README's two files one)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByFile(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "readme" if Path(path).name in _README_FILES else path
+
+    return ByFile(config, log)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The README's files first: the longest scope starts first, not last."""
+    items.sort(key=lambda item: item.path.name not in _README_FILES)
