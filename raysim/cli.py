@@ -123,14 +123,16 @@ def _earlier_backend(results: Path, run_id: str) -> str | None:
     runs = results / "runs.parquet"
     if not runs.is_file():
         return None
-    import pandas as pd
+    import pyarrow.parquet as pq  # NOTE: not pandas, nor pq.read_table (it imports pandas)
 
     try:
-        df = pd.read_parquet(runs, columns=["run_id", "status", "backend"])
+        table = pq.ParquetFile(runs).read(columns=["run_id", "status", "backend"])
     except Exception:
         return None  # the runner reports an unusable runs table with its one clear line
-    hit = df[(df["run_id"] == run_id) & (df["status"] == "ok")]
-    return None if hit.empty else str(hit["backend"].iloc[-1])
+    rows = zip(*(table.column(c).to_pylist() for c in ("run_id", "status", "backend")),
+               strict=True)
+    hits = [str(backend) for rid, status, backend in rows if rid == run_id and status == "ok"]
+    return hits[-1] if hits else None
 
 
 class _RunBar:

@@ -7,17 +7,21 @@ already) and looks at ``sys.modules`` there. No timing is asserted: the figures 
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from raysim.api.protocol import registered
-from raysim.log.arrays import numeric, strings
+from raysim.experiments.results import append_run_row, merge_rows, row_table
+from raysim.log.arrays import numeric, strings, to_numpy
 from raysim.protocols import BUILTIN, FAMILIES, aliases, available, load_all, lookup
 
 EXPERIMENT = """\
@@ -86,6 +90,7 @@ def test_a_local_run_imports_no_ray_and_one_protocol_family(tmp_path: Path) -> N
     assert (tmp_path / "res" / "tiny" / "runs.parquet").is_file()
     assert "ray" not in got["heavy"] and "plotly" not in got["heavy"]
     assert "tqdm" not in got["heavy"]  # stderr is not a terminal: no bar, no tqdm
+    assert "pandas" not in got["heavy"]  # the checks and runs.parquet are Arrow only
     assert got["families"] == ["gossip"]
 
 
@@ -170,3 +175,57 @@ def test_the_startup_workload_reports_its_parts() -> None:
     assert line["windows"] > 1 and line["nodes"] == 50
     assert "ray" not in line["loaded"] and "plotly" not in line["loaded"]
     json.dumps(line)
+
+
+@pytest.mark.parametrize("typ", [pa.int64(), pa.int32(), pa.uint8(), pa.float64(),
+                                 pa.float32(), pa.bool_()])
+def test_to_numpy_equals_pyarrows(typ: pa.DataType) -> None:
+    rng = np.random.default_rng(11)
+    values = [None if rng.random() < 0.3 else int(v) for v in rng.integers(0, 2, size=37)]
+    for vals in (values, [v if v is not None else 1 for v in values], [], [None] * 5):
+        arr = pa.array(vals, pa.int64()).cast(typ)
+        for a in (arr, arr.slice(3), arr.slice(5, 20)):
+            got, want = to_numpy(a), a.to_numpy(zero_copy_only=False)
+            assert got.dtype == want.dtype, (typ, vals)
+            np.testing.assert_array_equal(got, want)
+
+
+def _pandas_runs(rows: list[dict]) -> pd.DataFrame:
+    """The runs table as ``append_run_row`` wrote it with pandas (before 2026-12-02)."""
+    table: pd.DataFrame | None = None
+    for row in rows:
+        new = pd.DataFrame([row])
+        if table is not None:
+            old = table[table["run_id"] != row["run_id"]]
+            frames = [f for f in (old, new) if len(f)]
+            new = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        buf = io.BytesIO()
+        new.to_parquet(buf, index=False)
+        table = pd.read_parquet(io.BytesIO(buf.getvalue()))
+    assert table is not None
+    return table
+
+
+def test_the_arrow_runs_writer_gives_the_table_pandas_gave(tmp_path: Path) -> None:
+    rows = [
+        {"run_id": "a", "seed": 1, "x": 0.5, "nan": float("nan"), "none": None, "ok": True,
+         "status": "ok", "metric.m": 3},
+        {"run_id": "b", "seed": np.int64(2), "x": np.float64(1.5), "nan": 2.0, "none": None,
+         "ok": False, "status": "failed", "metric.m": 0.25, "error": "boom"},
+        {"run_id": "a", "seed": 3, "x": 2.5, "status": "ok", "later": "new column"},
+        {"run_id": "c", "seed": 4, "x": float("nan"), "none": "now a string", "ok": True,
+         "status": "ok", "metric.m": 7},
+    ]
+    for row in rows:
+        append_run_row(tmp_path, row)
+    want = _pandas_runs(rows)
+    got = pd.read_parquet(tmp_path / "runs.parquet")
+    pd.testing.assert_frame_equal(got, want)
+    # and Arrow types for Arrow readers: pandas' writer's, but for its schema metadata
+    buf = io.BytesIO()
+    want.to_parquet(buf, index=False)
+    arrow_want = pq.read_schema(io.BytesIO(buf.getvalue())).remove_metadata()
+    assert pq.read_schema(tmp_path / "runs.parquet") == arrow_want
+    assert row_table(rows[:1]).schema == pa.Schema.from_pandas(
+        pd.DataFrame(rows[:1]), preserve_index=False).remove_metadata()
+    assert merge_rows(None, rows[:2]).num_rows == 2

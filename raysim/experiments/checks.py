@@ -33,10 +33,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from raysim.api.protocol import Contract, ProtocolSpec, Violation
+from raysim.log.arrays import numeric, to_numpy
 from raysim.log.schema import CANONICAL_SORT, EVENT_SCHEMA
 
 KEEP = 10  # violations kept in the run row for the report
@@ -146,7 +146,8 @@ class EventColumns(Mapping[str, np.ndarray]):
                         mask = _is_in(kind.combine_chunks(), keep)
                     k = n if mask is None else int(np.count_nonzero(mask))
                     if k:  # NOTE: a row group without a wanted kind is never read again
-                        self._groups.append((i, g, None if k == n else pa.array(mask), k))
+                        rows = None if k == n or mask is None else numeric(mask)
+                        self._groups.append((i, g, rows, k))
         if not self._parts:
             self._types = {f.name: f.type for f in EVENT_SCHEMA if f.name not in _SKIP}
         self._rows = sum(k for *_, k in self._groups)
@@ -257,8 +258,15 @@ def _is_in(kind: pa.Array, keep: set[str]) -> np.ndarray:
     if not pa.types.is_dictionary(kind.type):
         kind = kind.dictionary_encode()
     lut = np.array([t in keep for t in kind.dictionary.to_pylist()] + [False])
-    idx = pc.fill_null(kind.indices, len(lut) - 1).to_numpy(zero_copy_only=False)
-    return lut[idx]
+    return lut[_codes(kind.indices, len(lut) - 1)]
+
+
+def _codes(indices: pa.Array, null: int) -> np.ndarray:
+    """A dictionary's indices as an int array, ``null`` where one is null."""
+    codes = to_numpy(indices)
+    if indices.null_count:
+        codes = np.nan_to_num(codes, nan=null).astype(np.int64)
+    return codes
 
 
 class _Sink:
@@ -293,11 +301,9 @@ class _Sink:
             # -1 stands for null until the number of texts is known
             lut = np.array([self.index.setdefault(t, len(self.index)) if t is not None else -1
                             for t in chunk.dictionary.to_pylist()] + [-1], dtype=np.int32)
-            idx = pc.fill_null(chunk.indices, len(lut) - 1).to_numpy(zero_copy_only=False)
-            self.out[self.at:end] = lut[idx]
+            self.out[self.at:end] = lut[_codes(chunk.indices, len(lut) - 1)]
         else:
-            values = (chunk if chunk.type == self.typ else chunk.cast(self.typ)).to_numpy(
-                zero_copy_only=False)
+            values = to_numpy(chunk if chunk.type == self.typ else chunk.cast(self.typ))
             if values.dtype != self.out.dtype:  # nulls in an integer column
                 self.out = self.out.astype(np.result_type(self.out, values))
             self.out[self.at:end] = values
@@ -311,15 +317,14 @@ class _Sink:
             self.texts = np.array([*self.index, None], dtype=object)
         if self.out is not None:
             return self.out
-        col = pa.concat_arrays(self.chunks) if self.chunks else pa.array([], self.typ)
+        col = pa.concat_arrays(self.chunks) if self.chunks else pa.nulls(0, self.typ)
         if pa.types.is_dictionary(col.type):
             col = col.cast(col.type.value_type)
         if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
             return np.array(col.to_pylist(), dtype=object)
         if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-            return col.to_numpy(zero_copy_only=False).astype(object, copy=False)
-        out: np.ndarray = col.to_numpy(zero_copy_only=False)
-        return out
+            return np.array(col.to_pylist(), dtype=object)
+        return to_numpy(col)
 
 
 def _sort_unique(cols: list[np.ndarray]) -> np.ndarray | None:

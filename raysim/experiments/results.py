@@ -19,7 +19,6 @@ written after its events), and readers join events to that table.
 from __future__ import annotations
 
 import fcntl
-import io
 import json
 import os
 import re
@@ -38,6 +37,7 @@ from raysim.errors import ConfigError
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 RUNS = "runs.parquet"
 EVENTS = "events"
@@ -173,16 +173,67 @@ def remove_torn_temporaries(loc: Location) -> int:
     return removed
 
 
-def merge_rows(old: pd.DataFrame | None, rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """``old`` with ``rows`` added, replacing any old row of the same run_id."""
-    import pandas as pd
+def row_table(rows: list[dict[str, Any]]) -> pa.Table:
+    """``rows`` as an Arrow table with the types pandas' writer gives them.
 
-    new = pd.DataFrame(rows)
-    if old is None or not len(old):
+    Columns are the union of the rows' keys in order of first appearance (a row without
+    a key has a null there); an int is int64, a float double (NaN stored as null, as
+    ``DataFrame.to_parquet`` stores it), a str large_string (pandas 3's ``str``), a bool
+    bool, an all-None column Arrow's null type; an int column with a float in it is a
+    double column. Built from buffers (:mod:`raysim.log.arrays`): no pandas import.
+    """
+    import pyarrow as pa
+
+    return concat_runs([
+        pa.Table.from_arrays([_cell(v) for v in r.values()], names=list(r)) for r in rows])
+
+
+def _cell(v: Any) -> pa.Array:
+    """A one-row Arrow array of one runs-table value (see :func:`row_table`)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from raysim.log.arrays import numeric, strings
+
+    if v is None:
+        return pa.nulls(1)
+    if isinstance(v, bool | np.bool_):
+        return numeric(np.array([v], np.bool_))
+    if isinstance(v, int | np.integer):
+        return numeric(np.array([v], np.int64))
+    if isinstance(v, float | np.floating):
+        return numeric(np.array([v], np.float64), mask=np.array([v != v]))
+    if isinstance(v, str):
+        return strings([v]).cast(pa.large_string())
+    return pa.array([v])  # anything else: as pandas hands it to pyarrow
+
+
+def concat_runs(tables: list[pa.Table]) -> pa.Table:
+    """Tables of runs one after another, columns unified as pandas' ``concat`` unifies them
+    (int and double give double, a null column takes the other's type); no schema metadata,
+    so a pandas reader gets a plain RangeIndex, as from a table pandas wrote."""
+    import pyarrow as pa
+
+    table = tables[0] if len(tables) == 1 else pa.concat_tables(
+        tables, promote_options="permissive")
+    return table.replace_schema_metadata(None)
+
+
+def merge_rows(old: pa.Table | None, rows: list[dict[str, Any]]) -> pa.Table:
+    """``old`` with ``rows`` added, replacing any old row of the same run_id."""
+    new = row_table(rows)
+    if old is None or not old.num_rows:
         return new
-    old = old[~old["run_id"].isin(new["run_id"])]
-    frames = [f for f in (old, new) if len(f)]
-    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    import numpy as np
+
+    from raysim.log.arrays import numeric
+
+    replaced = {r["run_id"] for r in rows}
+    keep = np.array([rid not in replaced for rid in old.column("run_id").to_pylist()])
+    if not keep.any():
+        return new
+    kept = old if keep.all() else old.filter(numeric(keep))
+    return concat_runs([kept, new])
 
 
 def append_rows(loc: Location, rows: list[dict[str, Any]]) -> None:
@@ -195,13 +246,15 @@ def append_rows(loc: Location, rows: list[dict[str, Any]]) -> None:
             append_run_row(loc.local, row)
         return
     loc.fs.create_dir(loc.path, recursive=True)
-    table = merge_rows(read_runs(loc), rows)
+    runs = loc.child(RUNS)
+    old = None
+    if runs.exists():
+        with loc.fs.open_input_file(runs.path) as f:
+            old = pq.ParquetFile(f).read()
+    table = merge_rows(old, rows)
     tmp = loc.child(f".runs-{uuid.uuid4().hex}.parquet")
-    buf = io.BytesIO()
-    table.to_parquet(buf, index=False)
-    with loc.fs.open_output_stream(tmp.path) as f:
-        f.write(buf.getvalue())
-    loc.fs.move(tmp.path, loc.child(RUNS).path)
+    pq.write_table(table, tmp.path, filesystem=loc.fs)
+    loc.fs.move(tmp.path, runs.path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,17 +368,15 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def append_run_row(results: Path, row: dict[str, Any]) -> None:
-    """Add (or replace, by run_id) one row of ``runs.parquet``, atomically."""
-    import pandas as pd  # NOTE: here, not at the top: validating a config needs no pandas
+    """Add (or replace, by run_id) one row of ``runs.parquet``, atomically.
 
+    Arrow only (no pandas: a small run does not pay its import); the columns' types are
+    the ones pandas' ``DataFrame([row]).to_parquet`` gave them (:func:`row_table`).
+    """
     path = results / "runs.parquet"
     with _locked(path):
-        new = pd.DataFrame([row])
-        if path.exists():
-            old = pd.read_parquet(path)
-            old = old[old["run_id"] != row["run_id"]]
-            frames = [f for f in (old, new) if len(f)]
-            new = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        # NOTE: ParquetFile, not pq.read_table, which goes through pyarrow.dataset and pandas
+        old = pq.ParquetFile(path).read() if path.exists() else None
         tmp = path.with_name(f".runs-{uuid.uuid4().hex}.parquet")
-        new.to_parquet(tmp, index=False)
+        pq.write_table(merge_rows(old, [row]), tmp)
         os.replace(tmp, path)

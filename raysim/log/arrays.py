@@ -51,3 +51,37 @@ def strings(values: Sequence[str | None]) -> pa.Array:
     return pa.Array.from_buffers(
         pa.string(), len(values), [_validity(mask), pa.py_buffer(offsets), data]
     )
+
+
+def _bits(buf: pa.Buffer, offset: int, n: int) -> np.ndarray:
+    """Bits ``offset`` … ``offset + n`` of an Arrow bitmap, as a bool array."""
+    return np.unpackbits(np.frombuffer(buf, np.uint8), bitorder="little")[offset:offset + n] \
+        .astype(np.bool_)
+
+
+def to_numpy(arr: pa.Array) -> np.ndarray:
+    """``arr.to_numpy(zero_copy_only=False)`` for a number or boolean array, from its buffers.
+
+    The same values and dtype as pyarrow gives (an integer array with nulls is float64 with
+    NaN, a boolean one with nulls is an object array with None), without pyarrow's pandas
+    shim, which ``to_numpy`` asks even when no copy is needed. Other types go to pyarrow.
+    """
+    typ, n, off = arr.type, len(arr), arr.offset
+    if not (pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_boolean(typ)):
+        return arr.to_numpy(zero_copy_only=False)
+    validity, data = arr.buffers()[:2]
+    if pa.types.is_boolean(typ):
+        values = _bits(data, off, n) if n else np.zeros(0, np.bool_)
+    else:
+        values = np.frombuffer(data, typ.to_pandas_dtype(), count=off + n)[off:] if n \
+            else np.zeros(0, typ.to_pandas_dtype())
+    if not arr.null_count:
+        return values
+    null = ~_bits(validity, off, n)
+    if pa.types.is_boolean(typ):
+        out = values.astype(object)
+        out[null] = None
+        return out
+    out = values.astype(np.float64) if values.dtype.kind in "iu" else values.copy()
+    out[null] = np.nan
+    return out
