@@ -118,7 +118,6 @@ def execute_notebook(path: Path, results: Path, monkeypatch: pytest.MonkeyPatch)
     return text, len(figures)
 
 
-
 # Under pytest-xdist (`-n 2`, pyproject.toml) tests are handed out a file at a time, so that a
 # module fixture runs once; the README run is shared by two files, which go to one worker.
 _README_FILES = ("test_readme.py", "test_report_screens.py")

@@ -30,14 +30,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from raysim.errors import ConfigError
+from raysim.log.arrays import numeric, strings
 
 if TYPE_CHECKING:
     import pandas as pd
-    import pyarrow as pa
 
 RUNS = "runs.parquet"
 EVENTS = "events"
@@ -182,19 +184,12 @@ def row_table(rows: list[dict[str, Any]]) -> pa.Table:
     bool, an all-None column Arrow's null type; an int column with a float in it is a
     double column. Built from buffers (:mod:`raysim.log.arrays`): no pandas import.
     """
-    import pyarrow as pa
-
     return concat_runs([
         pa.Table.from_arrays([_cell(v) for v in r.values()], names=list(r)) for r in rows])
 
 
 def _cell(v: Any) -> pa.Array:
     """A one-row Arrow array of one runs-table value (see :func:`row_table`)."""
-    import numpy as np
-    import pyarrow as pa
-
-    from raysim.log.arrays import numeric, strings
-
     if v is None:
         return pa.nulls(1)
     if isinstance(v, bool | np.bool_):
@@ -212,8 +207,6 @@ def concat_runs(tables: list[pa.Table]) -> pa.Table:
     """Tables of runs one after another, columns unified as pandas' ``concat`` unifies them
     (int and double give double, a null column takes the other's type); no schema metadata,
     so a pandas reader gets a plain RangeIndex, as from a table pandas wrote."""
-    import pyarrow as pa
-
     table = tables[0] if len(tables) == 1 else pa.concat_tables(
         tables, promote_options="permissive")
     return table.replace_schema_metadata(None)
@@ -224,10 +217,6 @@ def merge_rows(old: pa.Table | None, rows: list[dict[str, Any]]) -> pa.Table:
     new = row_table(rows)
     if old is None or not old.num_rows:
         return new
-    import numpy as np
-
-    from raysim.log.arrays import numeric
-
     replaced = {r["run_id"] for r in rows}
     keep = np.array([rid not in replaced for rid in old.column("run_id").to_pylist()])
     if not keep.any():
