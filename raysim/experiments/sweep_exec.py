@@ -18,8 +18,13 @@ rename. A sweep killed at any moment (Ctrl-C, ``kill -9``, a dead worker) theref
 complete runs and hidden leftovers only; the next sweep removes the leftovers of the runs
 it is about to rerun (it holds ``.sweep.lock`` so no other sweep is running them).
 
-*Ctrl-C* cancels the tasks in flight (they clean their staging folders), records nothing
-for them, and returns a summary with ``interrupted=True``.
+*Ctrl-C* stops the runs in flight, records nothing for them, and returns a summary with
+``interrupted=True``. On a Ray the sweep started itself, it stops that Ray (its workers die
+with their runs) and removes the runs' staging folders once their owners are gone; on a
+cluster it joined, it cancels the tasks (they clean their staging folders). NOTE: not
+``ray.cancel`` on a Ray of our own: in Ray 2.60 a cancel that races with the task's own
+completion aborts the driver ("Tried to complete task that was not pending",
+ray-project/ray#54846), which under load turned about one Ctrl-C in five into exit code 1.
 """
 
 from __future__ import annotations
@@ -54,7 +59,7 @@ from raysim.experiments.results import (
     remove_tree,
     write_text,
 )
-from raysim.runtime.staging import remove_dead
+from raysim.runtime.staging import remove_dead, remove_when_dead
 
 if TYPE_CHECKING:
     from raysim.experiments.config import ExperimentConfig
@@ -309,10 +314,10 @@ def _drive(
 
     started_here = not ray.is_initialized()
     ensure_ray(address)
+    pending: dict[Any, PlannedRun] = {}
     try:
         limit = max_parallel or max(1, int(ray.cluster_resources().get("CPU", 1)))
         task = ray.remote(num_cpus=1, max_retries=2, scheduling_strategy="SPREAD")(execute)
-        pending: dict[Any, PlannedRun] = {}
         envs: dict[tuple[str, tuple[str, ...]], dict[str, Any] | None] = {}
         queue = iter(todo)
         bar = tqdm(total=summary.total, initial=summary.skipped, desc=summary.experiment,
@@ -339,12 +344,16 @@ def _drive(
                     bar.set_postfix(ok=summary.ok, failed=len(summary.failed), refresh=False)
         except KeyboardInterrupt:
             summary.interrupted = True
-            _cancel(pending, loc, summary)
+            if not started_here:  # our own Ray is stopped below, its workers with it
+                _cancel(pending, loc, summary)
         finally:
             bar.close()
     finally:
         if started_here:
             ray.shutdown()
+            if summary.interrupted and pending and loc.local is not None:
+                remove_when_dead(loc.local / EVENTS, {r.run_id for r in pending.values()},
+                                 CANCEL_GRACE_S)
 
 
 def _task_env(cfg: ExperimentConfig) -> dict[str, Any] | None:

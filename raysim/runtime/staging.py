@@ -109,3 +109,22 @@ def _remove_if_unlocked(path: Path) -> bool:
         return True
     finally:
         os.close(fd)
+
+
+def remove_when_dead(events: Path, run_ids: set[str], timeout: float) -> bool:
+    """Remove the staging folders of ``run_ids`` under ``events`` as their owners die (a
+    killed worker releases its lock when its process ends); True if none is left within
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        remove_dead(events)
+        try:
+            left = [p for p in events.iterdir()
+                    if (m := STAGING.match(p.name)) and m.group(1) in run_ids]
+        except OSError:
+            return True
+        if not left:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
