@@ -8,6 +8,7 @@ logs row for row, the run rows' counts and metrics, and the errors a failing han
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from raysim.engine import compiled
 from raysim.engine.pending import Pending
 from raysim.experiments.config import ExperimentConfig, load, validate
 from raysim.experiments.runner import run
+from raysim.values.rng import NodeRng
 
 from .conftest import canonical, make_config
 from .test_determinism import FAULTY
@@ -117,7 +119,22 @@ class _Timers(Protocol):
     def on_message(self, ctx: Context, src: int, msg: Any) -> None:
         if msg[1] % 7 == 0:
             ctx.send(src, ("back", msg[1] + 1))
+        if msg[1] % 5 == 0:  # numpy ints as a destination and a delay: the same columns
+            ctx.send(np.int64(src), ("np", msg[1] + 1))
+            ctx.set_timer(np.int64(ctx.rng.randint(0, 9)), "np")
+        if msg[1] % 3 == 0:  # every draw of the node's stream
+            r = ctx.rng
+            items = list(range(6))
+            r.shuffle(items)
+            ctx.emit("draws", [r.next_u64() >> 40, int(r.random() * 1e6),
+                               int(r.uniform(-2, 3) * 1e6), r.choice(items),
+                               *r.sample(items, 2), *r.sample(range(50), 3), *items])
         ctx.storage["last"] = src
+
+    def on_crash(self, ctx: Context) -> None:  # all of it discarded with the crash
+        ctx.send(ctx.random_peer(), ("last words", self.n))
+        ctx.set_timer(3, "after")
+        ctx.emit("crashing", 1.0)
 
 
 @register("test.hotpath_raises")
@@ -143,6 +160,10 @@ def test_in_window_timers_and_cancellations_give_the_same_log(
 ) -> None:
     log = _same_runs(*_both(_custom("test.hotpath_timers"), tmp_path, monkeypatch))
     assert (log["name"] == "vec").any() and (log["kind"] == "timer").sum() > 100
+    # (a timer's row carries its tag in msg_type)
+    assert (log["name"] == "draws").any() and (log["msg_type"] == "np").any()
+    # node 2 crashed: what it did in on_crash is not in the log
+    assert (log["kind"] == "crash").any() and not (log["name"] == "crashing").any()
 
 
 def test_a_failing_handler_gives_the_same_error(
@@ -153,6 +174,56 @@ def test_a_failing_handler_gives_the_same_error(
     first = [e.splitlines()[0] for e in (fast.error, pure.error)]
     assert first[0] == first[1] and "message ('hi'" in first[0], first
     assert "ZeroDivisionError: boom" in fast.error
+
+
+@register("test.hotpath_bad_destination")
+class _BadDestination(_Timers):
+    def on_message(self, ctx: Context, src: int, msg: Any) -> None:
+        ctx.send(src, ("fine", 0))
+        if ctx.now > 30:
+            ctx.send(ctx.n_nodes, ("nowhere", 0))
+
+
+def test_a_send_to_no_node_gives_the_same_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast, pure = _both(_custom("test.hotpath_bad_destination"), tmp_path, monkeypatch)
+    assert fast.status == pure.status == "failed"
+    assert fast.error == pure.error
+    assert "destination 12 is not a node id in 0..11" in fast.error
+
+
+def test_the_compiled_stream_is_node_rng_draw_for_draw() -> None:
+    hot = compiled.hotpath()
+    assert hot is not None
+    for key in (0, 1, 2**64 - 1, 2**70 + 5, -3):
+        a, b = NodeRng(key), hot.FastRng(key)
+        calls: list[tuple[str, tuple[Any, ...]]] = [
+            ("next_u64", ()), ("random", ()), ("randrange", (1,)), ("randrange", (7,)),
+            ("randrange", (2**40 + 3,)), ("randrange", (2**64 + 9,)), ("randrange", (2**70,)),
+            ("randint", (-5, 5)), ("uniform", (1, 2.5)), ("uniform", (-1.0, 0)),
+            ("choice", ("abcdef",)), ("sample", (list(range(100)), 7)),
+            ("sample", (list(range(10)), 8)), ("sample", (range(3), 0)),
+        ]
+        for _ in range(50):
+            for name, args in calls:
+                x, y = getattr(a, name)(*args), getattr(b, name)(*args)
+                assert x == y and type(x) is type(y), (key, name, args, x, y)
+            items_a, items_b = list(range(9)), list(range(9))
+            a.shuffle(items_a)
+            b.shuffle(items_b)
+            assert items_a == items_b
+        assert (a._key, a._ctr) == (b._key, b._ctr)
+        again = pickle.loads(pickle.dumps(b))
+        assert again.next_u64() == a.next_u64()
+    for name, args in [("randrange", (0,)), ("randrange", (-2,)), ("sample", ([1], 2)),
+                       ("randrange", (2.5,)), ("choice", ([],))]:
+        errors = []
+        for r in (NodeRng(9), hot.FastRng(9)):
+            with pytest.raises(Exception) as e:
+                getattr(r, name)(*args)
+            errors.append((type(e.value), str(e.value)))
+        assert errors[0] == errors[1], (name, errors)
 
 
 def _columns(rng: np.random.Generator, n: int) -> tuple[np.ndarray, ...]:

@@ -1,4 +1,4 @@
-# cython: language_level=3
+# cython: language_level=3, boundscheck=False, wraparound=False
 """The per-node driver's hot path, compiled: the event loop and the handlers' context.
 
 The compiled twin of two pure-Python pieces that stay the reference and the fallback:
@@ -16,6 +16,8 @@ Built by ``pip install`` from this file when Cython and a C compiler are there
 """
 
 import heapq
+
+import numpy as np
 
 from libc.stdint cimport uint64_t
 
@@ -39,35 +41,157 @@ cdef long _P_MSG = P_MSG
 cdef long _P_TIMER = P_TIMER
 cdef object _INT64_MIN = -(2 ** 63)
 cdef object _INT64_END = 2 ** 63
+cdef object _U64_END = 2 ** 64
+cdef object _TIME_END = 2 ** 62  # a delay below it added to a time stays in int64
+cdef double _INV_2_53 = 1.0 / 9007199254740992.0
+
+
+cdef inline uint64_t _word(uint64_t key, uint64_t ctr):
+    """Word ``ctr`` of the SplitMix64 stream started at ``key`` (NodeRng.next_u64)."""
+    cdef uint64_t x = key + ctr * GOLDEN
+    x = (x ^ (x >> 30)) * C1
+    x = (x ^ (x >> 27)) * C2
+    return x ^ (x >> 31)
+
+
+cdef class FastRng:
+    """:class:`raysim.values.rng.NodeRng`, compiled: the same stream, word for word, and the
+    same methods with the same results and errors (``tests/test_hotpath.py`` compares them).
+
+    NOTE: the key and the counter are C words, not Python ints: a draw allocates nothing
+    but its result, and ``random_peer`` reads them without an attribute lookup.
+    """
+
+    cdef public uint64_t _key, _ctr
+
+    def __init__(self, key):
+        self._key = key & 0xFFFFFFFFFFFFFFFF
+        self._ctr = 0
+
+    def __reduce__(self):
+        return _rng_at, (self._key, self._ctr)
+
+    def next_u64(self):
+        """The next raw 64-bit word of the stream."""
+        self._ctr += 1
+        return _word(self._key, self._ctr)
+
+    def random(self):
+        """A float uniform in [0, 1)."""
+        self._ctr += 1
+        return <double>(_word(self._key, self._ctr) >> 11) * _INV_2_53
+
+    def randrange(self, n):
+        """An int uniform in [0, n) (Lemire's multiply-shift; bias below 2^-40 for n < 2^24)."""
+        if n <= 0:
+            raise ValueError(f"randrange: n must be positive, got {n}")
+        if type(n) is int and n < _U64_END:
+            self._ctr += 1
+            return raysim_mulhi(_word(self._key, self._ctr), <unsigned long long>n)
+        return (self.next_u64() * n) >> 64
+
+    def randint(self, a, b):
+        """An int uniform in [a, b], both ends included."""
+        return a + self.randrange(b - a + 1)
+
+    def uniform(self, a, b):
+        """A float uniform in [a, b)."""
+        return a + (b - a) * self.random()
+
+    def choice(self, seq):
+        """One element of a non-empty sequence, uniformly."""
+        return seq[self.randrange(len(seq))]
+
+    def sample(self, seq, k):
+        """k distinct elements of ``seq`` (partial Fisher-Yates over the indices)."""
+        n = len(seq)
+        if not 0 <= k <= n:
+            raise ValueError(f"sample: k must be in [0, {n}], got {k}")
+        if k * 4 < n:  # sparse case: rejection on a small set, no O(n) copy
+            picked = []
+            seen = set()
+            while len(picked) < k:
+                i = self.randrange(n)
+                if i not in seen:
+                    seen.add(i)
+                    picked.append(i)
+            return [seq[i] for i in picked]
+        idx = list(range(n))
+        for i in range(k):
+            j = i + self.randrange(n - i)
+            idx[i], idx[j] = idx[j], idx[i]
+        return [seq[i] for i in idx[:k]]
+
+    def shuffle(self, items):
+        """Shuffle a list in place (Fisher-Yates)."""
+        for i in range(len(items) - 1, 0, -1):
+            j = self.randrange(i + 1)
+            items[i], items[j] = items[j], items[i]
+
+
+def _rng_at(key, ctr):
+    """A :class:`FastRng` at counter ``ctr`` (unpickling)."""
+    r = FastRng(key)
+    r._ctr = ctr
+    return r
 
 
 cdef class FastContext:
-    """:class:`raysim.engine.context.ShardContext`, compiled (see the module docstring)."""
+    """:class:`raysim.engine.context.ShardContext`, compiled (see the module docstring).
 
-    cdef public object n_nodes, seed, node, now, cause
+    NOTE: the per-node counters (event, send and timer sequences, session epochs) are the
+    driver's int64 arrays, read and written here as C integers; the window's sends and
+    timers go into int64 column buffers (plus a list of payloads or tags), which
+    :meth:`_take_sends` and :meth:`_take_timers` hand over as numpy columns. The pure-Python
+    context keeps the same things as Python ints and tuples.
+    """
+
+    cdef public object n_nodes, seed
+    # NOTE: the event's time, node and cause as C integers, made Python ints only when a
+    # handler reads them (most handlers never read ``cause``, many never ``node``)
+    cdef long long _now, _node, _cause
+    cdef object _now_o, _node_o, _cause_o
     cdef public Py_ssize_t _li
-    cdef public object _evseq, _window_end
-    cdef public list _nseq, _seqs, _tseqs, _epochs, _rngs, _storage
-    cdef public list _sends, _new_timers, _late, _obs
+    cdef public long long _evseq
+    cdef long long _window_end_c
+    cdef public object _nseq, _seqs, _tseqs, _epochs
+    cdef long long[::1] _nseq_v, _seq_v, _tseq_v, _ep_v
+    cdef public list _rngs, _storage, _late, _obs
     cdef public object _topology, _adj, _deg, _cancelled
     cdef const int[:] _adj_view
     cdef Py_ssize_t _deg_c
+    cdef long long _n_c
     cdef unsigned long long _others  # n_nodes - 1, for a draw over every other node
+    # sends: rows time, src, dst, per-sender sequence, seq, cause; payloads; and the
+    # destinations that are not plain in-range ints (index, object), checked when taken
+    cdef object _sbuf
+    cdef long long[:, ::1] _sv
+    cdef Py_ssize_t _ns
+    cdef list _smsgs, _sodd
+    # timers for later windows: rows time, node, timer id, epoch; tags
+    cdef object _tbuf
+    cdef long long[:, ::1] _tv
+    cdef Py_ssize_t _nt
+    cdef list _ttags
 
-    def __init__(self, n_nodes, topology, list send_seq, list timer_seq, list event_seq,
-                 list epochs, list rngs, cancelled, list storage, seed=0):
+    def __init__(self, n_nodes, topology, send_seq, timer_seq, event_seq, epochs,
+                 list rngs, cancelled, list storage, seed=0):
         self.n_nodes = n_nodes
+        self._n_c = n_nodes
         self.seed = seed
         self.node = -1
         self.now = 0
         self._li = -1
         self.cause = -1
         self._evseq = -1
-        self._nseq = event_seq
-        self._window_end = 0
-        self._seqs = send_seq
-        self._tseqs = timer_seq
-        self._epochs = epochs
+        self._nseq, self._nseq_v = event_seq, event_seq
+        self._window_end_c = 0
+        self._seqs, self._seq_v = send_seq, send_seq
+        self._tseqs, self._tseq_v = timer_seq, timer_seq
+        self._epochs, self._ep_v = epochs, epochs
+        for r in rngs:  # random_peer reads them as FastRng without a check
+            if type(r) is not FastRng:
+                raise TypeError(f"FastContext needs FastRng streams, got {type(r).__name__}")
         self._rngs = rngs
         self._topology = topology
         self._adj = topology.flat
@@ -78,41 +202,125 @@ cdef class FastContext:
         self._others = n_nodes - 1
         self._cancelled = cancelled
         self._storage = storage
-        self._sends = []
-        self._new_timers = []
+        self._sbuf = np.empty((6, 1024), dtype=np.int64)
+        self._sv = self._sbuf
+        self._ns = 0
+        self._smsgs = []
+        self._sodd = []
+        self._tbuf = np.empty((4, 1024), dtype=np.int64)
+        self._tv = self._tbuf
+        self._nt = 0
+        self._ttags = []
         self._late = []
         self._obs = []
 
+    @property
+    def now(self):
+        """The current simulated time (ticks)."""
+        if self._now_o is None:
+            self._now_o = self._now
+        return self._now_o
+
+    @now.setter
+    def now(self, value):
+        self._now = value
+        self._now_o = None
+
+    @property
+    def node(self):
+        """The node whose handler is running."""
+        if self._node_o is None:
+            self._node_o = self._node
+        return self._node_o
+
+    @node.setter
+    def node(self, value):
+        self._node = value
+        self._node_o = None
+
+    @property
+    def cause(self):
+        """The msg_id or timer id being handled; -1 in lifecycle handlers."""
+        if self._cause_o is None:
+            self._cause_o = self._cause
+        return self._cause_o
+
+    @cause.setter
+    def cause(self, value):
+        self._cause = value
+        self._cause_o = None
+
+    @property
+    def _window_end(self):
+        return self._window_end_c
+
+    @_window_end.setter
+    def _window_end(self, value):
+        self._window_end_c = value
+
     def send(self, dst, msg):
         """Send ``msg`` to ``dst`` (routed at the end of the window); returns the message id."""
-        cdef Py_ssize_t li = self._li
-        cdef list seqs = self._seqs
-        cdef list ns = self._nseq
-        s = seqs[li]
-        seqs[li] = s + 1
-        q = ns[li]
-        ns[li] = q + 1
-        node = self.node
-        self._sends.append((self.now, node, dst, s, msg, q, self._evseq))
-        return (node << 32) | s
+        cdef Py_ssize_t li = self._li, i = self._ns
+        cdef long long s = self._seq_v[li]
+        self._seq_v[li] = s + 1
+        cdef long long q = self._nseq_v[li]
+        self._nseq_v[li] = q + 1
+        cdef long long nd = self._node
+        if i == self._sv.shape[1]:
+            self._sbuf = np.concatenate([self._sbuf, np.empty_like(self._sbuf)], axis=1)
+            self._sv = self._sbuf
+        cdef long long[:, ::1] v = self._sv
+        v[0, i] = self._now
+        v[1, i] = nd
+        if type(dst) is int and 0 <= dst < self._n_c:
+            v[2, i] = dst
+        else:  # checked with the window's other sends, as the pure-Python path does
+            v[2, i] = -1
+            self._sodd.append((i, dst))
+        v[3, i] = s
+        v[4, i] = q
+        v[5, i] = self._evseq
+        self._ns = i + 1
+        self._smsgs.append(msg)
+        return (nd << 32) | s
 
     def set_timer(self, delay, tag=None):
         """Fire ``on_timer(ctx, tag)`` after ``delay`` ticks; returns the timer id."""
         if delay < 0:
             raise ValueError(f"timer delay must be >= 0 ticks, got {delay}")
-        cdef Py_ssize_t li = self._li
-        tid = self._tseqs[li]
-        self._tseqs[li] = tid + 1
-        when = self.now + delay
-        if when < self._window_end:
-            heapq.heappush(self._late, (when, P_TIMER, self.node, tid, 0, self._epochs[li], tag))
+        cdef Py_ssize_t li = self._li, i
+        cdef long long tid = self._tseq_v[li]
+        cdef long long w
+        self._tseq_v[li] = tid + 1
+        if type(delay) is int and delay < _TIME_END:
+            w = self._now + <long long>delay
+            if w < self._window_end_c:
+                heapq.heappush(self._late, (w, P_TIMER, self.node, tid, 0, self._ep_v[li], tag))
+                return tid
         else:
-            self._new_timers.append((when, self.node, tid, self._epochs[li], tag))
+            when = self.now + delay
+            if when < self._window_end_c:
+                heapq.heappush(
+                    self._late, (when, P_TIMER, self.node, tid, 0, self._ep_v[li], tag)
+                )
+                return tid
+            w = np.array([when], dtype=np.int64)[0]  # what the pure path's column gives
+        i = self._nt
+        if i == self._tv.shape[1]:
+            self._tbuf = np.concatenate([self._tbuf, np.empty_like(self._tbuf)], axis=1)
+            self._tv = self._tbuf
+        cdef long long[:, ::1] v = self._tv
+        v[0, i] = w
+        v[1, i] = self._node
+        v[2, i] = tid
+        v[3, i] = self._ep_v[li]
+        self._nt = i + 1
+        self._ttags.append(tag)
         return tid
 
     def cancel_timer(self, timer_id):
         """Cancel a pending timer of this node (an id it was never given is ignored)."""
-        if 0 <= timer_id < self._tseqs[self._li]:
+        if 0 <= timer_id < self._tseq_v[self._li]:
             self._cancelled.add((self.node, timer_id))
 
     def emit(self, name, value=1.0, peer=-1, ref=-1):
@@ -128,10 +336,55 @@ cdef class FastContext:
         elif not _INT64_MIN <= ref < _INT64_END:
             check_int(ref, "ref")
         cdef Py_ssize_t li = self._li
-        cdef list ns = self._nseq
-        q = ns[li]
-        ns[li] = q + 1
+        cdef long long q = self._nseq_v[li]
+        self._nseq_v[li] = q + 1
         self._obs.append((self.now, self.node, name, value, peer, ref, q, code))
+
+    # --- the driver's side: what the window produced ------------------------------------------
+
+    def _marks(self):
+        """How many sends, timers and observations the window has produced so far."""
+        return self._ns, self._nt, len(self._obs)
+
+    def _truncate(self, marks):
+        """Forget what was produced after ``marks`` (a crashing node's last acts)."""
+        cdef Py_ssize_t ns = marks[0], nt = marks[1]
+        self._ns = ns
+        del self._smsgs[ns:]
+        self._sodd = [o for o in self._sodd if o[0] < ns]
+        self._nt = nt
+        del self._ttags[nt:]
+        del self._obs[marks[2]:]
+
+    def _take_sends(self):
+        """The window's sends as columns (time, src, dst, sequence, payloads, seq, cause),
+        or None; ``dst`` is a list where some destination is not a plain in-range int."""
+        cdef Py_ssize_t n = self._ns
+        if n == 0:
+            return None
+        cols = self._sbuf[:, :n].copy()
+        msgs = self._smsgs
+        self._ns = 0
+        self._smsgs = []
+        dst = cols[2]
+        if self._sodd:
+            dst = dst.tolist()
+            for i, d in self._sodd:
+                dst[i] = d
+            self._sodd = []
+        return cols[0], cols[1], dst, cols[3], msgs, cols[4], cols[5]
+
+    def _take_timers(self):
+        """Timers set for later windows as int64 columns (time, node, id, epoch) and tags,
+        or None."""
+        cdef Py_ssize_t n = self._nt
+        if n == 0:
+            return None
+        cols = self._tbuf[:, :n].copy()
+        tags = self._ttags
+        self._nt = 0
+        self._ttags = []
+        return (cols[0], cols[1], cols[2], cols[3]), tags
 
     @property
     def rng(self):
@@ -145,21 +398,13 @@ cdef class FastContext:
 
     def random_peer(self):
         """A uniformly random neighbour (never the node itself): the stream's next word."""
-        r = self._rngs[self._li]
-        cdef unsigned long long c = r._ctr
-        c += 1
-        r._ctr = c
-        cdef uint64_t key = r._key
-        cdef uint64_t x = key + c * GOLDEN
-        x = (x ^ (x >> 30)) * C1
-        x = (x ^ (x >> 27)) * C2
-        x = x ^ (x >> 31)
+        cdef FastRng r = <FastRng>self._rngs[self._li]
+        r._ctr += 1
+        cdef uint64_t x = _word(r._key, r._ctr)
         cdef long long v
-        cdef long long nd
         if self._adj is None:
             v = <long long>raysim_mulhi(x, self._others)
-            nd = self.node
-            return v + (1 if v >= nd else 0)
+            return v + (1 if v >= self._node else 0)
         return self._adj_view[self._li * self._deg_c
                               + <Py_ssize_t>raysim_mulhi(x, <unsigned long long>self._deg_c)]
 
@@ -169,21 +414,27 @@ cdef class FastContext:
         return self._storage[self._li]
 
 
-def run_events(driver, FastContext ctx, list seq_p, list seq_t, list seq_n, list seq_li,
-               list seq_k, list m_src, list m_cor, list m_id, list m_pl, list t_id,
-               list t_ep, list ttags, list l_kind, list l_arg, list m_seq, list t_seq,
+def run_events(driver, FastContext ctx, const long long[::1] seq_p,
+               const long long[::1] seq_t, const long long[::1] seq_n,
+               const long long[::1] seq_li, const long long[::1] seq_k,
+               const long long[::1] m_src, const unsigned char[::1] m_cor,
+               const long long[::1] m_id, list m_pl, const long long[::1] t_id,
+               const long long[::1] t_ep, list ttags, const long long[::1] l_kind,
+               const long long[::1] l_arg, long long[::1] m_seq, long long[::1] t_seq,
                list crashed_m, list skipped_t, list late_rows, order, keys, list pos):
     """The loop of :meth:`~raysim.engine.pernode.PerNodeDriver.run`, compiled.
 
-    ``pos[0]`` is left at the index of the event being handled when a handler raises
-    (the driver names that event in its error), and at -1 when every event ran.
+    The same arguments as the pure-Python ``run_events`` but as int64 columns (``m_cor`` as
+    uint8), and ``m_seq`` / ``t_seq`` int64 arrays it fills. ``pos[0]`` is left at the index
+    of the event being handled when a handler raises (the driver names that event in its
+    error), and at -1 when every event ran.
     """
-    cdef Py_ssize_t i, n = len(seq_p), li, k
-    cdef long p
+    cdef Py_ssize_t i, n = seq_p.shape[0], li, k
+    cdef long long p, q, nd, tid, t
     cdef list protos = driver.protos
     cdef list alive = driver.alive
-    cdef list epoch = driver.epoch
-    cdef list nseq = driver.event_seq
+    cdef long long[::1] nseq = ctx._nseq_v
+    cdef long long[::1] epoch = ctx._ep_v
     cdef set cancelled = driver.cancelled
     cdef list late = ctx._late
     pos[0] = 0
@@ -204,26 +455,37 @@ def run_events(driver, FastContext ctx, list seq_p, list seq_t, list seq_n, list
                 continue
             if m_cor[k]:  # the receiver's checksum fails: dropped, logged as corrupt
                 continue
-            ctx.now = seq_t[i]
-            ctx.node = seq_n[i]
+            t = seq_t[i]
+            if t != ctx._now:
+                ctx._now = t
+                ctx._now_o = None
+            ctx._node = seq_n[i]
+            ctx._node_o = None
             ctx._li = li
-            ctx.cause = m_id[k]
+            ctx._cause = m_id[k]
+            ctx._cause_o = None
             ctx._evseq = q
             pos[0] = i
             protos[li].on_message(ctx, m_src[k], m_pl[k])
         elif p == _P_TIMER:
             nd = seq_n[i]
-            if t_ep[k] != epoch[li] or (cancelled and (nd, t_id[k]) in cancelled):
-                cancelled.discard((nd, t_id[k]))
+            tid = t_id[k]
+            if t_ep[k] != epoch[li] or (cancelled and (nd, tid) in cancelled):
+                cancelled.discard((nd, tid))
                 skipped_t.append(k)
                 continue
             q = nseq[li]
             nseq[li] = q + 1
             t_seq[k] = q
-            ctx.now = seq_t[i]
-            ctx.node = nd
+            t = seq_t[i]
+            if t != ctx._now:
+                ctx._now = t
+                ctx._now_o = None
+            ctx._node = nd
+            ctx._node_o = None
             ctx._li = li
-            ctx.cause = t_id[k]
+            ctx._cause = tid
+            ctx._cause_o = None
             ctx._evseq = q
             pos[0] = i
             protos[li].on_timer(ctx, ttags[k])

@@ -180,6 +180,36 @@ class ShardContext:
         ns[li] = q + 1
         self._obs.append((self.now, self.node, name, value, peer, ref, q, code))
 
+    # --- the driver's side: what the window produced ------------------------------------------
+
+    def _marks(self) -> tuple[int, int, int]:
+        """How many sends, timers and observations the window has produced so far."""
+        return len(self._sends), len(self._new_timers), len(self._obs)
+
+    def _truncate(self, marks: tuple[int, int, int]) -> None:
+        """Forget what was produced after ``marks`` (a crashing node's last acts)."""
+        del self._sends[marks[0]:]
+        del self._new_timers[marks[1]:]
+        del self._obs[marks[2]:]
+
+    def _take_sends(self) -> tuple[Sequence[Any], ...] | None:
+        """The window's sends as columns (time, src, dst, sequence, payloads, seq, cause),
+        or None."""
+        if not self._sends:
+            return None
+        cols = tuple(zip(*self._sends, strict=True))
+        self._sends = []
+        return cols
+
+    def _take_timers(self) -> tuple[tuple[np.ndarray, ...], list[Any]] | None:
+        """Timers set for later windows as int64 columns (time, node, id, epoch) and tags,
+        or None."""
+        if not self._new_timers:
+            return None
+        when, nd, tid, ep, tags = zip(*self._new_timers, strict=True)
+        self._new_timers = []
+        return tuple(np.array(c, dtype=np.int64) for c in (when, nd, tid, ep)), list(tags)
+
     @property
     def rng(self) -> NodeRng:
         """This node's random stream."""

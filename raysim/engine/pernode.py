@@ -76,18 +76,27 @@ class PerNodeDriver:
             self.byz = byzantine_mask(spec.faults.byzantine, spec.n_nodes, spec.seed)[lo:hi]
         self.params = protocol.make_params(spec.params)
         self.protos: list[Protocol | None] = [None] * n_local
+        # The compiled twins of the context and the event loop where they are built (the
+        # same log: see raysim.engine.compiled); the pure-Python ones otherwise. NOTE: the
+        # per-node counters are lists of Python ints for the pure-Python loop (the cheapest
+        # thing for it to index) and int64 arrays for the compiled one (C integers there).
+        self._hot = hotpath()
+        counters: Any = (
+            (lambda: [0] * n_local)
+            if self._hot is None
+            else (lambda: np.zeros(n_local, dtype=np.int64))
+        )
         self.alive = [False] * n_local
-        self.epoch = [0] * n_local
-        self.send_seq = [0] * n_local
-        self.timer_seq = [0] * n_local
-        self.event_seq = [0] * n_local  # each node's next ``seq``
+        self.epoch = counters()
+        self.send_seq = counters()
+        self.timer_seq = counters()
+        self.event_seq = counters()  # each node's next ``seq``
         self.storage: list[dict[str, Any]] = [{} for _ in range(n_local)]
-        self.rngs = [NodeRng(k) for k in node_keys(rng_key, lo, hi)]
+        # (the compiled twin of NodeRng where the compiled loop runs: the same streams)
+        rng_cls: Any = NodeRng if self._hot is None else self._hot.FastRng
+        self.rngs = [rng_cls(k) for k in node_keys(rng_key, lo, hi)]
         self.cancelled: set[tuple[int, int]] = set()
         self._type_codes: dict[type, int] = {}
-        # The compiled twins of the context and the event loop where they are built (the
-        # same log: see raysim.engine.compiled); the pure-Python ones otherwise.
-        self._hot = hotpath()
         ctx_cls: Any = ShardContext if self._hot is None else self._hot.FastContext
         self.ctx = ctx_cls(
             spec.n_nodes, topology, self.send_seq, self.timer_seq, self.event_seq,
@@ -123,26 +132,30 @@ class PerNodeDriver:
             np.array([0, w.m_off, w.t_off], dtype=np.int64),
             [w.m_off, w.t_off - w.m_off, len(order) - w.t_off],
         )
-        prio, node = keys[1][order], keys[2][order]
-        seq_p = prio.tolist()
-        seq_t = keys[0][order].tolist()
-        seq_li = (node - self.lo).tolist()
-        seq_k = (order - offsets[order]).tolist()
-        seq_n = node.tolist()
+        node = keys[2][order]
+        cols = [keys[1][order], keys[0][order], node, node - self.lo, order - offsets[order]]
         mcols, m_pl = w.msgs, w.payloads
         tt, _, tid, tep = w.timers
         ttags = w.tags
         n_m, n_t = len(mcols[0]), len(tt)
-        m_src, m_cor, m_id = mcols[1].tolist(), mcols[6].tolist(), mcols[3].tolist()
-        t_id, t_ep = tid.tolist(), tep.tolist()
-        l_kind, l_arg = w.life[2].tolist(), w.life[4].tolist()
+        cols += [mcols[1], mcols[6], mcols[3], tid, tep, w.life[2], w.life[4]]
         crashed_m: list[int] = []
         skipped_t: list[int] = []
         late_rows: list[tuple[int, int, int, Any, int]] = []
-        m_seq = [0] * n_m  # the seq each message's arrival took at its receiver
-        t_seq = [0] * n_t  # the seq each fired timer took
+        m_seq: Any
+        t_seq: Any
+        if self._hot is None:  # Python ints in lists: what the pure-Python loop indexes best
+            loop: Any = run_events
+            cols = [c.tolist() for c in cols]
+            m_seq = [0] * n_m  # the seq each message's arrival took at its receiver
+            t_seq = [0] * n_t  # the seq each fired timer took
+        else:  # int64 columns (the corrupt flags as uint8) the compiled loop reads as C
+            loop = self._hot.run_events
+            cols = [np.ascontiguousarray(c, dtype=np.int64) for c in cols]
+            cols[6] = np.ascontiguousarray(mcols[6], dtype=np.uint8)
+            m_seq, t_seq = np.zeros(n_m, dtype=np.int64), np.zeros(n_t, dtype=np.int64)
+        seq_p, seq_t, seq_n, seq_li, seq_k, m_src, m_cor, m_id, t_id, t_ep, l_kind, l_arg = cols
         pos = [-1]  # where the loop stopped if a handler raised
-        loop = run_events if self._hot is None else self._hot.run_events
         try:
             loop(
                 self, ctx, seq_p, seq_t, seq_n, seq_li, seq_k, m_src, m_cor, m_id, m_pl, t_id,
@@ -153,7 +166,9 @@ class PerNodeDriver:
             raise
         except Exception:
             i = pos[0]
-            event = _describe(seq_p[i] if i >= 0 else -1, seq_k[i], m_src, m_pl, ttags, l_kind)
+            event = _describe(
+                int(seq_p[i]) if i >= 0 else -1, int(seq_k[i]), m_src, m_pl, ttags, l_kind
+            )
             raise ProtocolError(
                 self.spec.run_id, ctx.node, ctx.now, event, traceback.format_exc()
             ) from None
@@ -162,37 +177,32 @@ class PerNodeDriver:
     def _record(
         self,
         w: Window,
-        m_seq: list[int],
+        m_seq: list[int] | np.ndarray,
         crashed_m: list[int],
         skipped_t: list[int],
-        t_seq: list[int],
+        t_seq: list[int] | np.ndarray,
         late_rows: list[tuple[int, int, int, Any, int]],
     ) -> Record:
         return Record(
-            np.array(m_seq, dtype=np.int64),
+            np.asarray(m_seq, dtype=np.int64),
             np.array(crashed_m, dtype=np.int64),
-            self._fired(w, skipped_t, np.array(t_seq, dtype=np.int64), late_rows),
+            self._fired(w, skipped_t, np.asarray(t_seq, dtype=np.int64), late_rows),
             self._take_life(),
             self._take_obs(),
         )
 
     def take_timers(self) -> tuple[tuple[np.ndarray, ...], list[Any]] | None:
         """Timers set for later windows, as columns and tags."""
-        nt = self.ctx._new_timers
-        if not nt:
-            return None
-        when, nd, tid, ep, tags = zip(*nt, strict=True)
-        self.ctx._new_timers = []
-        return tuple(np.array(c, dtype=np.int64) for c in (when, nd, tid, ep)), list(tags)
+        taken: tuple[tuple[np.ndarray, ...], list[Any]] | None = self.ctx._take_timers()
+        return taken
 
     def take_sends(self) -> Messages | None:
         """The window's sends as a batch (type codes index ``type_names``)."""
-        ctx = self.ctx
-        if not ctx._sends:
+        cols = self.ctx._take_sends()
+        if cols is None:
             return None
-        t, src_l, dst_l, seq, msgs, eseq, cause = zip(*ctx._sends, strict=True)
-        ctx._sends = []
-        src = np.array(src_l, dtype=np.int64)
+        t, src_l, dst_l, seq, msgs, eseq, cause = cols
+        src = np.asarray(src_l, dtype=np.int64)
         dst = check_destinations(self.spec, t, src_l, dst_l)
         types = self._type_codes
         k = len(msgs)
@@ -204,18 +214,18 @@ class PerNodeDriver:
                     types[type(m)] = self.strings.code(type(m).__name__)
             idx = np.fromiter(map(types.__getitem__, map(type, msgs)), np.int32, k)
         return Messages(
-            np.array(t, dtype=np.int64),
+            np.asarray(t, dtype=np.int64),
             src,
             dst,
-            (src << SEQ_BITS) | np.array(seq, dtype=np.int64),
+            (src << SEQ_BITS) | np.asarray(seq, dtype=np.int64),
             idx,
             list(self.strings.names),
-            list(msgs),
+            msgs if isinstance(msgs, list) else list(msgs),
             np.zeros(k, dtype=np.int8),
             np.zeros(k, dtype=bool),
             (),
-            np.array(eseq, dtype=np.int64),
-            np.array(cause, dtype=np.int64),
+            np.asarray(eseq, dtype=np.int64),
+            np.asarray(cause, dtype=np.int64),
         )
 
     # --- inside a window ---------------------------------------------------------------------
@@ -268,11 +278,9 @@ class PerNodeDriver:
             old = self.protos[li]
             assert old is not None
             if kind == CRASH:
-                mark, tmark, omark = len(ctx._sends), len(ctx._new_timers), len(ctx._obs)
+                marks = ctx._marks()
                 old.on_crash(ctx)
-                del ctx._sends[mark:]
-                del ctx._new_timers[tmark:]
-                del ctx._obs[omark:]
+                ctx._truncate(marks)
             else:  # a graceful departure: what the node sends on its way out is sent
                 old.on_leave(ctx)
             self.alive[li] = False
