@@ -1,4 +1,5 @@
-"""Build the optional compiled hot path of the per-node driver (see raysim/engine/compiled.py).
+"""Build the optional compiled hot paths: the per-node driver's (see raysim/engine/compiled.py)
+and the counter-based uniforms' (raysim/values/_mix.pyx).
 
 Everything else about the package is in pyproject.toml. ``optional=True``: where the
 extension cannot be built (no C compiler), the install goes on and raysim runs the
@@ -13,6 +14,11 @@ setup(
             "raysim.engine._hotpath",
             ["raysim/engine/_hotpath.pyx"],
             optional=True,
-        )
+        ),
+        Extension(
+            "raysim.values._mix",
+            ["raysim/values/_mix.pyx"],
+            optional=True,
+        ),
     ]
 )

@@ -6,6 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from raysim.values import rng
 from raysim.values.rng import NodeRng, stream_words, uniform_array, words_to_range, words_to_unit
 
 
@@ -54,3 +55,39 @@ def test_different_keys_give_different_streams() -> None:
     c = NodeRng(5)
     assert sorted(c.sample(list(range(10)), 10)) == list(range(10))
     assert len(set(c.sample(list(range(1000)), 50))) == 50
+
+
+def test_the_install_built_the_compiled_uniforms() -> None:
+    # `make install` builds it (setup.py); if it did not, the router silently draws in numpy.
+    assert rng._compiled is not None
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    key=st.integers(0, 2**64 - 1),
+    n=st.integers(0, 300),
+    dtypes=st.lists(st.sampled_from(["int64", "int8", "uint8", "uint32", "bool"]), min_size=1,
+                    max_size=3),
+    constant=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_compiled_uniforms_are_the_numpy_ones_bit_for_bit(
+    key: int, n: int, dtypes: list[str], constant: bool, seed: int
+) -> None:
+    gen = np.random.default_rng(seed)
+    ids = [gen.integers(-(2**63), 2**63 - 1, n, dtype=np.int64).astype(d) for d in dtypes]
+    if constant and len(ids) > 1:  # the numpy path mixes a constant column once
+        ids[-1] = np.full(n, ids[-1][0] if n else 0, dtype=ids[-1].dtype)
+    fast = uniform_array(key, *ids)
+    pure = _pure_uniforms(key, ids)
+    assert fast.dtype == pure.dtype == np.float64 and fast.shape == pure.shape
+    assert np.array_equal(fast, pure)
+
+
+def _pure_uniforms(key: int, ids: list[np.ndarray]) -> np.ndarray:
+    saved = rng._compiled
+    rng._compiled = None
+    try:
+        return uniform_array(key, *ids)
+    finally:
+        rng._compiled = saved

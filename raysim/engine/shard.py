@@ -225,29 +225,8 @@ class Shard:
         log, c = self.log, self.counts
         for t, kind, nd, arg, q in rec.life:
             log.add(t, kind, nd, q, arg)
-        mcols = w.msgs
-        if len(mcols[0]):
-            mt, ms, md, mid, mtype, _, mcor = mcols[:7]
-            gone = np.zeros(len(mt), dtype=bool)
-            gone[rec.crashed] = True
-            cor = mcor & ~gone
-            ok = ~(gone | mcor)
-            c["delivered"] += int(ok.sum())
-            c["corrupt"] += int(cor.sum())
-            c["dropped_crashed"] += len(rec.crashed)
-            if log.messages:
-                mcode = self.driver.log_types(mtype)
-                mseq = rec.msg_seq
-                for mask, kind, name in (
-                    (ok, DELIVER, -1),
-                    (cor, CORRUPT, -1),
-                    (gone, DROP, log.strings.code("crashed")),
-                ):
-                    if mask.any():
-                        log.add(
-                            mt[mask], kind, md[mask], mseq[mask], ms[mask], mid[mask],
-                            mcode[mask], name,
-                        )
+        if len(w.msgs[0]):
+            self._record_arrivals(w.msgs, rec)
         tt, tn, tid, ttags, tseq = rec.fired
         c["timers"] += len(tt)
         if log.messages and len(tt):
@@ -264,6 +243,37 @@ class Shard:
             log.add_obs(o.time, o.node, o.seq, code, o.peer, o.ref, o.values)
         if self.milestones.names and (rec.obs or rec.life):
             self.milestones.update(rec, codes, strings.code, self.driver.alive_of)
+
+    def _record_arrivals(self, mcols: list[np.ndarray], rec: Record) -> None:
+        """Count and log the window's arrivals: handled, corrupt, or lost to a crash."""
+        log, c = self.log, self.counts
+        mt, ms, md, mid, mtype, _, mcor = mcols[:7]
+        mcode = self.driver.log_types(mtype) if log.messages else None
+        if not len(rec.crashed) and not mcor.any():
+            # NOTE: every arrival was handled (the common case): no masks, no gathers
+            c["delivered"] += len(mt)
+            if mcode is not None:
+                log.add(mt, DELIVER, md, rec.msg_seq, ms, mid, mcode, -1)
+            return
+        gone = np.zeros(len(mt), dtype=bool)
+        gone[rec.crashed] = True
+        cor = mcor & ~gone
+        ok = ~(gone | mcor)
+        c["delivered"] += int(ok.sum())
+        c["corrupt"] += int(cor.sum())
+        c["dropped_crashed"] += len(rec.crashed)
+        if mcode is None:
+            return
+        mseq = rec.msg_seq
+        for mask, kind, name in (
+            (ok, DELIVER, -1),
+            (cor, CORRUPT, -1),
+            (gone, DROP, log.strings.code("crashed")),
+        ):
+            if mask.any():
+                log.add(
+                    mt[mask], kind, md[mask], mseq[mask], ms[mask], mid[mask], mcode[mask], name
+                )
 
     # --- end of run ----------------------------------------------------------------------------
 

@@ -19,10 +19,18 @@ standard generators are not used here.
 
 from __future__ import annotations
 
+import os
 from collections.abc import MutableSequence, Sequence
+from types import ModuleType
 from typing import TypeVar
 
 import numpy as np
+
+_compiled: ModuleType | None
+try:  # built by ``pip install`` where a C compiler is (setup.py); the same floats
+    from raysim.values import _mix as _compiled
+except ImportError:
+    _compiled = None
 
 MASK64 = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15
@@ -74,6 +82,15 @@ def uniform_array(key: int, *ids: np.ndarray) -> np.ndarray:
     The ids are combined element-wise, so the same (key, ids) always yields the same value
     whatever the array's length, order or the process computing it.
     """
+    if (
+        _compiled is not None
+        and ids
+        and all(a.ndim == 1 and a.dtype.kind in "iub" and len(a) == len(ids[0]) for a in ids)
+        and os.environ.get("RAYSIM_PURE_PYTHON", "") != "1"
+    ):
+        words = tuple(np.ascontiguousarray(a.astype(np.uint64, copy=False)) for a in ids)
+        out: np.ndarray = _compiled.uniform(key & MASK64, words)
+        return out
     # NOTE: h = mix(h ^ mix(id + GOLDEN)) for each id in turn, from h = key, computed in
     # place; an id column holding one value throughout (the router's copy numbers, nearly
     # always 0) is mixed once as a Python int. The same words as the plain formula.
