@@ -23,6 +23,7 @@ from libc.stdint cimport uint64_t
 
 from raysim.engine.observe import check_int, check_name, check_value
 from raysim.engine.order import P_MSG, P_TIMER
+from raysim.values.rng import draw_sample, draw_shuffle
 
 cdef extern from *:
     """
@@ -104,29 +105,11 @@ cdef class FastRng:
 
     def sample(self, seq, k):
         """k distinct elements of ``seq`` (partial Fisher-Yates over the indices)."""
-        n = len(seq)
-        if not 0 <= k <= n:
-            raise ValueError(f"sample: k must be in [0, {n}], got {k}")
-        if k * 4 < n:  # sparse case: rejection on a small set, no O(n) copy
-            picked = []
-            seen = set()
-            while len(picked) < k:
-                i = self.randrange(n)
-                if i not in seen:
-                    seen.add(i)
-                    picked.append(i)
-            return [seq[i] for i in picked]
-        idx = list(range(n))
-        for i in range(k):
-            j = i + self.randrange(n - i)
-            idx[i], idx[j] = idx[j], idx[i]
-        return [seq[i] for i in idx[:k]]
+        return draw_sample(self, seq, k)
 
     def shuffle(self, items):
         """Shuffle a list in place (Fisher-Yates)."""
-        for i in range(len(items) - 1, 0, -1):
-            j = self.randrange(i + 1)
-            items[i], items[j] = items[j], items[i]
+        draw_shuffle(self, items)
 
 
 def _rng_at(key, ctr):

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import MutableSequence, Sequence
 from types import ModuleType
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -158,29 +158,46 @@ class NodeRng:
 
     def sample(self, seq: Sequence[T], k: int) -> list[T]:
         """k distinct elements of ``seq`` (partial Fisher-Yates over the indices)."""
-        n = len(seq)
-        if not 0 <= k <= n:
-            raise ValueError(f"sample: k must be in [0, {n}], got {k}")
-        if k * 4 < n:  # sparse case: rejection on a small set, no O(n) copy
-            picked: list[int] = []
-            seen: set[int] = set()
-            while len(picked) < k:
-                i = self.randrange(n)
-                if i not in seen:
-                    seen.add(i)
-                    picked.append(i)
-            return [seq[i] for i in picked]
-        idx = list(range(n))
-        for i in range(k):
-            j = i + self.randrange(n - i)
-            idx[i], idx[j] = idx[j], idx[i]
-        return [seq[i] for i in idx[:k]]
+        return draw_sample(self, seq, k)
 
     def shuffle(self, items: MutableSequence[T]) -> None:
         """Shuffle a list in place (Fisher-Yates)."""
-        for i in range(len(items) - 1, 0, -1):
-            j = self.randrange(i + 1)
-            items[i], items[j] = items[j], items[i]
+        draw_shuffle(self, items)
+
+
+class _Ranged(Protocol):
+    def randrange(self, n: int) -> int: ...
+
+
+def draw_sample(rng: _Ranged, seq: Sequence[T], k: int) -> list[T]:
+    """k distinct elements of ``seq`` drawn with ``rng.randrange`` (partial Fisher-Yates).
+
+    Shared by :class:`NodeRng` and its compiled twin, so both take the same draws.
+    """
+    n = len(seq)
+    if not 0 <= k <= n:
+        raise ValueError(f"sample: k must be in [0, {n}], got {k}")
+    if k * 4 < n:  # sparse case: rejection on a small set, no O(n) copy
+        picked: list[int] = []
+        seen: set[int] = set()
+        while len(picked) < k:
+            i = rng.randrange(n)
+            if i not in seen:
+                seen.add(i)
+                picked.append(i)
+        return [seq[i] for i in picked]
+    idx = list(range(n))
+    for i in range(k):
+        j = i + rng.randrange(n - i)
+        idx[i], idx[j] = idx[j], idx[i]
+    return [seq[i] for i in idx[:k]]
+
+
+def draw_shuffle(rng: _Ranged, items: MutableSequence[T]) -> None:
+    """Shuffle a list in place with ``rng.randrange`` (Fisher-Yates)."""
+    for i in range(len(items) - 1, 0, -1):
+        j = rng.randrange(i + 1)
+        items[i], items[j] = items[j], items[i]
 
 
 def stream_words(keys: np.ndarray, counters: np.ndarray) -> np.ndarray:
