@@ -92,19 +92,33 @@ def _clock_key(node: np.ndarray, seq: np.ndarray) -> np.ndarray:
 
 
 _NCOLS = 10  # time, kind, node, seq, cause, peer, msg_id, msg_type, name, value
+_DTYPES = (np.int64, np.int8) + (np.int64,) * 5 + (np.int32, np.int32, np.float64)
 TYPED_COLUMNS = ("value_type", "value_int", "value_str", "value_vec")
 
 
-def _column(x: Any, n: int, dtype: type) -> np.ndarray:
-    """``x`` as a column of ``n`` rows: an array as it is (in ``dtype``), a scalar repeated.
-
-    NOTE: ``np.full`` rather than ``np.broadcast_to``: a log takes several scalar columns
-    per window and per row kind, and broadcast_to costs a few times more per call.
+def _column(x: Any, n: int, dtype: type) -> np.ndarray | int | float:
+    """``x`` as a buffered column of ``n`` rows: an array as it is (in ``dtype``), a scalar
+    kept as the scalar (repeated only when the row group is built, see :func:`_joined`).
     """
     if isinstance(x, int | float | np.integer | np.floating):
-        return np.full(n, x, dtype=dtype)
+        return x.item() if isinstance(x, np.generic) else x
     a: np.ndarray = np.asarray(x, dtype=dtype)
     return a if a.shape == (n,) else np.broadcast_to(a, (n,))
+
+
+def _joined(chunks: list[np.ndarray | int | float], lens: list[int], dtype: type) -> np.ndarray:
+    """One column from its buffered chunks: arrays, or scalars standing for ``lens[i]`` rows.
+
+    NOTE: buffering a scalar column as its scalar (most rows have several: the cause, peer,
+    msg_id of an observation, the kind of every row) keeps a row group's buffer at what the
+    window's arrays hold; the column is built in one pass at flush time, in the final buffer.
+    """
+    out: np.ndarray = np.empty(sum(lens), dtype=dtype)
+    at = 0
+    for c, n in zip(chunks, lens, strict=True):
+        out[at : at + n] = c
+        at += n
+    return out
 
 
 class EventLog:
@@ -127,7 +141,8 @@ class EventLog:
         self.batch_rows = batch_rows
         self.strings = StringTable()
         self.rows_written = 0
-        self._cols: list[list[np.ndarray]] = [[] for _ in range(_NCOLS)]
+        self._cols: list[list[np.ndarray | int | float]] = [[] for _ in range(_NCOLS)]
+        self._lens: list[int] = []  # rows of each buffered chunk
         self._typed: list[tuple[int, ObsValues]] = []  # (first buffered row, values)
         self._buffered = 0
         self._writer: pq.ParquetWriter | None = None
@@ -201,10 +216,11 @@ class EventLog:
         n = len(time)
         if n == 0 or not self.writing:
             return
-        cols: tuple[np.ndarray, ...] = (
+        node_col = np.asarray(node, dtype=np.int64)
+        cols: tuple[np.ndarray | int | float, ...] = (
             np.asarray(time, dtype=np.int64),
-            np.full(n, kind, dtype=np.int8),
-            np.asarray(node, dtype=np.int64),
+            kind,
+            node_col,
             _column(seq, n, np.int64),
             _column(cause, n, np.int64),
             _column(peer, n, np.int64),
@@ -215,8 +231,12 @@ class EventLog:
         )
         for buf, c in zip(self._cols, cols, strict=True):
             buf.append(c)
+        self._lens.append(n)
         if self.causality != "none":
-            self._clocks.append(self._clock_rows(cols[2], cols[3]))
+            seq_col = cols[3]
+            if not isinstance(seq_col, np.ndarray):
+                seq_col = np.full(n, seq_col, dtype=np.int64)
+            self._clocks.append(self._clock_rows(node_col, seq_col))
         self._buffered += n
         if self._buffered >= self.batch_rows:
             self.flush()
@@ -239,7 +259,10 @@ class EventLog:
         self.add(time, OBS, node, seq, peer, ref, -1, name, values.num)
 
     def _table(self) -> pa.Table:
-        cols = [np.concatenate(b) for b in self._cols]
+        cols = []
+        for i, dtype in enumerate(_DTYPES):  # NOTE: each chunk list let go once joined
+            cols.append(_joined(self._cols[i], self._lens, dtype))
+            self._cols[i] = []
         n = len(cols[0])
         # NOTE: numeric() and strings(), not pa.array(): see raysim.log.arrays (no pandas)
         kinds = strings(list(KINDS))
@@ -322,6 +345,9 @@ class EventLog:
         """Write the buffered rows as one row group."""
         if not self.writing or self._buffered == 0:
             return
+        # NOTE: the previous row group is written before this one is built, so at most one
+        # row group's table is alive beside the rows buffered (memory, README: cycle-driven)
+        self._wait()
         table = self._table()
         if self._writer is None:
             assert self.path is not None
@@ -341,11 +367,11 @@ class EventLog:
                 self.path, self.schema, use_dictionary=dictionary, compression=compression
             )
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="raysim-log")
-        self._wait()
         assert self._pool is not None
         self._pending = self._pool.submit(self._writer.write_table, table)
         self.rows_written += self._buffered
         self._cols = [[] for _ in range(_NCOLS)]
+        self._lens = []
         self._typed = []
         self._clocks = []
         self._buffered = 0
