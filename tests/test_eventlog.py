@@ -138,8 +138,14 @@ def test_seq_is_each_nodes_program_order_and_cause_points_at_the_handler(tmp_pat
         assert own["time"].is_monotonic_increasing
         # start, then the five typed observations and start_cause, in emit order
         assert list(own["kind"][:7]) == ["start"] + ["obs"] * 6
-        assert list(own["name"][1:7]) == ["an_int", "a_float", "a_bool", "a_str", "a_vec",
-                                          "start_cause"]
+        assert list(own["name"][1:7]) == [
+            "an_int",
+            "a_float",
+            "a_bool",
+            "a_str",
+            "a_vec",
+            "start_cause",
+        ]
         by_seq = own.set_index("seq")
         for _, send in own[own["kind"] == "send"].iterrows():
             handler = by_seq.loc[send["cause"]]
@@ -211,3 +217,45 @@ def test_the_columnar_context_writes_the_same_typed_log(tmp_path: Path) -> None:
     for df in (a, b):
         df["value_vec"] = df["value_vec"].map(lambda v: None if v is None else tuple(v))
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_scalar_and_array_columns_mix_across_row_groups(tmp_path: Path) -> None:
+    """Chunks whose columns are scalars in one add and arrays in the next, and numpy
+    scalars, come back row for row whatever row group they land in."""
+    import pyarrow.parquet as pq
+
+    from raysim.log.eventlog import EventLog
+    from raysim.log.schema import KINDS
+
+    log = EventLog(tmp_path / "e.parquet", "all", batch_rows=1000)
+    rng = np.random.default_rng(5)
+    want: list[tuple[Any, ...]] = []
+    for i in range(40):
+        n = int(rng.integers(1, 120))
+        t = np.arange(n, dtype=np.int64) + 1000 * i
+        node = rng.integers(0, 50, n)
+        seq: Any = rng.integers(0, 9, n) if i % 2 else np.int64(i)
+        peer: Any = -1 if i % 3 else rng.integers(0, 50, n)
+        value: Any = rng.random(n) if i % 4 == 1 else 0.25 * i
+        kind = i % len(KINDS)
+        log.add(t, kind, node, seq, peer=peer, value=value, cause=i)
+        for j in range(n):
+            pick = [x if np.ndim(x) == 0 else x[j] for x in (seq, peer, value)]
+            want.append(
+                (
+                    int(t[j]),
+                    KINDS[kind],
+                    int(node[j]),
+                    int(pick[0]),
+                    i,
+                    int(pick[1]),
+                    float(pick[2]),
+                )
+            )
+    assert log.close() == len(want)
+    f = pq.ParquetFile(tmp_path / "e.parquet")
+    assert f.num_row_groups > 2
+    got = f.read().to_pandas()
+    cols = ["time", "kind", "node", "seq", "cause", "peer", "value"]
+    assert list(got[cols].itertuples(index=False, name=None)) == want
+    assert (got["msg_id"] == -1).all() and got["name"].isna().all()
