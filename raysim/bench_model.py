@@ -20,13 +20,10 @@ shard, each shard hands every other shard its part of the window (S² objects in
 spread over S processes and the driver), and the next window waits for all of them.
 Starting the shard actors costs T0(S) = c + d·S. So
 
-    T_ray(S, P) = T0(S) + W · (a + b·S) + (E·e·r + M·x·(S − 1)/S) · max(1/S, u/P)
+    T_ray(S, P) = T0(S) + W · (a + b·S) + (E·e + M·x·(S − 1)/S) · max(1/S, u/P)
 
-and the speed-up is T_local / T_ray. ``r`` is what an event costs in a shard actor against
-the local process: measured at scale on this 2-core machine it is ~1.3 (the actor pages
-its inbound batches in from Ray's object store, more system time, and waits between
-windows), so when the scaling lines include Ray with one shard, :func:`fit` takes ``r``
-from it (that line then checks nothing: it is the calibration); otherwise ``r`` is 1.
+and the speed-up is T_local / T_ray. W is the windows each backend runs: Ray submits
+windows ahead of the results that say whether they are empty, so it runs more of them.
 Every coefficient is measured by ``raysim bench --scaling`` on the machine it runs on
 (:func:`fit`); :func:`speedup` then answers "how fast at S shards on P cores" for any
 workload's E, W and M. The per-window terms are what make small or short-lookahead runs
@@ -58,7 +55,6 @@ class Costs:
     window_ray_s: tuple[float, float]  # (a, b): Ray per window = a + b·S
     start_ray_s: tuple[float, float]  # (c, d): actor start-up = c + d·S
     message_s: float  # x: extra cost of a message that crosses shards
-    ray_event_factor: float = 1.0  # r: an event's cost in a shard actor / locally
 
     def as_dict(self) -> dict[str, Any]:
         """The coefficients as a JSON-able dict (microseconds and milliseconds rounded)."""
@@ -92,7 +88,7 @@ def ray_time(c: Costs, w: Workload, shards: int, cores: int) -> float:
     cross = w.messages * c.message_s * (shards - 1) / shards
     share = max(1.0 / shards, c.cores_used / cores)
     windows = w.windows if w.ray_windows is None else w.ray_windows
-    compute = w.events * c.event_s * c.ray_event_factor + cross
+    compute = w.events * c.event_s + cross
     return s0 + s1 * shards + windows * (a + b * shards) + compute * share
 
 
@@ -109,8 +105,7 @@ def break_even_events_per_window(c: Costs, shards: int, windows: int = 1000) -> 
     s0, s1 = c.start_ray_s
     share = max(1.0 / shards, c.cores_used / shards)
     # local: W·wl + E·e ; ray: T0 + W·(a+bS) + E·(e + x(S-1)/S)·share ; solve for E/W.
-    r = c.ray_event_factor
-    gain = c.event_s - (c.event_s * r + c.message_s * (shards - 1) / shards) * share
+    gain = c.event_s - (c.event_s + c.message_s * (shards - 1) / shards) * share
     if gain <= 0:
         return float("inf")
     fixed = (s0 + s1 * shards) / windows + (a + b * shards) - c.window_local_s
@@ -132,9 +127,8 @@ def fit(lines: list[dict[str, Any]]) -> Costs:
 
     Uses the ``window_cost`` lines (the tiny many-window workload at two lengths, local
     and on Ray at 1, 2, … shards: per-window cost is the slope of wall time against
-    windows, start-up the intercept), the ``transfer`` line (x), the local ``scaling``
-    line (e and u, at scale) and, if there is one, the Ray ``scaling`` line with one shard
-    (r: the rest of its wall time once start-up and windows are taken off, over E·e).
+    windows, start-up the intercept), the ``transfer`` line (x) and the local ``scaling``
+    line (e and u, at scale).
     """
     local = [ln for ln in lines if ln["workload"] == "scaling" and ln["backend"] == "local"]
     transfer = [ln for ln in lines if ln["workload"] == "transfer"]
@@ -157,20 +151,13 @@ def fit(lines: list[dict[str, Any]]) -> Costs:
         starts.append(start)
         slopes.append(slope)
     counts = [float(s) for s in shard_counts]
-    (a, b), (s0, s1) = fit_line(counts, slopes), fit_line(counts, starts)
-    factor = 1.0
-    one = [ln for ln in lines if _is_ray_scaling(ln) and ln["shards"] == 1]
-    if one:
-        rest = one[0]["wall_s"] - (s0 + s1) - one[0]["windows"] * (a + b)
-        factor = max(rest, 0.0) / (event_s * max(1, big["delivered"] + big["timers"]))
     return Costs(
         event_s=event_s,
         cores_used=cores_used,
         window_local_s=window_local,
-        window_ray_s=(a, b),
-        start_ray_s=(s0, s1),
+        window_ray_s=fit_line(counts, slopes),
+        start_ray_s=fit_line(counts, starts),
         message_s=transfer[0]["per_message_s"],
-        ray_event_factor=factor,
     )
 
 
@@ -198,17 +185,12 @@ def report(
     scaled = replace(work, events=round(work.events * k), messages=round(work.messages * k))
     checked = []
     for ln in ray_lines:
-        s = ln["shards"]
-        row = {
-            "shards": s,
+        at = replace(work, ray_windows=ln["windows"])
+        checked.append({
+            "shards": ln["shards"],
             "measured_speedup": ln["speedup"],
-            "model_speedup": round(
-                speedup(c, replace(work, ray_windows=ln["windows"]), s, ln["cores"]), 3
-            ),
-        }
-        if s == 1:
-            row["calibrates"] = True  # r is fitted to this line: it matches by construction
-        checked.append(row)
+            "model_speedup": round(speedup(c, at, ln["shards"], ln["cores"]), 3),
+        })
     return {
         "workload": "scaling_model",
         "costs": c.as_dict(),
