@@ -216,26 +216,13 @@ class EventLog:
         n = len(time)
         if n == 0 or not self.writing:
             return
-        node_col = np.asarray(node, dtype=np.int64)
-        cols: tuple[np.ndarray | int | float, ...] = (
-            np.asarray(time, dtype=np.int64),
-            kind,
-            node_col,
-            _column(seq, n, np.int64),
-            _column(cause, n, np.int64),
-            _column(peer, n, np.int64),
-            _column(msg_id, n, np.int64),
-            _column(msg_type, n, np.int32),
-            _column(name, n, np.int32),
-            _column(value, n, np.float64),
-        )
+        raw = (time, kind, node, seq, cause, peer, msg_id, msg_type, name, value)
+        cols = [_column(x, n, dtype) for x, dtype in zip(raw, _DTYPES, strict=True)]
         for buf, c in zip(self._cols, cols, strict=True):
             buf.append(c)
         self._lens.append(n)
         if self.causality != "none":
-            seq_col = cols[3]
-            if not isinstance(seq_col, np.ndarray):
-                seq_col = np.full(n, seq_col, dtype=np.int64)
+            node_col, seq_col = (np.broadcast_to(cols[i], (n,)) for i in (2, 3))
             self._clocks.append(self._clock_rows(node_col, seq_col))
         self._buffered += n
         if self._buffered >= self.batch_rows:
