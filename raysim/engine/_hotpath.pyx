@@ -478,3 +478,88 @@ def run_events(driver, FastContext ctx, const long long[::1] seq_p,
     pos[0] = -1
     while late:
         driver._run_late(None, late_rows)
+
+
+# --- pending events (raysim.engine.pending) -------------------------------------------------
+
+cdef class Chunk:
+    """:class:`raysim.engine.pending._Chunk`, compiled: the same attributes, and typed views
+    of its times and int64 block that :func:`take_chunks` and :func:`join_blocks` read as C."""
+
+    cdef public tuple rows, dtypes
+    cdef public object block, times
+    cdef public dict other
+    cdef public list objs
+    cdef public long long last
+    cdef public Py_ssize_t pos
+    cdef const long long[::1] _t
+    cdef const long long[:, ::1] _b
+
+    def __init__(self, tuple rows, tuple dtypes, block, dict other, times, list objs):
+        """A chunk of the columns ``pack`` gave, their sorted times and the object column."""
+        self.rows, self.dtypes, self.block, self.other = rows, dtypes, block, other
+        self.times = times
+        self._t = np.ascontiguousarray(times, dtype=np.int64)
+        self._b = block
+        self.last = self._t[self._t.shape[0] - 1]
+        self.objs = objs
+        self.pos = 0
+
+
+def take_chunks(list heap, long long end):
+    """``Pending._take_parts``, compiled: the slices (chunk, from, to) due before ``end`` in
+    the order they are taken, and their objects; the chunks' positions move past them."""
+    cdef list parts = []
+    cdef list objs = []
+    cdef Chunk c
+    cdef Py_ssize_t pos, k, n, lo, hi, mid
+    cdef tuple entry
+    while heap and <long long>(<tuple>heap[0])[0] < end:
+        entry = heapq.heappop(heap)
+        c = <Chunk>entry[2]
+        pos = c.pos
+        n = c._t.shape[0]
+        if c.last < end:
+            k = n
+        else:  # the first time >= end (those before ``pos`` are all below it)
+            lo, hi = pos, n
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if c._t[mid] < end:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            k = lo
+        parts.append((c, pos, k))
+        if c.objs:
+            objs.extend(c.objs if pos == 0 and k == n else c.objs[pos:k])
+        c.pos = k
+        if k < n:
+            heapq.heappush(heap, (c._t[k], entry[1], c))
+    return parts, objs
+
+
+def join_blocks(list parts, tuple rows, tuple dtypes):
+    """The int64 blocks of chunk slices (chunk, from, to) side by side, as
+    ``np.concatenate([c.block[:, a:b] ...], axis=1)`` gives them; None unless every chunk
+    has the layout ``rows`` and ``dtypes``."""
+    cdef Py_ssize_t total = 0, off = 0, a, b, r, j, nrows = len(rows)
+    cdef Chunk c
+    for part in parts:
+        c = <Chunk>part[0]
+        if c.rows is not rows and (c.rows != rows or c.dtypes != dtypes):
+            return None
+        if c.dtypes is not dtypes and c.dtypes != dtypes:
+            return None
+        total += <Py_ssize_t>part[2] - <Py_ssize_t>part[1]
+    out = np.empty((nrows, total), dtype=np.int64)
+    cdef long long[:, ::1] ov = out
+    cdef const long long[:, ::1] bv
+    for part in parts:
+        c, a, b = part
+        bv = c._b
+        for r in range(nrows):
+            for j in range(b - a):
+                ov[r, off + j] = bv[r, a + j]
+        off += b - a
+    return out

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from raysim.engine.compiled import hotpath
+
 
 def _packable(c: np.ndarray) -> bool:
     """Whether int64 holds every value of column ``c`` exactly (and casts back)."""
@@ -35,6 +37,19 @@ def _stable_order(t: np.ndarray) -> np.ndarray:
     return np.argsort(t, kind="stable")
 
 
+def pack(
+    cols: tuple[np.ndarray, ...],
+) -> tuple[tuple[int, ...], tuple[np.dtype, ...], np.ndarray, dict[int, np.ndarray]]:
+    """A batch's columns as a chunk holds them: which are packed (their positions), every
+    column's dtype, the int64 block of the packed ones (one row each) and the others."""
+    rows = tuple(i for i, c in enumerate(cols) if _packable(c))
+    block = np.empty((len(rows), len(cols[0])), dtype=np.int64)
+    for r, i in enumerate(rows):
+        block[r] = cols[i]
+    other = {i: c for i, c in enumerate(cols) if i not in rows}
+    return rows, tuple(c.dtype for c in cols), block, other
+
+
 class _Chunk:
     """One batch: its integer and boolean columns packed as the rows of one int64 block
     (so slicing a chunk is one numpy operation, not one per column), the other columns
@@ -42,38 +57,49 @@ class _Chunk:
 
     __slots__ = ("block", "dtypes", "last", "objs", "other", "pos", "rows", "times")
 
-    def __init__(self, cols: tuple[np.ndarray, ...], objs: list[Any]) -> None:
-        rows = tuple(i for i, c in enumerate(cols) if _packable(c))
-        self.rows = rows
-        self.dtypes = tuple(c.dtype for c in cols)
-        self.block = np.empty((len(rows), len(cols[0])), dtype=np.int64)
-        for r, i in enumerate(rows):
-            self.block[r] = cols[i]
-        self.other = {i: c for i, c in enumerate(cols) if i not in rows}
-        self.times = cols[0]
-        self.last = int(cols[0][-1])
+    def __init__(
+        self,
+        rows: tuple[int, ...],
+        dtypes: tuple[np.dtype, ...],
+        block: np.ndarray,
+        other: dict[int, np.ndarray],
+        times: np.ndarray,
+        objs: list[Any],
+    ) -> None:
+        """A chunk of the columns ``pack`` gave (``rows``, ``dtypes``, ``block``, ``other``),
+        their sorted times and the object column."""
+        self.rows, self.dtypes, self.block, self.other = rows, dtypes, block, other
+        self.times = times
+        self.last = int(times[-1])
         self.objs = objs
         self.pos = 0
 
-    def columns(self, pos: int, k: int) -> list[np.ndarray]:
-        """Columns ``pos:k`` of this chunk alone, in their own dtypes."""
-        out: list[np.ndarray] = [None] * len(self.dtypes)  # type: ignore[list-item]
-        block = self.block[:, pos:k]
-        for r, i in enumerate(self.rows):
-            out[i] = block[r].astype(self.dtypes[i], copy=False)
-        for i, c in self.other.items():
-            out[i] = c[pos:k]
-        return out
 
 
-def _concat(parts: list[tuple[_Chunk, int, int]], ncols: int) -> list[np.ndarray]:
+def _columns(c: Any, pos: int, k: int) -> list[np.ndarray]:
+    """Columns ``pos:k`` of chunk ``c`` alone, in their own dtypes."""
+    out: list[np.ndarray] = [None] * len(c.dtypes)  # type: ignore[list-item]
+    block = c.block[:, pos:k]
+    for r, i in enumerate(c.rows):
+        out[i] = block[r].astype(c.dtypes[i], copy=False)
+    for i, col in c.other.items():
+        out[i] = col[pos:k]
+    return out
+
+
+def _concat(parts: list[tuple[Any, int, int]], ncols: int, hot: Any) -> list[np.ndarray]:
     """The columns of several chunk slices, concatenated (as ``np.concatenate`` per column
-    would give them: the same values and dtypes)."""
+    would give them: the same values and dtypes); ``hot``: the compiled module, which
+    joins the int64 blocks, or None."""
     first = parts[0][0]
-    if any(c.rows != first.rows or c.dtypes != first.dtypes for c, _, _ in parts):
-        cols = [c.columns(a, b) for c, a, b in parts]
+    block = None
+    if hot is not None:  # (None where the chunks' layouts differ)
+        block = hot.join_blocks(parts, first.rows, first.dtypes)
+    elif all(c.rows == first.rows and c.dtypes == first.dtypes for c, _, _ in parts):
+        block = np.concatenate([c.block[:, a:b] for c, a, b in parts], axis=1)
+    if block is None:
+        cols = [_columns(c, a, b) for c, a, b in parts]
         return [np.concatenate(cs) for cs in zip(*cols, strict=True)]
-    block = np.concatenate([c.block[:, a:b] for c, a, b in parts], axis=1)
     out: list[np.ndarray] = [None] * ncols  # type: ignore[list-item]
     for r, i in enumerate(first.rows):
         out[i] = block[r].astype(first.dtypes[i], copy=False)
@@ -92,21 +118,30 @@ class Pending:
 
     def __init__(self, ncols: int) -> None:
         self.ncols = ncols
-        self._heap: list[tuple[int, int, _Chunk]] = []
+        self._heap: list[tuple[int, int, Any]] = []
         self._seq = 0
+        # The compiled chunks and take loop where they are built (the same events in the
+        # same order: see raysim.engine.compiled), the pure-Python ones otherwise.
+        self._hot = hotpath()
+        self._chunk: Any = _Chunk if self._hot is None else self._hot.Chunk
 
     def add(self, cols: tuple[np.ndarray, ...], objs: list[Any]) -> None:
         """Add a batch (any order); it is sorted by time (stable) here."""
         if len(cols[0]) == 0:
             return
         t = cols[0]
+        rows, dtypes, block, other = pack(cols)
         if len(t) > 1 and np.any(t[1:] < t[:-1]):
+            # NOTE: the packed block is put in order with one gather, not one per column
             order = _stable_order(t)
-            cols = tuple(c[order] for c in cols)
+            block = block.take(order, axis=1)
+            other = {i: c[order] for i, c in other.items()}
+            t = t[order]
             if objs:
                 objs = list(map(objs.__getitem__, order.tolist()))
         self._seq += 1
-        heapq.heappush(self._heap, (int(cols[0][0]), self._seq, _Chunk(cols, objs)))
+        chunk = self._chunk(rows, dtypes, block, other, t, objs)
+        heapq.heappush(self._heap, (int(t[0]), self._seq, chunk))
 
     def min_time(self) -> int | None:
         """The earliest pending time, or None if the pool is empty."""
@@ -117,7 +152,23 @@ class Pending:
 
     def take(self, end: int) -> tuple[list[np.ndarray], list[Any]]:
         """Remove and return every event with time < ``end`` (columns concatenated)."""
-        parts: list[tuple[_Chunk, int, int]] = []
+        parts: list[tuple[Any, int, int]]
+        objs: list[Any]
+        if self._hot is not None:
+            parts, objs = self._hot.take_chunks(self._heap, end)
+        else:
+            parts, objs = self._take_parts(end)
+        if not parts:
+            return [np.zeros(0, dtype=np.int64) for _ in range(self.ncols)], []
+        if len(parts) == 1:
+            c, a, b = parts[0]
+            return _columns(c, a, b), objs
+        return _concat(parts, self.ncols, self._hot), objs
+
+    def _take_parts(self, end: int) -> tuple[list[tuple[Any, int, int]], list[Any]]:
+        """The chunk slices due before ``end`` (chunk, from, to), in the order they are
+        taken, and their objects; each chunk's position is moved past them."""
+        parts: list[tuple[Any, int, int]] = []
         objs: list[Any] = []
         heap = self._heap
         while heap and heap[0][0] < end:
@@ -133,9 +184,4 @@ class Pending:
             c.pos = k
             if k < n:
                 heapq.heappush(heap, (int(times[k]), seq, c))
-        if not parts:
-            return [np.zeros(0, dtype=np.int64) for _ in range(self.ncols)], []
-        if len(parts) == 1:
-            c, a, b = parts[0]
-            return c.columns(a, b), objs
-        return _concat(parts, self.ncols), objs
+        return parts, objs
