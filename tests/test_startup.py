@@ -160,6 +160,9 @@ def test_bool_and_string_arrays_equal_pa_array() -> None:
     got.validate(full=True)
     assert got.equals(pa.array(texts, pa.string()))
     assert strings([]).equals(pa.array([], pa.string()))
+    large = strings(texts, large=True)
+    large.validate(full=True)
+    assert large.equals(pa.array(texts, pa.large_string()))
 
 
 def test_the_startup_workload_reports_its_parts() -> None:
@@ -188,6 +191,15 @@ def test_to_numpy_equals_pyarrows(typ: pa.DataType) -> None:
             got, want = to_numpy(a), a.to_numpy(zero_copy_only=False)
             assert got.dtype == want.dtype, (typ, vals)
             np.testing.assert_array_equal(got, want)
+            # with a mask: that of the filtered array, whose dtype follows the kept rows'
+            # nulls (all rows, none, every other one, only the non-null ones)
+            valid = np.array([v is not None for v in a.to_pylist()], dtype=bool)
+            for keep in (np.ones(len(a), bool), np.zeros(len(a), bool),
+                         np.arange(len(a)) % 2 == 0, valid):
+                got = to_numpy(a, keep)
+                want = a.filter(pa.array(keep)).to_numpy(zero_copy_only=False)
+                assert got.dtype == want.dtype, (typ, vals, keep)
+                np.testing.assert_array_equal(got, want)
 
 
 def _pandas_runs(rows: list[dict]) -> pd.DataFrame:

@@ -199,7 +199,7 @@ def _cell(v: Any) -> pa.Array:
     if isinstance(v, float | np.floating):
         return numeric(np.array([v], np.float64), mask=np.array([v != v]))
     if isinstance(v, str):
-        return strings([v]).cast(pa.large_string())
+        return strings([v], large=True)  # (a cast would import pyarrow.compute)
     return pa.array([v])  # anything else: as pandas hands it to pyarrow
 
 

@@ -41,15 +41,17 @@ def numeric(
     return pa.Array.from_buffers(arrow_type, n, [_validity(mask), data])
 
 
-def strings(values: Sequence[str | None]) -> pa.Array:
-    """``pa.array(values, pa.string())`` for a list of strings (None is null)."""
+def strings(values: Sequence[str | None], large: bool = False) -> pa.Array:
+    """``pa.array(values, pa.string())`` for a list of strings (None is null);
+    ``pa.large_string()`` (64-bit offsets) if ``large``."""
     mask = np.fromiter((v is None for v in values), dtype=np.bool_, count=len(values))
     encoded = [b"" if v is None else v.encode("utf-8") for v in values]
-    offsets = np.zeros(len(values) + 1, dtype=np.int32)
+    offsets = np.zeros(len(values) + 1, dtype=np.int64 if large else np.int32)
     np.cumsum([len(b) for b in encoded], out=offsets[1:])
     data = pa.py_buffer(b"".join(encoded))
     return pa.Array.from_buffers(
-        pa.string(), len(values), [_validity(mask), pa.py_buffer(offsets), data]
+        pa.large_string() if large else pa.string(), len(values),
+        [_validity(mask), pa.py_buffer(offsets), data],
     )
 
 
@@ -59,15 +61,19 @@ def _bits(buf: pa.Buffer, offset: int, n: int) -> np.ndarray:
         .astype(np.bool_)
 
 
-def to_numpy(arr: pa.Array) -> np.ndarray:
-    """``arr.to_numpy(zero_copy_only=False)`` for a number or boolean array, from its buffers.
+def to_numpy(arr: pa.Array, keep: np.ndarray | None = None) -> np.ndarray:
+    """``arr.to_numpy(zero_copy_only=False)`` for a number or boolean array, from its buffers;
+    with ``keep`` (a bool mask), that of ``arr.filter(keep)``.
 
     The same values and dtype as pyarrow gives (an integer array with nulls is float64 with
     NaN, a boolean one with nulls is an object array with None), without pyarrow's pandas
-    shim, which ``to_numpy`` asks even when no copy is needed. Other types go to pyarrow.
+    shim, which ``to_numpy`` asks even when no copy is needed, nor pyarrow.compute for the
+    filter. Other types go to pyarrow.
     """
     typ, n, off = arr.type, len(arr), arr.offset
     if not (pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_boolean(typ)):
+        if keep is not None:
+            arr = arr.filter(numeric(keep))
         return arr.to_numpy(zero_copy_only=False)
     validity, data = arr.buffers()[:2]
     if pa.types.is_boolean(typ):
@@ -75,9 +81,15 @@ def to_numpy(arr: pa.Array) -> np.ndarray:
     else:
         values = np.frombuffer(data, typ.to_pandas_dtype(), count=off + n)[off:] if n \
             else np.zeros(0, typ.to_pandas_dtype())
+    if keep is not None:
+        values = values[keep]
     if not arr.null_count:
         return values
     null = ~_bits(validity, off, n)
+    if keep is not None:
+        null = null[keep]
+        if not null.any():  # the nulls were all in rows left out
+            return values
     if pa.types.is_boolean(typ):
         out = values.astype(object)
         out[null] = None
