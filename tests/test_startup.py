@@ -21,7 +21,7 @@ import pytest
 
 from raysim.api.protocol import registered
 from raysim.experiments.results import append_run_row, merge_rows, row_table
-from raysim.log.arrays import numeric, strings, to_numpy
+from raysim.log.arrays import decoded, numeric, strings, to_numpy
 from raysim.protocols import BUILTIN, FAMILIES, aliases, available, load_all, lookup
 
 EXPERIMENT = """\
@@ -160,6 +160,15 @@ def test_bool_and_string_arrays_equal_pa_array() -> None:
     got.validate(full=True)
     assert got.equals(pa.array(texts, pa.string()))
     assert strings([]).equals(pa.array([], pa.string()))
+    codes = np.random.default_rng(3).integers(0, 4, 50)
+    for mask in (codes == 0, np.zeros(50, bool), np.ones(50, bool)):
+        names = ["float", "int", "", "héllo"]
+        want = pa.DictionaryArray.from_arrays(
+            pa.array(codes.astype(np.int32), mask=mask), pa.array(names)).dictionary_decode()
+        got = decoded(codes, names, mask)
+        got.validate(full=True)
+        assert got.equals(want)
+    assert decoded(codes[:0], names, mask[:0]).equals(pa.array([], pa.string()))
     large = strings(texts, large=True)
     large.validate(full=True)
     assert large.equals(pa.array(texts, pa.large_string()))

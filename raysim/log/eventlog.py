@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from raysim.log.arrays import numeric, strings
+from raysim.log.arrays import decoded, numeric, strings
 from raysim.log.schema import (
     EVENT_SCHEMA,
     KINDS,
@@ -298,9 +298,7 @@ class EventLog:
             vtype[at : at + len(v.vtype)] = v.vtype
             ints[at : at + len(v.vtype)] = v.ints
         mask = vtype <= V_FLOAT  # not an obs, or a float one: value_type is null
-        idx = numeric(np.where(mask, 0, vtype).astype(np.int32), pa.int32(), mask=mask)
-        names = strings(list(VALUE_TYPES))
-        out = [pa.DictionaryArray.from_arrays(idx, names).dictionary_decode()]
+        out = [decoded(vtype, VALUE_TYPES, mask)]
         int_mask = mask | (vtype >= V_STR)
         out.append(numeric(ints, pa.int64(), mask=int_mask))
         strs = [(at, v.strs) for at, v in self._typed if v.strs is not None]
