@@ -7,7 +7,10 @@ attributes, checks and error messages) and the event loop of
 :meth:`raysim.engine.pernode.PerNodeDriver.run` (here :func:`run_events`). Both twins take
 the same decisions in the same order: the same sends, timers, observations, sequence
 numbers and random words, so the event log is byte-for-byte the one the pure-Python path
-writes (``tests/test_hotpath.py`` compares them on faulty runs of several protocols).
+writes (``tests/test_hotpath.py`` compares them on faulty runs of several protocols). At
+the end of the file, the pending pools' take loop (:mod:`raysim.engine.pending`:
+:class:`Chunk`, :func:`take_chunks`, :func:`join_blocks`), the same rows in the same order
+as the Python one (``tests/test_pending.py``).
 
 NOTE: what this buys is the interpreter's bookkeeping around each handler call (about
 two thirds of the per-node engine's cost per event); the handlers themselves stay Python.

@@ -4,7 +4,9 @@
 C compiler are available (``setup.py``; the build is optional, so an install without a
 compiler still works). The pure-Python driver and context are the reference and give the
 same event log; ``RAYSIM_PURE_PYTHON=1`` in the environment selects them even when the
-extension is built (read each time a driver is made, so a test can switch it).
+extension is built (read each time a driver or a pending pool is made, so a test can
+switch it). The same extension holds the pending pools' compiled take loop
+(:mod:`raysim.engine.pending`).
 """
 
 from __future__ import annotations

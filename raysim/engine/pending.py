@@ -6,6 +6,11 @@ the events due before ``end`` is a binary search and a slice per chunk; a chunk 
 once it is used up. NOTE: a window typically sees a few dozen live chunks (one per window
 of sends or timers still in flight), so the per-window cost is tiny next to a full scan of
 every pending event, which at 10^5 nodes cost more than the events themselves.
+
+Where the compiled hot path is built (:mod:`raysim.engine.compiled`), the take loop and the
+join of the chunks' blocks run compiled (``_hotpath.Chunk``, ``take_chunks``,
+``join_blocks``: C views of each chunk's times and block); the Python ones here are the
+reference and give the same rows in the same order (``tests/test_pending.py``).
 """
 
 from __future__ import annotations
