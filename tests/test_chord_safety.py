@@ -24,17 +24,23 @@ class WrongEnd(Chord):
         super()._finish(ctx, lk, (end + 1) % ctx.n_nodes if end >= 0 else end)
 
 
-def _chord(protocol: str) -> ExperimentConfig:
+def _chord(protocol: str, level: str = "all") -> ExperimentConfig:
     return validate({
         "experiment": {"name": "t", "protocol": protocol, "seed": 2, "duration": 40_000},
         "protocol": {"lookup_rate": 0.5, "settle": 5_000},
         "network": {"nodes": 32, "delay": {"dist": "uniform", "low": 20, "high": 100}},
+        "log": {"level": level},
     }, "test")
 
 
+@pytest.mark.parametrize("level", ["all", "observations"])
 @pytest.mark.parametrize(("protocol", "broken"), [("chord", False), (f"{HERE}:WrongEnd", True)])
-def test_stable_lookups_end_at_the_owner(tmp_path: Path, protocol: str, broken: bool) -> None:
-    res = runner.run(_chord(protocol), tmp_path)
+def test_stable_lookups_end_at_the_owner(
+    tmp_path: Path, protocol: str, broken: bool, level: str
+) -> None:
+    """The check reads observation and lifecycle rows only, so it also runs (and catches the
+    broken variant) on an observation-only log."""
+    res = runner.run(_chord(protocol, level), tmp_path)
     assert res.status == "ok"
     count = res.row["metric.violations.stable_lookup_owner"]
     if broken:

@@ -81,7 +81,7 @@ from raysim.api.protocol import Context, Params, Protocol, Violation, register
 from raysim.protocols.chord import messages as cm
 from raysim.protocols.chord.lookup import FINGER, JOIN, USER, ChordRouting, PendingLookup
 from raysim.protocols.chord.ring import check_ids, ideal_ring, key_positions, placement_ids
-from raysim.protocols.chord.safety import CHECK, lookup_owner_violations
+from raysim.protocols.chord.safety import CHECK, LIFECYCLE_KINDS, lookup_owner_violations
 
 
 class ChordParams(Params):
@@ -183,6 +183,11 @@ class Chord(ChordRouting, Protocol):
     Params: ClassVar[type[ChordParams]] = ChordParams
     report: ClassVar[str | None] = "raysim.analysis.byzantine:chord"  # + malicious nodes
     checks: ClassVar[tuple[str, ...]] = (CHECK,)
+    # The check reads the chord_id and lookup observations and the lifecycle rows only, so
+    # it runs on observation-only logs too, and reads none of a full log's message rows.
+    log_needs: ClassVar[str] = "observations"
+    log_columns: ClassVar[tuple[str, ...] | None] = ("value_int",)
+    log_kinds: ClassVar[tuple[str, ...] | None] = ("obs", *LIFECYCLE_KINDS)
     adversaries: ClassVar[dict[str, str]] = {
         "wrong": "raysim.protocols.chord.adversaries:WrongOwner",
         "drop": "raysim.protocols.chord.adversaries:DropLookups",

@@ -79,6 +79,7 @@ def stable_lookup_owner(
 
 
 _UP = {"start": True, "join": True, "recover": True, "crash": False, "leave": False}
+LIFECYCLE_KINDS = tuple(_UP)  # the membership rows the check reads (with the observations)
 
 
 def lookup_owner_violations(settle: int, events: Mapping[str, Any]) -> list[Violation]:
@@ -122,4 +123,6 @@ def lookup_owner_violations(settle: int, events: Mapping[str, Any]) -> list[Viol
     return stable_lookup_owner(table, changes, lookups, settle)
 
 
-__all__ = ["CHECK", "Violation", "lookup_owner_violations", "stable_lookup_owner"]
+__all__ = [
+    "CHECK", "LIFECYCLE_KINDS", "Violation", "lookup_owner_violations", "stable_lookup_owner",
+]
