@@ -213,10 +213,11 @@ class Gossip(Protocol):
         return self.since <= rnd if self.sync else self.informed
 
     def on_timer(self, ctx: Context, tag: Any) -> None:
-        ctx.set_timer(self.p.period, ROUND)
-        rnd = ctx.now // self.p.period if self.sync else -1
+        p = self.p
+        ctx.set_timer(p.period, ROUND)
+        rnd = ctx.now // p.period if self.sync else -1
         knew = self._knew(rnd)
-        mode = self.p.mode
+        mode = p.mode
         if mode == "push":
             if knew:
                 self._contact(ctx, Rumor(rnd))
@@ -224,11 +225,15 @@ class Gossip(Protocol):
             if not knew:
                 self._contact(ctx, PullRequest(rnd))
         else:
-            self._contact(ctx, Exchange(knew, rnd))
+            self._contact(ctx, _exchange(knew, rnd))
 
     def _contact(self, ctx: Context, msg: object) -> None:
+        fanout = self.p.fanout
+        if fanout == 1:  # NOTE: the common case, without the list (the same draws)
+            ctx.send(ctx.random_peer(), msg)
+            return
         picked: list[int] = []
-        while len(picked) < self.p.fanout:  # distinct random peers, in the order drawn
+        while len(picked) < fanout:  # distinct random peers, in the order drawn
             peer = ctx.random_peer()
             if peer not in picked:
                 picked.append(peer)
@@ -250,9 +255,25 @@ class Gossip(Protocol):
         elif kind is Exchange:
             if msg.informed:
                 self._learn(ctx, rnd + 1)
-            ctx.send(src, ExchangeReply(self._knew(rnd), rnd))
+            ctx.send(src, _exchange_reply(self._knew(rnd), rnd))
         elif kind is ExchangeReply and msg.informed:
             self._learn(ctx, rnd + 1)
+
+
+# NOTE: outside the synchronous phase every exchange has round -1, so its two possible
+# messages are made once and shared (messages are immutable; a payload is never copied).
+_EXCHANGES = {(k, -1): Exchange(k, -1) for k in (False, True)}
+_REPLIES = {(k, -1): ExchangeReply(k, -1) for k in (False, True)}
+
+
+def _exchange(informed: bool, rnd: int) -> Exchange:
+    """``Exchange(informed, rnd)``, shared when ``rnd = -1``."""
+    return _EXCHANGES.get((informed, rnd)) or Exchange(informed, rnd)
+
+
+def _exchange_reply(informed: bool, rnd: int) -> ExchangeReply:
+    """``ExchangeReply(informed, rnd)``, shared when ``rnd = -1``."""
+    return _REPLIES.get((informed, rnd)) or ExchangeReply(informed, rnd)
 
 
 CARRIERS = ("Rumor", "Exchange", "ExchangeReply")  # messages that can carry the update
