@@ -290,6 +290,40 @@ def test_loss_and_duplication_are_independent_of_delay_stream() -> None:
 UNIFORM = {"dist": "uniform", "low": 3, "high": 9}
 
 
+@pytest.mark.parametrize("delay", [UNIFORM, {"dist": "lognormal", "median": 40.0, "sigma": 0.8}])
+def test_clean_path_delivers_and_logs_what_the_general_path_does(
+    tmp_path: Path, delay: dict[str, Any]
+) -> None:
+    """With no loss, duplicates, corruption nor partitions the router takes a shortcut
+    (``Router.clean``): the same deliveries and the same log rows as the general path."""
+    raw = raw_batch(3000, seed=5)
+    out = []
+    for clean in (True, False):
+        log = EventLog(tmp_path / f"{clean}.parquet", "all")
+        router = make_router(delay=delay, jitter=3, log=log)
+        assert router.clean
+        router.clean = clean  # False: the general path, every decision drawn and masked
+        deliv = router.route(raw)
+        log.close()
+        out.append((deliv, pd.read_parquet(tmp_path / f"{clean}.parquet"), router.stats))
+    (a, log_a, st_a), (b, log_b, st_b) = out
+    for col in ("time", "src", "dst", "msg_id", "type_idx", "copy", "corrupt"):
+        got, want = getattr(a, col), getattr(b, col)
+        assert got.dtype == want.dtype, col
+        np.testing.assert_array_equal(got, want, err_msg=col)
+    assert a.payload == b.payload
+    pd.testing.assert_frame_equal(log_a, log_b)
+    assert st_a == st_b and st_a.sent == len(raw)
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [{"loss": 0.1}, {"duplicate": 0.1}, {"corrupt": 0.1}, {"partitions": [{"a": "0-9"}]}],
+)
+def test_any_fault_takes_the_general_path(faults: dict[str, Any]) -> None:
+    assert not make_router(faults).clean
+
+
 def test_constant_delay_is_exact() -> None:
     d = delays_of(make_router(delay={"dist": "constant", "value": 17}), raw_batch(3000))
     assert (d == 17).all()

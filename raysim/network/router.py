@@ -134,6 +134,8 @@ class Router:
             b = ~a if p.b is None else parse_node_set(p.b, n_nodes, f"faults.partitions.{i}.b")
             end = p.end if p.end is not None else np.iinfo(np.int64).max
             self.partitions.append((p.start, end, a, b, p.direction == "both"))
+        # Nothing to decide but the delay: no partitions, loss, duplicates nor corruption.
+        self.clean = not (self.partitions or faults.loss or faults.duplicate or faults.corrupt)
 
     def _delays(self, msg_id: np.ndarray, copy: np.ndarray) -> np.ndarray:
         u = uniform_array(self.keys[_DELAY], msg_id, copy)
@@ -150,6 +152,8 @@ class Router:
         """Decide the fate of every message in ``out``; returns the copies to deliver."""
         n = len(out)
         self.stats.sent += n
+        if self.clean:
+            return self._route_clean(out)
         f = self.faults
         t, src, dst, mid = out.time, out.src, out.dst, out.msg_id
         cut = np.zeros(n, dtype=bool)
@@ -216,6 +220,28 @@ class Router:
             self.stats.corrupted += int(deliv.corrupt.sum())
         else:
             deliv.corrupt = np.zeros(len(deliv), dtype=bool)
+        return self.byzantine.apply(out, deliv)
+
+    def _route_clean(self, out: Messages) -> Messages:
+        """:meth:`route` when only delays are drawn: every message is delivered once, intact
+        (the same log rows and deliveries, without the masks of the general path)."""
+        n = len(out)
+        d0 = self._delays(out.msg_id, np.zeros(n, dtype=np.int64))
+        log = self.log
+        if log.messages:
+            if out.clock is not None:
+                log.stamp(out.src, out.seq, out.clock)
+            codes = log.strings.codes(out.type_names)[out.type_idx]
+            seq = out.seq if len(out.seq) == n else np.full(n, -1, dtype=np.int64)
+            cause = out.cause if len(out.cause) == n else -1
+            log.add(
+                out.time, SEND, out.src, seq, out.dst, out.msg_id, codes, -1,
+                d0.astype(np.float64), cause,
+            )
+        deliv = out.select(None)
+        deliv.time = out.time + d0
+        deliv.copy = np.zeros(n, dtype=np.int8)
+        deliv.corrupt = np.zeros(n, dtype=bool)
         return self.byzantine.apply(out, deliv)
 
     def split(self, deliv: Messages) -> list[Messages | None]:
