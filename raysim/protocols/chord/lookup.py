@@ -235,13 +235,13 @@ class ChordRouting:
                 _, c = heapq.heappop(lk.cands)
                 if c in lk.tried or c == self.node:
                     continue
-                if self._suspected(c, now):
+                if c in self.suspect and self._suspected(c, now):
                     if self._route_around(ctx, lid, lk, c):
                         return
                     continue
                 lk.tried.add(c)
-                ctx.send(c, fam.Query(self._expect(ctx, c, "query", lid), lk.key,
-                                      tuple(sorted(lk.avoid))))
+                avoid = tuple(sorted(lk.avoid)) if lk.avoid else ()
+                ctx.send(c, fam.Query(self._expect(ctx, c, "query", lid), lk.key, avoid))
                 return
         self._gave_up(ctx, lid, lk.timeouts)
 
@@ -294,13 +294,13 @@ class ChordRouting:
             return
         lid, lk = got
         lk.hops += 1
-        ids, mask, key = self.ids, self.mask, lk.key
-        here = span(ids[src], key, mask)
+        ids, mask, key, tried, cands, via = self.ids, self.mask, lk.key, lk.tried, lk.cands, lk.via
+        here = ((key - ids[src] - 1) & mask) + 1  # span(ids[src], key, mask), inlined
         for c in msg.nodes:
-            d = span(ids[c], key, mask)
-            if d < here and c not in lk.tried:  # only strictly closer nodes: no cycles
-                heapq.heappush(lk.cands, (d, c))
-                lk.via.setdefault(c, src)
+            d = ((key - ids[c] - 1) & mask) + 1
+            if d < here and c not in tried:  # only strictly closer nodes: no cycles
+                heapq.heappush(cands, (d, c))
+                via.setdefault(c, src)
         self._iter_step(ctx, lid, lk)
 
     def _on_done(self, ctx: Context, src: int, msg: cm.Done, fam: int) -> None:

@@ -215,6 +215,7 @@ class Chord(ChordRouting, Protocol):
         self.seq = 0
         self.contact = -1  # who a join goes through
         self.join_t0 = 0  # when this session's join began
+        self._dispatch = _dispatch(type(self))
 
     # --- configuration checks and run metrics ----------------------------------------------
 
@@ -341,12 +342,12 @@ class Chord(ChordRouting, Protocol):
     # --- dispatch ---------------------------------------------------------------------------
 
     def on_message(self, ctx: Context, src: int, msg: Any) -> None:
-        name, fam, role = self.HANDLERS[type(msg)]
-        if role not in PHASES[self.phase][0]:
+        hit = self._dispatch[self.phase][type(msg)]  # KeyError: not a Chord message
+        if hit is None:  # not handled in this phase
             return
         if self.suspect:
             self.suspect.pop(src, None)  # it answered: alive after all
-        getattr(self, name)(ctx, src, msg, fam)
+        hit[0](self, ctx, src, msg, hit[1])
 
     def on_timer(self, ctx: Context, tag: Any) -> None:
         kind = tag[0] if isinstance(tag, tuple) else tag
@@ -423,13 +424,13 @@ class Chord(ChordRouting, Protocol):
     def _on_pred_reply(self, ctx: Context, src: int, msg: cm.PredReply, fam: int) -> None:
         if self._answered(ctx, msg.req) is None:
             return
-        now, mask, ids, me = ctx.now, self.mask, self.ids, self.id
+        now, mask, ids, me, suspect = ctx.now, self.mask, self.ids, self.id, self.suspect
         succs = [src]
         for s in msg.succs:
-            if s != self.node and s not in succs and not self._suspected(s, now):
+            if s != self.node and s not in succs and not (s in suspect and self._suspected(s, now)):
                 succs.append(s)
         x = msg.pred
-        if (x >= 0 and x != self.node and not self._suspected(x, now)
+        if (x >= 0 and x != self.node and not (x in suspect and self._suspected(x, now))
                 and ((ids[x] - me) & mask) < ((ids[src] - me) & mask)):
             succs.insert(0, x)  # x joined between us and our successor
         first = self.succs[0] if self.succs else -1
@@ -538,6 +539,26 @@ class Chord(ChordRouting, Protocol):
             self._activate(ctx)
             self._stabilize(ctx)
 
+
+
+Dispatch = dict[str, dict[type, tuple[Any, int] | None]]
+_DISPATCH: dict[type, Dispatch] = {}
+
+
+def _dispatch(cls: type[Chord]) -> Dispatch:
+    """phase -> message class -> (``cls``'s handler function, family index), or None where
+    the phase ignores that class: :attr:`Chord.HANDLERS` and :data:`PHASES` resolved once
+    per class (a subclass's overriding handlers included), not on every message."""
+    table = _DISPATCH.get(cls)
+    if table is None:
+        table = _DISPATCH[cls] = {
+            phase: {
+                kind: (getattr(cls, name), fam) if role in roles else None
+                for kind, (name, fam, role) in cls.HANDLERS.items()
+            }
+            for phase, (roles, _) in PHASES.items()
+        }
+    return table
 
 
 @lru_cache(maxsize=8)
