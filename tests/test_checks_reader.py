@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from raysim.api.protocol import holding
 from raysim.experiments import runner
 from raysim.experiments.checks import load_events, run_checks
 from raysim.log.schema import CANONICAL_SORT, EVENT_SCHEMA
@@ -130,6 +131,30 @@ def test_a_log_in_shuffled_parts_reads_and_checks_as_the_runs_own(tmp_path: Path
     assert mine.counts == theirs.counts and mine.counts["informed_by_delivery"] > 0
     assert mine.first == theirs.first
     assert res.row["metric.violations"] == mine.total
+
+
+def test_string_tests_on_codes_match_the_decoded_columns(tmp_path: Path) -> None:
+    """``holding`` reads the runner's string codes (``EventColumns.holds``) and compares a
+    plain mapping's values: the same rows either way, on a log whose parts each have their
+    own dictionaries, whether or not the column was decoded first."""
+    res = _faulty_run(tmp_path)
+    assert res.events_dir is not None
+    split = _split(res.events_dir, tmp_path / "split", parts=3, seed=7)
+    plain = _reference(res.events_dir)
+    for name, texts in (("kind", ("send", "deliver")), ("name", ("informed", "crashed")),
+                        ("msg_type", ("Rumor", "PullRequest", "absent")), ("kind", ())):
+        want = np.isin(plain[name], texts)
+        assert np.array_equal(holding(plain, name, texts), want), name
+        for decoded_first in (False, True):
+            events = load_events(split)
+            if decoded_first:
+                assert events[name].dtype == object
+            got = holding(events, name, texts)
+            assert got.dtype == bool and np.array_equal(got, want), (name, decoded_first)
+            assert np.array_equal(events[name], plain[name])  # decoded as before
+    assert 0 < holding(plain, "kind", ("send",)).sum() < len(plain["kind"])
+    with pytest.raises(KeyError):
+        load_events(split).holds("no_such_column", ("x",))
 
 
 def test_rows_that_tie_on_time_node_seq_kind_sort_on_the_remaining_keys(

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 from typing import Protocol as TypingProtocol
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from raysim.values.rng import NodeRng
@@ -116,6 +117,29 @@ class Violation:
     time: int
     nodes: tuple[int, ...]
     detail: str
+
+
+def holding(events: Mapping[str, Any], name: str, texts: Iterable[str]) -> np.ndarray:
+    """Which rows of a check's ``events`` hold one of ``texts`` in the string column
+    ``name`` (a bool array, row for row): ``events[name] == t`` for each text, or-ed.
+
+    The runner's mapping answers from the column's string codes (its ``holds``), never
+    building the column's objects: a comparison of an object array costs ~30 ns a row, a
+    code lookup ~1 ns. Any other mapping (a test's table, say) has its values compared.
+    """
+    holds = getattr(events, "holds", None)
+    if holds is not None:
+        out: np.ndarray = holds(name, texts)
+        return out
+    return equal_any(np.asarray(events[name]), texts)
+
+
+def equal_any(values: np.ndarray, texts: Iterable[str]) -> np.ndarray:
+    """Which ``values`` equal one of ``texts`` (a bool array)."""
+    out = np.zeros(len(values), dtype=bool)
+    for t in texts:
+        out |= values == t
+    return out
 
 
 class Contract:
@@ -229,7 +253,8 @@ class Contract:
         ``events`` maps every column of the log (``time``, ``kind``, ``node``, ``peer``,
         ``msg_id``, ``msg_type``, ``name``, ``value``, … whatever the schema has) to a
         numpy array, rows in canonical order (time, node, then the node's event sequence
-        where the log has one); string columns are object arrays (None where null). The
+        where the log has one); string columns are object arrays (None where null), and
+        :func:`holding` tests one against a few texts without building its objects. The
         runner's mapping reads a column from disk when it is first looked up, so a check
         pays only for the columns it reads (:attr:`log_columns` bounds them). It is
         called once, after the run, only when :attr:`checks` is not empty and the run was
