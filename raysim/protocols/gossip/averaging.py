@@ -44,6 +44,7 @@ from raysim.api.protocol import (
     Params,
     Protocol,
     Violation,
+    holding,
     register,
 )
 
@@ -103,7 +104,7 @@ class Averaging(Protocol):
     @classmethod
     def safety(cls, params: AveragingParams, events: Mapping[str, Any]) -> Iterator[Violation]:
         """``value_in_hull``: every emitted value in [0, 1] (see the module docstring)."""
-        v = (events["kind"] == "obs") & (events["name"] == "value")
+        v = holding(events, "kind", ("obs",)) & holding(events, "name", ("value",))
         value = np.asarray(events["value"][v], dtype=np.float64)
         bad = ~((value >= -HULL_TOLERANCE) & (value <= 1.0 + HULL_TOLERANCE))
         for t, n, x in zip(events["time"][v][bad].tolist(), events["node"][v][bad].tolist(),
