@@ -21,7 +21,7 @@ import pytest
 
 from raysim.api.protocol import registered
 from raysim.experiments.results import append_run_row, merge_rows, row_table
-from raysim.log.arrays import decoded, numeric, strings, to_numpy
+from raysim.log.arrays import codes, decoded, numeric, strings, to_numpy
 from raysim.protocols import BUILTIN, FAMILIES, aliases, available, load_all, lookup
 
 EXPERIMENT = """\
@@ -209,6 +209,18 @@ def test_to_numpy_equals_pyarrows(typ: pa.DataType) -> None:
                 want = a.filter(pa.array(keep)).to_numpy(zero_copy_only=False)
                 assert got.dtype == want.dtype, (typ, vals, keep)
                 np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("typ", [pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8()])
+def test_codes_are_the_values_with_nulls_replaced(typ: pa.DataType) -> None:
+    rng = np.random.default_rng(12)
+    values = [None if rng.random() < 0.3 else int(v) for v in rng.integers(0, 100, size=41)]
+    for vals in (values, [v if v is not None else 1 for v in values], [], [None] * 5):
+        arr = pa.array(vals, pa.int64()).cast(typ)
+        for a in (arr, arr.slice(3), arr.slice(5, 20)):
+            got = codes(a, -7)
+            assert got.dtype == np.int64
+            assert got.tolist() == [-7 if v is None else v for v in a.to_pylist()], (typ, vals)
 
 
 def _pandas_runs(rows: list[dict]) -> pd.DataFrame:

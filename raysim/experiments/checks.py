@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from raysim.api.protocol import Contract, ProtocolSpec, Violation, equal_any
+from raysim.log.arrays import codes as _codes
 from raysim.log.arrays import numeric, to_numpy
 from raysim.log.schema import CANONICAL_SORT, EVENT_SCHEMA
 
@@ -287,14 +288,6 @@ def _is_in(kind: pa.Array, keep: set[str]) -> np.ndarray:
         kind = kind.dictionary_encode()
     lut = np.array([t in keep for t in kind.dictionary.to_pylist()] + [False])
     return lut[_codes(kind.indices, len(lut) - 1)]
-
-
-def _codes(indices: pa.Array, null: int) -> np.ndarray:
-    """A dictionary's indices as an int array, ``null`` where one is null."""
-    codes = to_numpy(indices)
-    if indices.null_count:
-        codes = np.nan_to_num(codes, nan=null).astype(np.int64)
-    return codes
 
 
 class _Sink:

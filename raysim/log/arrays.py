@@ -82,6 +82,20 @@ def _bits(buf: pa.Buffer, offset: int, n: int) -> np.ndarray:
         .astype(np.bool_)
 
 
+def codes(indices: pa.Array, null: int) -> np.ndarray:
+    """An integer array's values as int64, ``null`` where one is null (a dictionary
+    column's indices, say), from its buffers: no float64 detour through NaN."""
+    n, off = len(indices), indices.offset
+    if not n:
+        return np.zeros(0, np.int64)
+    validity, data = indices.buffers()[:2]
+    out = np.frombuffer(data, indices.type.to_pandas_dtype(), count=off + n)[off:]
+    out = out.astype(np.int64)
+    if indices.null_count:
+        out[~_bits(validity, off, n)] = null
+    return out
+
+
 def to_numpy(arr: pa.Array, keep: np.ndarray | None = None) -> np.ndarray:
     """``arr.to_numpy(zero_copy_only=False)`` for a number or boolean array, from its buffers;
     with ``keep`` (a bool mask), that of ``arr.filter(keep)``.
