@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from raysim import testing
 from raysim.analysis import chord as rc
@@ -412,3 +414,25 @@ def test_chord_is_registered_with_its_parameters() -> None:
     spec = lookup("chord")
     assert spec.cls is Chord
     assert spec.make_params({"mode": "recursive"}).mode == "recursive"  # type: ignore[attr-defined]
+
+
+@settings(max_examples=300, deadline=None)
+@given(m=st.integers(1, 62), data=st.data())
+def test_reach_end_is_the_finger_loop_in_one_step(m: int, data: st.DataObject) -> None:
+    """``Chord._reach_end(i, node)``: the first finger index from ``i`` whose start
+    ``id + 2^j`` is not in ``(id, ids[node]]``, as the loop over the fingers finds it."""
+    ids = tuple(data.draw(st.lists(st.integers(0, (1 << m) - 1), min_size=1, max_size=6,
+                                   unique=True)))
+    node = Chord(ChordParams(m=m), 0)
+    node.ids, node.id = ids, ids[0]
+    to = data.draw(st.integers(0, len(ids) - 1))  # to == 0: the node itself (a full turn)
+    i = data.draw(st.integers(0, m - 1))
+    mask = node.mask
+
+    def in_reach(start: int) -> bool:
+        return ((start - node.id - 1) & mask) <= ((ids[to] - node.id - 1) & mask)
+
+    want = i
+    while want < m and in_reach(node.id + (1 << want)):
+        want += 1
+    assert node._reach_end(i, to) == want

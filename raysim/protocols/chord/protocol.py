@@ -208,6 +208,7 @@ class Chord(ChordRouting, Protocol):
         self.fixing = False  # fix_all_fingers: a round's chain of finger lookups is under way
         self.route_d: list[int] = []  # routing table: clockwise distances, ascending
         self.route_n: list[int] = []  # ... and the nodes at them
+        self.built: tuple[int | None, ...] = ()  # what the table was built from (_rebuild)
         self.keys: list[int] = []  # identifiers of the stored keys held, sorted
         self.suspect: dict[int, int] = {}  # node -> suspected until
         self.pending: dict[int, tuple[str, int, Any, int]] = {}  # req -> (what, to, data, timer)
@@ -489,9 +490,9 @@ class Chord(ChordRouting, Protocol):
         """Refresh the next finger whose start lies beyond the successor."""
         m, i = self.p.m, self.next_finger
         succ = self.succs[0] if self.succs else self.node
-        while i < m and self._in_reach(self.id + (1 << i), succ):
-            self.fingers[i] = succ
-            i += 1
+        end = self._reach_end(i, succ)
+        self.fingers[i:end] = [succ] * (end - i)
+        i = end
         if i >= m:
             self.next_finger = 0
             self.fixing = False
@@ -500,10 +501,16 @@ class Chord(ChordRouting, Protocol):
         self.fixing = self.p.fix_all_fingers
         self._lookup(ctx, (self.id + (1 << i)) & self.mask, FINGER, arg=i)
 
-    def _in_reach(self, start: int, node: int) -> bool:
-        """Whether identifier ``start`` lies in ``(self, node]``."""
-        mask = self.mask
-        return ((start - self.id - 1) & mask) <= ((self.ids[node] - self.id - 1) & mask)
+    def _reach_end(self, i: int, node: int) -> int:
+        """The first finger index ``j >= i`` whose start ``id + 2^j`` lies beyond
+        ``(self, node]`` (``m`` if none): ``node`` is the successor of every finger start
+        from ``i`` up to it that lies in reach.
+
+        NOTE: ``id + 2^j`` lies in ``(self, node]`` iff ``2^j - 1 <= d``, ``d`` the
+        clockwise distance to ``node`` less one, i.e. iff ``j < (d + 1).bit_length()``: the
+        loop over the fingers in one step."""
+        d = (self.ids[node] - self.id - 1) & self.mask
+        return max(i, min(self.p.m, (d + 1).bit_length()))
 
     def _completed(self, ctx: Context, lk: PendingLookup, end: int) -> None:
         """A fix_fingers lookup sets its finger (and those the answer also covers); a join
@@ -516,11 +523,9 @@ class Chord(ChordRouting, Protocol):
             if end < 0:
                 i += 1
             else:
-                self.fingers[i] = end
-                i += 1
-                while i < m and self._in_reach(self.id + (1 << i), end):
-                    self.fingers[i] = end
-                    i += 1
+                stop = self._reach_end(i + 1, end)
+                self.fingers[i:stop] = [end] * (stop - i)
+                i = stop
                 self._rebuild()
             self.next_finger = i if i < m else 0
             if self.fixing:  # fix_all_fingers: on to the next finger of this round

@@ -182,7 +182,18 @@ class IdealRing:
 def ideal_ring(n_nodes: int, m: int, ids: Sequence[int] | None = None) -> IdealRing:
     """The ring of all ``n_nodes`` nodes at ``ids`` (default: the index-hashed identifiers);
     ValueError if two share an identifier."""
-    return _ideal_ring(n_nodes, m, tuple(node_ids(n_nodes, m) if ids is None else ids))
+    last = _LAST_RING[0]
+    if last is not None and last[0] is ids and type(ids) is tuple and last[1:3] == (n_nodes, m):
+        # NOTE: every node of a run asks with the run's one identifier tuple: no rehashing
+        # of its N identifiers (for the memo below) on each node's start
+        return last[3]
+    ring = _ideal_ring(n_nodes, m, tuple(node_ids(n_nodes, m) if ids is None else ids))
+    if type(ids) is tuple:
+        _LAST_RING[0] = (ids, n_nodes, m, ring)
+    return ring
+
+
+_LAST_RING: list[tuple[tuple[int, ...], int, int, IdealRing] | None] = [None]
 
 
 @lru_cache(maxsize=4)
