@@ -138,7 +138,7 @@ class ChordRouting:
         The table holds the fingers and the current successor; once a dead successor is
         forgotten the next one of the successor list takes its place.
         """
-        i = bisect.bisect_left(self.route_d, span(self.id, key, self.mask))
+        i = bisect.bisect_left(self.route_d, ((key - self.id - 1) & self.mask) + 1)  # span
         if not avoid:
             return self.route_n[max(0, i - limit):i][::-1]
         return [n for n in self.route_n[:i][::-1] if n not in avoid][:limit]
