@@ -696,3 +696,25 @@ def test_columnar_averaging_equals_the_per_node_reference(
     spread_first = vals.loc[vals["time"] <= first + period, "value"].std()
     spread_last = vals.loc[vals["time"] > last - period, "value"].std()
     assert spread_last < spread_first
+
+
+def test_cycle_collections_back_off_while_they_find_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``Shard._collect``: a collection that frees nothing doubles the wait for the next
+    (up to ``GC_MAX_WINDOWS``); one that frees something brings it back to ``GC_WINDOWS``."""
+    from types import SimpleNamespace
+
+    from raysim.engine import shard as shard_mod
+
+    found = iter([0, 0, 0, 0, 0, 0, 7, 0])
+    monkeypatch.setattr(shard_mod.gc, "collect", lambda: next(found))
+    s: Any = SimpleNamespace(_gc_every=shard_mod.GC_WINDOWS, _gc_next=0, _windows=0)
+    waits = []
+    for _ in range(8):
+        s._windows = s._gc_next
+        Shard._collect(s)
+        waits.append(s._gc_every)
+        assert s._gc_next == s._windows + s._gc_every
+    assert waits == [512, 1024, 2048, 4096, 4096, 4096, 256, 512]
+    assert shard_mod.GC_MAX_WINDOWS == 4096

@@ -9,7 +9,8 @@ the same decisions in the same order: the same sends, timers, observations, sequ
 numbers and random words, so the event log is byte-for-byte the one the pure-Python path
 writes (``tests/test_hotpath.py`` compares them on faulty runs of several protocols). At
 the end of the file, the pending pools' take loop (:mod:`raysim.engine.pending`:
-:class:`Chunk`, :func:`take_chunks`, :func:`join_blocks`), the same rows in the same order
+:class:`Chunk`, :func:`make_chunk`, :class:`ChunkHeap`, :func:`take_chunks`,
+:func:`join_blocks`), the same rows in the same order
 as the Python one (``tests/test_pending.py``).
 
 NOTE: what this buys is the interpreter's bookkeeping around each handler call (about
@@ -509,39 +510,6 @@ cdef class Chunk:
         self.pos = 0
 
 
-def take_chunks(list heap, long long end):
-    """``Pending._take_parts``, compiled: the slices (chunk, from, to) due before ``end`` in
-    the order they are taken, and their objects; the chunks' positions move past them."""
-    cdef list parts = []
-    cdef list objs = []
-    cdef Chunk c
-    cdef Py_ssize_t pos, k, n, lo, hi, mid
-    cdef tuple entry
-    while heap and <long long>(<tuple>heap[0])[0] < end:
-        entry = heapq.heappop(heap)
-        c = <Chunk>entry[2]
-        pos = c.pos
-        n = c._t.shape[0]
-        if c.last < end:
-            k = n
-        else:  # the first time >= end (those before ``pos`` are all below it)
-            lo, hi = pos, n
-            while lo < hi:
-                mid = (lo + hi) >> 1
-                if c._t[mid] < end:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            k = lo
-        parts.append((c, pos, k))
-        if c.objs:
-            objs.extend(c.objs if pos == 0 and k == n else c.objs[pos:k])
-        c.pos = k
-        if k < n:
-            heapq.heappush(heap, (c._t[k], entry[1], c))
-    return parts, objs
-
-
 def join_blocks(list parts, tuple rows, tuple dtypes):
     """The int64 blocks of chunk slices (chunk, from, to) side by side, as
     ``np.concatenate([c.block[:, a:b] ...], axis=1)`` gives them; None unless every chunk
@@ -565,4 +533,288 @@ def join_blocks(list parts, tuple rows, tuple dtypes):
             for j in range(b - a):
                 ov[r, off + j] = bv[r, a + j]
         off += b - a
+    return out
+
+
+# --- building chunks and keeping them in a heap (raysim.engine.pending) ---------------------
+
+from libc.stdlib cimport free, malloc, realloc
+
+
+cdef void _merge_sort(const long long* t, Py_ssize_t* idx, Py_ssize_t* tmp, Py_ssize_t n):
+    """Sort ``idx[0:n]`` by ``t[idx[i]]``, stable (equal times keep their order)."""
+    cdef Py_ssize_t width, lo, mid, hi, i, j, k
+    cdef Py_ssize_t* a = idx
+    cdef Py_ssize_t* b = tmp
+    cdef Py_ssize_t* swap
+    width = 1
+    while width < n:
+        lo = 0
+        while lo < n:
+            mid = lo + width if lo + width < n else n
+            hi = lo + 2 * width if lo + 2 * width < n else n
+            i, j, k = lo, mid, lo
+            while i < mid and j < hi:
+                if t[a[j]] < t[a[i]]:  # strictly less: ties take the left (earlier) row
+                    b[k] = a[j]
+                    j += 1
+                else:
+                    b[k] = a[i]
+                    i += 1
+                k += 1
+            while i < mid:
+                b[k] = a[i]
+                i += 1
+                k += 1
+            while j < hi:
+                b[k] = a[j]
+                j += 1
+                k += 1
+            lo = hi
+        swap = a
+        a = b
+        b = swap
+        width *= 2
+    if a != idx:
+        for i in range(n):
+            idx[i] = a[i]
+
+
+def make_chunk(tuple cols, list objs):
+    """``Pending.add``'s chunk, compiled: the columns packed into one int64 block, put in
+    stable time order (the order ``np.argsort(kind="stable")`` gives: a stable sort's
+    permutation is unique), as a :class:`Chunk`; None where some column is not packed
+    (a float or 2-D column: the Python path keeps those aside)."""
+    cdef Py_ssize_t ncols = len(cols), n = len(cols[0]), r, j
+    for c in cols:
+        if c.ndim != 1 or not (c.dtype.kind in "ib" or (c.dtype.kind == "u" and c.dtype.itemsize < 8)):
+            return None
+    block = np.empty((ncols, n), dtype=np.int64)
+    cdef long long[:, ::1] bv = block
+    cdef const long long[:] cv
+    cdef const int[:] iv
+    cdef const signed char[:] sv8
+    cdef const unsigned char[:] uv8
+    for r in range(ncols):  # NOTE: C loops for the engine's dtypes, numpy for the rest
+        c = cols[r]
+        dt = c.dtype
+        if dt == np.int64:
+            cv = c
+            for j in range(n):
+                bv[r, j] = cv[j]
+        elif dt == np.int32:
+            iv = c
+            for j in range(n):
+                bv[r, j] = iv[j]
+        elif dt == np.int8:
+            sv8 = c
+            for j in range(n):
+                bv[r, j] = sv8[j]
+        elif dt == np.bool_ or dt == np.uint8:
+            uv8 = c.view(np.uint8)
+            for j in range(n):
+                bv[r, j] = uv8[j]
+        else:
+            block[r] = c
+    cdef bint ordered = True
+    for j in range(1, n):
+        if bv[0, j] < bv[0, j - 1]:
+            ordered = False
+            break
+    cdef Py_ssize_t* idx
+    cdef Py_ssize_t* tmp
+    cdef long long[:, ::1] sv
+    if not ordered:
+        if n <= 4096:
+            idx = <Py_ssize_t*>malloc(2 * n * sizeof(Py_ssize_t))
+            if idx == NULL:
+                raise MemoryError()
+            tmp = idx + n
+            for j in range(n):
+                idx[j] = j
+            _merge_sort(&bv[0, 0], idx, tmp, n)
+            out = np.empty((ncols, n), dtype=np.int64)
+            sv = out
+            for r in range(ncols):
+                for j in range(n):
+                    sv[r, j] = bv[r, idx[j]]
+            if objs:
+                objs = [objs[idx[j]] for j in range(n)]
+            free(idx)
+        else:  # (as pending._stable_order: a radix sort where the times span < 2^16)
+            t = block[0]
+            t0 = int(t.min())
+            if int(t.max()) - t0 < (1 << 16):
+                order = np.argsort((t - t0).astype(np.uint16), kind="stable")
+            else:
+                order = np.argsort(t, kind="stable")
+            out = block.take(order, axis=1)
+            if objs:
+                objs = list(map(objs.__getitem__, order.tolist()))
+        block = out
+    return Chunk(tuple(range(ncols)), tuple([c.dtype for c in cols]), block, {}, block[0], objs)
+
+
+cdef class ChunkHeap:
+    """The pending pool's heap of chunks, keyed by (earliest pending time, arrival number):
+    ``heapq`` over ``(time, seq, chunk)`` tuples, with the keys as C integers (a window
+    pops and pushes back every chunk with something due: dozens of timer chunks among
+    hundreds). Keys are unique, so the order chunks come out in is the same."""
+
+    cdef long long* _t
+    cdef long long* _s
+    cdef list _items
+    cdef Py_ssize_t _n, _cap
+
+    def __cinit__(self):
+        self._cap = 64
+        self._n = 0
+        self._t = <long long*>malloc(self._cap * sizeof(long long))
+        self._s = <long long*>malloc(self._cap * sizeof(long long))
+        if self._t == NULL or self._s == NULL:
+            raise MemoryError()
+        self._items = []
+
+    def __dealloc__(self):
+        free(self._t)
+        free(self._s)
+
+    def __len__(self):
+        return self._n
+
+    def chunks(self):
+        """The chunks in the heap (in no particular order)."""
+        return list(self._items)
+
+    def min_time(self):
+        """The smallest key's time, or None when empty."""
+        return self._t[0] if self._n else None
+
+    cdef inline bint _less(self, Py_ssize_t i, Py_ssize_t j):
+        return self._t[i] < self._t[j] or (self._t[i] == self._t[j] and self._s[i] < self._s[j])
+
+    cdef inline void _swap(self, Py_ssize_t i, Py_ssize_t j):
+        cdef long long x = self._t[i]
+        self._t[i] = self._t[j]
+        self._t[j] = x
+        x = self._s[i]
+        self._s[i] = self._s[j]
+        self._s[j] = x
+        items = self._items
+        items[i], items[j] = items[j], items[i]
+
+    cpdef push(self, long long t, long long s, Chunk c):
+        """Add ``c`` under the key (t, s)."""
+        cdef Py_ssize_t i = self._n, parent
+        if i == self._cap:
+            self._cap *= 2
+            self._t = <long long*>realloc(self._t, self._cap * sizeof(long long))
+            self._s = <long long*>realloc(self._s, self._cap * sizeof(long long))
+            if self._t == NULL or self._s == NULL:
+                raise MemoryError()
+        self._t[i] = t
+        self._s[i] = s
+        self._items.append(c)
+        self._n = i + 1
+        while i > 0:
+            parent = (i - 1) >> 1
+            if not self._less(i, parent):
+                break
+            self._swap(i, parent)
+            i = parent
+
+    cdef Chunk _pop(self, long long* s):
+        """Remove the smallest key's chunk; its arrival number into ``s``."""
+        cdef Py_ssize_t last = self._n - 1, i = 0, child
+        s[0] = self._s[0]
+        if last > 0:
+            self._swap(0, last)
+        c = <Chunk>self._items.pop()
+        self._n = last
+        while True:
+            child = 2 * i + 1
+            if child >= last:
+                break
+            if child + 1 < last and self._less(child + 1, child):
+                child += 1
+            if not self._less(child, i):
+                break
+            self._swap(i, child)
+            i = child
+        return c
+
+
+def take_chunks(ChunkHeap heap, long long end):
+    """``Pending._take_parts``, compiled: the slices (chunk, from, to) due before ``end`` in
+    the order they are taken, and their objects; the chunks' positions move past them."""
+    cdef list parts = []
+    cdef list objs = []
+    cdef Chunk c
+    cdef Py_ssize_t pos, k, n, lo, hi, mid
+    cdef long long seq
+    while heap._n and heap._t[0] < end:
+        c = heap._pop(&seq)
+        pos = c.pos
+        n = c._t.shape[0]
+        if c.last < end:
+            k = n
+        else:  # the first time >= end (those before ``pos`` are all below it)
+            lo, hi = pos, n
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if c._t[mid] < end:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            k = lo
+        parts.append((c, pos, k))
+        if c.objs:
+            objs.extend(c.objs if pos == 0 and k == n else c.objs[pos:k])
+        c.pos = k
+        if k < n:
+            heap.push(c._t[k], seq, c)
+    return parts, objs
+
+
+def join_columns(list parts, Py_ssize_t ncols):
+    """``pending._concat`` for chunks whose every column is packed (``other`` empty) and
+    share one layout: each column of the slices (chunk, from, to) joined, in its own dtype
+    (int64 columns are rows of one joined block); None for any other layout."""
+    first = <Chunk>parts[0][0]
+    rows, dtypes = first.rows, first.dtypes
+    if first.other or len(rows) != ncols:
+        return None
+    block = join_blocks(parts, rows, dtypes)
+    if block is None:
+        return None
+    cdef const long long[:, ::1] bv = block
+    cdef Py_ssize_t n = bv.shape[1], r, j
+    cdef int[::1] iv
+    cdef signed char[::1] sv8
+    cdef unsigned char[::1] uv8
+    out = []
+    for r in range(ncols):
+        dt = dtypes[r]
+        if dt == np.int64:
+            out.append(block[r])
+        elif dt == np.int32:
+            a = np.empty(n, dtype=np.int32)
+            iv = a
+            for j in range(n):
+                iv[j] = <int>bv[r, j]
+            out.append(a)
+        elif dt == np.int8:
+            a = np.empty(n, dtype=np.int8)
+            sv8 = a
+            for j in range(n):
+                sv8[j] = <signed char>bv[r, j]
+            out.append(a)
+        elif dt == np.bool_:
+            a = np.empty(n, dtype=np.bool_)
+            uv8 = a.view(np.uint8)
+            for j in range(n):
+                uv8[j] = bv[r, j] != 0
+            out.append(a)
+        else:
+            out.append(block[r].astype(dt))
     return out

@@ -37,7 +37,8 @@ def paused_gc() -> Iterator[None]:
     NOTE: a window allocates hundreds of thousands of short-lived tuples, and every few
     thousand allocations the collector would rescan the 10^5 live node objects: that doubled
     the cost of a run at 10^5 nodes. Protocol state is plain data that reference counting
-    frees, so the engine collects cycles only every 256 windows (:meth:`Shard.advance`).
+    frees, so the engine collects cycles only every 256 windows or more
+    (:meth:`Shard._collect`).
     What existed before the run (modules, configuration, earlier runs' objects) is frozen
     for the run's duration (``gc.freeze``), so those collections scan only the run's own
     objects: at 1024 Chord nodes they cost 1.4 s of CPU unfrozen, 0.4 s frozen.

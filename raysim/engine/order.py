@@ -81,7 +81,7 @@ def _sort(
     order = v & ((1 << bits) - 1)
     s = v >> bits  # the packed keys, sorted
     eq = s[1:] == s[:-1]
-    if not eq.any():
+    if not np.count_nonzero(eq):  # NOTE: not .any(), ~1.5 us less a call on small arrays
         return order
     tie = np.zeros(n, dtype=bool)
     tie[1:] = eq
@@ -109,7 +109,7 @@ def order_window(
     k1 = np.concatenate([life[3], msgs[3], timers[2]])
     copy = msgs[5].astype(np.int64)
     k2 = np.concatenate([np.zeros(n_l, np.int64), copy, np.zeros(n_t, np.int64)])
-    order = _sort(time, prio, node, k1, k2, bool(n_m and copy.any()))
+    order = _sort(time, prio, node, k1, k2, bool(n_m and np.count_nonzero(copy)))
     return Window(
         end, life, msgs, payloads, timers, tags, [time, prio, node, k1, k2], order, n_l, n_l + n_m
     )

@@ -7,10 +7,14 @@ once it is used up. NOTE: a window typically sees a few dozen live chunks (one p
 of sends or timers still in flight), so the per-window cost is tiny next to a full scan of
 every pending event, which at 10^5 nodes cost more than the events themselves.
 
-Where the compiled hot path is built (:mod:`raysim.engine.compiled`), the take loop and the
-join of the chunks' blocks run compiled (``_hotpath.Chunk``, ``take_chunks``,
-``join_blocks``: C views of each chunk's times and block); the Python ones here are the
-reference and give the same rows in the same order (``tests/test_pending.py``).
+Where the compiled hot path is built (:mod:`raysim.engine.compiled`), building a chunk,
+the heap of chunks, the take loop and the join of the chunks' blocks run compiled
+(``_hotpath.make_chunk``, ``ChunkHeap``, ``Chunk``, ``take_chunks``, ``join_blocks``: C
+keys, C views of each chunk's times and block); the Python ones here are the reference
+and give the same rows in the same order (``tests/test_pending.py``). NOTE: a window of
+``chord_hops`` takes ~90 timers from ~480 live timer chunks, and building a chunk cost
+~40 us of numpy calls in the run; compiled, the pools' share of the run fell by about
+half (README, performance).
 """
 
 from __future__ import annotations
@@ -99,6 +103,9 @@ def _concat(parts: list[tuple[Any, int, int]], ncols: int, hot: Any) -> list[np.
     first = parts[0][0]
     block = None
     if hot is not None:  # (None where the chunks' layouts differ)
+        joined: list[np.ndarray] | None = hot.join_columns(parts, ncols)
+        if joined is not None:
+            return joined
         block = hot.join_blocks(parts, first.rows, first.dtypes)
     elif all(c.rows == first.rows and c.dtypes == first.dtypes for c, _, _ in parts):
         block = np.concatenate([c.block[:, a:b] for c, a, b in parts], axis=1)
@@ -123,20 +130,27 @@ class Pending:
 
     def __init__(self, ncols: int) -> None:
         self.ncols = ncols
-        self._heap: list[tuple[int, int, Any]] = []
         self._seq = 0
-        # The compiled chunks and take loop where they are built (the same events in the
-        # same order: see raysim.engine.compiled), the pure-Python ones otherwise.
+        # The compiled chunks, heap and take loop where they are built (the same events in
+        # the same order: see raysim.engine.compiled), the pure-Python ones otherwise: a
+        # heapq list of (earliest pending time, arrival number, chunk).
         self._hot = hotpath()
         self._chunk: Any = _Chunk if self._hot is None else self._hot.Chunk
+        self._heap: Any = [] if self._hot is None else self._hot.ChunkHeap()
 
     def add(self, cols: tuple[np.ndarray, ...], objs: list[Any]) -> None:
         """Add a batch (any order); it is sorted by time (stable) here."""
         if len(cols[0]) == 0:
             return
+        self._seq += 1
+        if self._hot is not None:
+            made = self._hot.make_chunk(cols, objs)  # None where some column is not packed
+            if made is not None:
+                self._heap.push(int(made.times[0]), self._seq, made)
+                return
         t = cols[0]
         rows, dtypes, block, other = pack(cols)
-        if len(t) > 1 and np.any(t[1:] < t[:-1]):
+        if len(t) > 1 and np.count_nonzero(t[1:] < t[:-1]):
             # NOTE: the packed block is put in order with one gather, not one per column
             order = _stable_order(t)
             block = block.take(order, axis=1)
@@ -144,16 +158,22 @@ class Pending:
             t = t[order]
             if objs:
                 objs = list(map(objs.__getitem__, order.tolist()))
-        self._seq += 1
         chunk = self._chunk(rows, dtypes, block, other, t, objs)
-        heapq.heappush(self._heap, (int(t[0]), self._seq, chunk))
+        if self._hot is not None:
+            self._heap.push(int(t[0]), self._seq, chunk)
+        else:
+            heapq.heappush(self._heap, (int(t[0]), self._seq, chunk))
 
     def min_time(self) -> int | None:
         """The earliest pending time, or None if the pool is empty."""
+        if self._hot is not None:
+            m: int | None = self._heap.min_time()
+            return m
         return self._heap[0][0] if self._heap else None
 
     def __len__(self) -> int:
-        return sum(len(c.times) - c.pos for _, _, c in self._heap)
+        chunks = self._heap.chunks() if self._hot is not None else [c for _, _, c in self._heap]
+        return sum(len(c.times) - c.pos for c in chunks)
 
     def take(self, end: int) -> tuple[list[np.ndarray], list[Any]]:
         """Remove and return every event with time < ``end`` (columns concatenated)."""

@@ -44,7 +44,7 @@ def check_destinations(spec: RunSpec, t: Any, src: Any, dst_l: Any) -> np.ndarra
     except (TypeError, ValueError, OverflowError):
         dst = np.zeros(0, dtype=np.int64)
         bad = np.array([not (isinstance(d, int | np.integer) and 0 <= d < n) for d in dst_l])
-    if bad.any():
+    if np.count_nonzero(bad):
         i = int(np.flatnonzero(bad)[0])
         raise ProtocolError(
             spec.run_id,
@@ -203,7 +203,9 @@ class PerNodeDriver:
             return None
         t, src_l, dst_l, seq, msgs, eseq, cause = cols
         src = np.asarray(src_l, dtype=np.int64)
-        dst = check_destinations(self.spec, t, src_l, dst_l)
+        # NOTE: an int64 array comes from the compiled context, which took only in-range
+        # ints into it (anything else makes ``dst_l`` a list, checked here)
+        dst = dst_l if type(dst_l) is np.ndarray else check_destinations(self.spec, t, src_l, dst_l)
         types = self._type_codes
         k = len(msgs)
         try:

@@ -104,6 +104,12 @@ def _column(x: Any, n: int, dtype: type) -> np.ndarray | int | float:
     """``x`` as a buffered column of ``n`` rows: an array as it is (in ``dtype``), a scalar
     kept as the scalar (repeated only when the row group is built, see :func:`_joined`).
     """
+    t = type(x)
+    if t is np.ndarray:
+        if x.dtype.type is dtype and x.shape == (n,):  # NOTE: the common case, two tests
+            return x
+    elif t is int or t is float:
+        return x
     if isinstance(x, int | float | np.integer | np.floating):
         return x.item() if isinstance(x, np.generic) else x
     a: np.ndarray = np.asarray(x, dtype=dtype)
