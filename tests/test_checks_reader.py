@@ -17,7 +17,13 @@ from raysim.api.protocol import holding
 from raysim.experiments import runner
 from raysim.experiments.checks import load_events, run_checks
 from raysim.log.schema import CANONICAL_SORT, EVENT_SCHEMA
-from raysim.protocols.gossip.dissemination import Gossip, _member, informed_by_delivery
+from raysim.protocols.gossip.dissemination import (
+    Gossip,
+    _member,
+    _with_restarts,
+    _without_restarts,
+    informed_by_delivery,
+)
 
 from .conftest import make_config
 
@@ -142,7 +148,8 @@ def test_string_tests_on_codes_match_the_decoded_columns(tmp_path: Path) -> None
     split = _split(res.events_dir, tmp_path / "split", parts=3, seed=7)
     plain = _reference(res.events_dir)
     for name, texts in (("kind", ("send", "deliver")), ("name", ("informed", "crashed")),
-                        ("msg_type", ("Rumor", "PullRequest", "absent")), ("kind", ())):
+                        ("msg_type", ("Rumor", "PullRequest", "absent")), ("kind", ()),
+                        ("kind", ("send", "deliver", "obs", "start", "drop"))):  # > 3 texts
         want = np.isin(plain[name], texts)
         assert np.array_equal(holding(plain, name, texts), want), name
         for decoded_first in (False, True):
@@ -238,10 +245,44 @@ def test_the_gossip_check_is_its_plain_definition_in_any_row_order(tmp_path: Pat
     perm = np.random.default_rng(2).permutation(len(events["time"]))
     shuffled = {c: events[c][perm] for c in events}
     again = [(v.time, v.nodes[0]) for v in informed_by_delivery(0, shuffled)]
-    assert sorted(again) == sorted(found) and again != found  # in the rows' own order
+    assert again == found  # in (time, node, seq) order, whatever the rows' order
     no_seq = {c: a for c, a in shuffled.items() if c != "seq"}
     assert sorted((v.time, v.nodes[0]) for v in informed_by_delivery(0, no_seq)) == \
         sorted(found)
+    # the runner reads this protocol's rows in file order (log_order = "any")
+    assert Gossip.log_order == "any"
+    unordered = load_events(res.events_dir, Gossip.log_columns, Gossip.log_kinds, ordered=False)
+    assert not np.array_equal(unordered["time"], events["time"])
+    assert [(v.time, v.nodes[0]) for v in informed_by_delivery(0, unordered)] == found
+
+
+def test_the_gossip_checks_two_paths_agree(tmp_path: Path) -> None:
+    """Without restarts after each node's first event the check needs no sort
+    (``_without_restarts``); with them it sorts each node's rows (``_with_restarts``). On
+    a log where both apply they find the same rows, and the plain definition's."""
+    cfg = make_config(experiment={"protocol": LEAKY, "stop_when": None, "duration": 12_000},
+                      protocol={"mode": "push_pull"}, faults={"loss": 0.2},
+                      network={"nodes": 300})
+    res = runner.run(cfg, tmp_path / "run")
+    assert res.status == "ok" and res.events_dir is not None
+    events = load_events(res.events_dir, Gossip.log_columns, Gossip.log_kinds, ordered=False)
+    cols = {c: np.asarray(events[c]) for c in ("node", "seq", "msg_id")}
+    marks = [holding(events, "kind", ("start", "recover", "join")),
+             holding(events, "kind", ("obs",)) & holding(events, "name", ("informed",)),
+             holding(events, "kind", ("send",))
+             & holding(events, "msg_type", ("Rumor", "Exchange", "ExchangeReply")),
+             holding(events, "kind", ("deliver",))]
+    fast = _without_restarts(0, cols["node"], cols["seq"], cols["msg_id"], *marks)
+    assert fast is not None  # no churn: the fast path applies
+    slow = _with_restarts(0, cols["node"], cols["seq"], cols["msg_id"], None, *marks)
+    assert len(fast) > 0 and np.array_equal(np.sort(fast), slow)
+    canonical = load_events(res.events_dir, Gossip.log_columns, Gossip.log_kinds)
+    want = _plain_informed_by_delivery(0, canonical)
+    assert [(v.time, v.nodes[0]) for v in informed_by_delivery(0, events)] == want
+    restarted = marks[0].copy()
+    restarted[np.flatnonzero(marks[3])[:5]] = True  # "restarts" in mid-history: no fast path
+    assert _without_restarts(0, cols["node"], cols["seq"], cols["msg_id"], restarted,
+                             *marks[1:]) is None
 
 
 def test_the_gossip_check_keeps_each_nodes_history_apart_without_start_rows() -> None:

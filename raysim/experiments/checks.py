@@ -5,7 +5,8 @@ A protocol declares ``checks`` (names) and ``safety(params, events)`` (see
 whose log is complete (``log.level = "all"``), the runner reads the run's event files with
 pyarrow, hands the protocol every column as a numpy array in canonical order (time, node,
 then ``seq`` where the log has it, then the remaining canonical columns, so the order is
-total), and counts what ``safety`` yields. Only the rows of the protocol's ``log_kinds``
+total; in file order for a protocol whose ``log_order`` is ``"any"``), and counts what
+``safety`` yields. Only the rows of the protocol's ``log_kinds``
 are read, and each column when the check first looks it up (:class:`EventColumns`), so
 the checks cost what they read:
 
@@ -88,11 +89,14 @@ def _as_dict(v: Violation) -> dict[str, Any]:
 
 
 def load_events(
-    events_dir: Path, columns: Iterable[str] | None = None, kinds: Iterable[str] | None = None
+    events_dir: Path,
+    columns: Iterable[str] | None = None,
+    kinds: Iterable[str] | None = None,
+    ordered: bool = True,
 ) -> EventColumns:
     """Every column of a run's event log (or ``columns`` and the canonical sort keys) as
-    numpy arrays, rows in canonical order; only the rows whose ``kind`` is in ``kinds``
-    if given.
+    numpy arrays, rows in canonical order (in file order if not ``ordered``); only the rows
+    whose ``kind`` is in ``kinds`` if given.
 
     Strings (dictionary columns) become object arrays with None for null; list columns
     (vectors) become object arrays of lists. The engine's ``lamport`` column is there when
@@ -100,7 +104,7 @@ def load_events(
     read-only mapping (:class:`EventColumns`) that reads each column from disk when it is
     first looked up.
     """
-    return EventColumns(Path(events_dir), columns, kinds)
+    return EventColumns(Path(events_dir), columns, kinds, ordered)
 
 
 _SKIP = ("run_id", "vclock")
@@ -120,7 +124,7 @@ class EventColumns(Mapping[str, np.ndarray]):
     """
 
     def __init__(self, events_dir: Path, columns: Iterable[str] | None,
-                 kinds: Iterable[str] | None) -> None:
+                 kinds: Iterable[str] | None, ordered: bool = True) -> None:
         # NOTE: the part files read one by one (in path order, as a dataset would find them):
         # pyarrow.dataset costs ~0.1 s to import, and a run's log is one folder of parts.
         # The engine's vector clocks (n entries on every row) are left out: no check needs
@@ -155,7 +159,8 @@ class EventColumns(Mapping[str, np.ndarray]):
         self._cache: dict[str, np.ndarray] = {}
         self._texts: dict[str, np.ndarray] = {}  # a string column's texts, indexed by code
         self._coded: dict[str, np.ndarray] = {}  # a string column's codes, in order
-        self._order = self._canonical_order()
+        # the canonical order of the kept rows, or None: they stay in file order
+        self._order: np.ndarray | None = self._canonical_order() if ordered else None
 
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in self._cache:
@@ -172,10 +177,12 @@ class EventColumns(Mapping[str, np.ndarray]):
         self._keep(name, self._unordered([name])[name])
 
     def _keep(self, name: str, values: np.ndarray) -> None:
+        if self._order is not None:
+            values = values[self._order]
         if name in self._texts:
-            self._coded[name] = values[self._order]
+            self._coded[name] = values
         else:
-            self._cache[name] = values[self._order]
+            self._cache[name] = values
 
     def holds(self, name: str, texts: Iterable[str]) -> np.ndarray:
         """Which rows' string column ``name`` holds one of ``texts`` (a bool array): the
@@ -190,8 +197,16 @@ class EventColumns(Mapping[str, np.ndarray]):
         if name not in self._coded:  # not a dictionary string column: compare the values
             return equal_any(self._cache[name], texts)
         want = set(texts)
-        lut = np.array([t in want for t in self._texts[name].tolist()], dtype=bool)
-        out: np.ndarray = lut[self._coded[name]]
+        hits = [c for c, t in enumerate(self._texts[name].tolist()) if t in want]
+        coded = self._coded[name]
+        if len(hits) <= 3:  # NOTE: a comparison per text is ~10x faster than a gather
+            out: np.ndarray = coded == hits[0] if hits else np.zeros(len(coded), dtype=bool)
+            for c in hits[1:]:
+                out |= coded == c
+            return out
+        lut = np.zeros(len(self._texts[name]), dtype=bool)
+        lut[hits] = True
+        out = lut[coded]
         return out
 
     def __iter__(self) -> Iterator[str]:
@@ -395,7 +410,9 @@ def run_checks(
     if not covers(level, spec.cls.log_needs) or events_dir is None:
         return SafetyResult(checked=False)
     cls = spec.cls
-    events: Mapping[str, np.ndarray] = load_events(events_dir, cls.log_columns, cls.log_kinds)
+    events: Mapping[str, np.ndarray] = load_events(
+        events_dir, cls.log_columns, cls.log_kinds, ordered=cls.log_order != "any"
+    )
     result = SafetyResult(checked=True, counts=dict.fromkeys(checks, 0))
     if wants_metrics:
         result.metrics = {
