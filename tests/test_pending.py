@@ -76,10 +76,12 @@ def test_take_gives_the_defined_order_and_dtypes(
         end = 0
         for step in range(steps):
             for _ in range(int(rng.integers(0, 4))):
-                # (now and then a batch above the compiled merge sort's 4096 rows)
-                n = 5000 if rng.random() < 0.02 else int(rng.integers(0, 12))
-                cols = _batch(rng, n, 1 + int(rng.integers(0, 40)), bool(rng.random() < 0.2),
-                              ncols)
+                # now and then a batch above the compiled merge sort's 4096 rows, over a
+                # short span (a counting sort) or a long one (numpy's sort)
+                big = rng.random() < 0.03
+                n = 5000 if big else int(rng.integers(0, 12))
+                spread = int(rng.choice([40, 10**6])) if big else 1 + int(rng.integers(0, 40))
+                cols = _batch(rng, n, spread, bool(rng.random() < 0.2), ncols)
                 cols = (cols[0] + end, *cols[1:])
                 objs = [("obj", step, i) for i in range(n)] if with_objs else []
                 pool.add(cols, objs)

@@ -401,6 +401,27 @@ cdef class FastContext:
         return self._storage[self._li]
 
 
+cdef inline bint _before(tuple top, long long t, long long p, long long n, long long k1,
+                         long long k2):
+    """Whether an in-window timer entry ``(when, prio, node, id, copy, ...)`` sorts before
+    the event key ``(t, p, n, k1, k2)`` (``entry[:5] < key``, as the driver compares)."""
+    cdef long long a
+    a = top[0]
+    if a != t:
+        return a < t
+    a = top[1]
+    if a != p:
+        return a < p
+    a = top[2]
+    if a != n:
+        return a < n
+    a = top[3]
+    if a != k1:
+        return a < k1
+    a = top[4]
+    return a < k2
+
+
 def run_events(driver, FastContext ctx, const long long[::1] seq_p,
                const long long[::1] seq_t, const long long[::1] seq_n,
                const long long[::1] seq_li, const long long[::1] seq_k,
@@ -424,12 +445,19 @@ def run_events(driver, FastContext ctx, const long long[::1] seq_p,
     cdef long long[::1] epoch = ctx._ep_v
     cdef set cancelled = driver.cancelled
     cdef list late = ctx._late
+    cdef const long long[::1] order_v = order
+    cdef const long long[::1] k_t = keys[0], k_p = keys[1], k_n = keys[2]
+    cdef const long long[::1] k_1 = keys[3], k_2 = keys[4]
+    cdef Py_ssize_t j
     pos[0] = 0
     for i in range(n):
         if late:
-            pos[0] = i
-            j = order[i]
-            driver._run_late(tuple([int(c[j]) for c in keys]), late_rows)
+            j = order_v[i]
+            # NOTE: the heap's first timer against the event's key in C; the driver is
+            # called (with the key as a tuple) only when some timer is due before it
+            if _before(<tuple>late[0], k_t[j], k_p[j], k_n[j], k_1[j], k_2[j]):
+                pos[0] = i
+                driver._run_late(tuple([int(c[j]) for c in keys]), late_rows)
         p = seq_p[i]
         li = seq_li[i]
         k = seq_k[i]
@@ -580,6 +608,24 @@ cdef void _merge_sort(const long long* t, Py_ssize_t* idx, Py_ssize_t* tmp, Py_s
             idx[i] = a[i]
 
 
+cdef void _counting_sort(const long long* t, long long t0, Py_ssize_t* idx,
+                         Py_ssize_t* count, Py_ssize_t span, Py_ssize_t n):
+    """``idx[0:n]``: the rows in stable order of ``t`` (all in ``t0 .. t0 + span - 1``),
+    ``count`` a scratch of ``span + 1`` entries."""
+    cdef Py_ssize_t i, c, total = 0
+    for i in range(span + 1):
+        count[i] = 0
+    for i in range(n):
+        count[t[i] - t0] += 1
+    for i in range(span):  # first position of each time
+        c = count[i]
+        count[i] = total
+        total += c
+    for i in range(n):  # rows in input order within a time: stable
+        idx[count[t[i] - t0]] = i
+        count[t[i] - t0] += 1
+
+
 def make_chunk(tuple cols, list objs):
     """``Pending.add``'s chunk, compiled: the columns packed into one int64 block, put in
     stable time order (the order ``np.argsort(kind="stable")`` gives: a stable sort's
@@ -624,15 +670,28 @@ def make_chunk(tuple cols, list objs):
     cdef Py_ssize_t* idx
     cdef Py_ssize_t* tmp
     cdef long long[:, ::1] sv
+    cdef long long t0, t1
+    cdef Py_ssize_t span
     if not ordered:
-        if n <= 4096:
-            idx = <Py_ssize_t*>malloc(2 * n * sizeof(Py_ssize_t))
+        t0 = t1 = bv[0, 0]
+        for j in range(n):
+            if bv[0, j] < t0:
+                t0 = bv[0, j]
+            elif bv[0, j] > t1:
+                t1 = bv[0, j]
+        span = <Py_ssize_t>(t1 - t0 + 1) if t1 - t0 < (1 << 20) else -1
+        if n <= 4096 or 0 < span <= 4 * n:
+            idx = <Py_ssize_t*>malloc((2 * n + (span if 0 < span <= 4 * n else 0) + 1)
+                                      * sizeof(Py_ssize_t))
             if idx == NULL:
                 raise MemoryError()
             tmp = idx + n
-            for j in range(n):
-                idx[j] = j
-            _merge_sort(&bv[0, 0], idx, tmp, n)
+            if 0 < span <= 4 * n:  # NOTE: a window's batch spans a few delays: a counting sort
+                _counting_sort(&bv[0, 0], t0, idx, tmp + n, span, n)
+            else:
+                for j in range(n):
+                    idx[j] = j
+                _merge_sort(&bv[0, 0], idx, tmp, n)
             out = np.empty((ncols, n), dtype=np.int64)
             sv = out
             for r in range(ncols):
