@@ -123,7 +123,15 @@ def _joined(chunks: list[np.ndarray | int | float], lens: list[int], dtype: type
     msg_id of an observation, the kind of every row) keeps a row group's buffer at what the
     window's arrays hold; the column is built in one pass at flush time, in the final buffer.
     """
-    out: np.ndarray = np.empty(sum(lens), dtype=dtype)
+    arrays = sum(1 for c in chunks if type(c) is np.ndarray)
+    out: np.ndarray
+    if arrays == len(chunks):  # NOTE: one C call, not a slice assignment per chunk
+        out = np.concatenate(chunks) if chunks else np.empty(0, dtype=dtype)
+        return out  # (each chunk is in ``dtype`` already, see _column)
+    if not arrays:  # every chunk a scalar (the ``kind`` column)
+        out = np.repeat(np.array(chunks, dtype=dtype), lens)
+        return out
+    out = np.empty(sum(lens), dtype=dtype)
     at = 0
     for c, n in zip(chunks, lens, strict=True):
         out[at : at + n] = c
