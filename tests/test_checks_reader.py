@@ -311,3 +311,25 @@ def test_message_id_membership_matches_isin(spread: int) -> None:
     assert np.array_equal(_member(values, members), np.isin(values, members))
     assert not _member(values, members[:0]).any()
     assert len(_member(values[:0], members)) == 0
+
+
+def test_the_averaging_check_gives_the_canonical_violations_from_rows_in_file_order(
+    tmp_path: Path,
+) -> None:
+    from raysim.protocols.gossip.averaging import Averaging
+
+    cfg = make_config(experiment={"protocol": "gossip.average", "duration": 5001},
+                      network={"nodes": 200},
+                      faults={"byzantine": {"nodes": "0-4", "behaviour": "extreme"}})
+    res = runner.run(cfg, tmp_path / "run")
+    assert res.status == "ok" and res.events_dir is not None
+    params = cfg.protocol_spec().make_params(cfg.protocol)
+    assert Averaging.log_order == "any"
+    found = {}
+    for ordered in (True, False):
+        events = load_events(res.events_dir, Averaging.log_columns, Averaging.log_kinds,
+                             ordered=ordered)
+        found[ordered] = [(v.time, v.nodes, v.detail) for v in Averaging.safety(params, events)]
+    assert found[True] == found[False] and len(found[True]) > 1
+    assert [t for t, *_ in found[False]] == sorted(t for t, *_ in found[False])
+    assert res.row["metric.violations"] == len(found[True])

@@ -85,6 +85,7 @@ class Averaging(Protocol):
     checks: ClassVar[tuple[str, ...]] = ("value_in_hull",)
     log_columns: ClassVar[tuple[str, ...] | None] = ()  # the sort keys are enough
     log_kinds: ClassVar[tuple[str, ...] | None] = ("obs",)  # rows the check reads
+    log_order: ClassVar[str] = "any"  # (its violations are put in canonical order)
     report: ClassVar[str | None] = "raysim.analysis.byzantine:averaging"  # + liars
     adversaries: ClassVar[dict[str, str]] = {
         "liar": "raysim.protocols.gossip.adversaries:Liar",
@@ -105,10 +106,14 @@ class Averaging(Protocol):
     def safety(cls, params: AveragingParams, events: Mapping[str, Any]) -> Iterator[Violation]:
         """``value_in_hull``: every emitted value in [0, 1] (see the module docstring)."""
         v = holding(events, "kind", ("obs",)) & holding(events, "name", ("value",))
-        value = np.asarray(events["value"][v], dtype=np.float64)
-        bad = ~((value >= -HULL_TOLERANCE) & (value <= 1.0 + HULL_TOLERANCE))
-        for t, n, x in zip(events["time"][v][bad].tolist(), events["node"][v][bad].tolist(),
-                           value[bad].tolist(), strict=True):
+        value = np.asarray(events["value"], dtype=np.float64)
+        rows = np.flatnonzero(v & ~((value >= -HULL_TOLERANCE) & (value <= 1.0 + HULL_TOLERANCE)))
+        time, node = np.asarray(events["time"]), np.asarray(events["node"])
+        if "seq" in events and len(rows) > 1:  # (time, node, seq) order: the rows may be in any
+            seq = np.asarray(events["seq"])
+            rows = rows[np.lexsort((seq[rows], node[rows], time[rows]))]
+        for t, n, x in zip(time[rows].tolist(), node[rows].tolist(), value[rows].tolist(),
+                           strict=True):
             yield Violation("value_in_hull", t, (n,), f"value {x!r} is outside [0, 1]")
 
     def on_start(self, ctx: Context) -> None:
@@ -155,6 +160,7 @@ class AveragingColumns(BatchProtocol):
     checks = Averaging.checks
     log_columns = Averaging.log_columns
     log_kinds = Averaging.log_kinds
+    log_order = Averaging.log_order
     report = Averaging.report
     safety = Averaging.safety
 
