@@ -485,10 +485,17 @@ def run_events(driver, FastContext ctx, const long long[::1] seq_p,
         elif p == _P_TIMER:
             nd = seq_n[i]
             tid = t_id[k]
-            if t_ep[k] != epoch[li] or (cancelled and (nd, tid) in cancelled):
-                cancelled.discard((nd, tid))
+            if t_ep[k] != epoch[li]:  # set in an earlier session of the node
+                if cancelled:
+                    cancelled.discard((nd, tid))
                 skipped_t.append(k)
                 continue
+            if cancelled:  # NOTE: the (node, id) key built once (most timers that reach
+                key = (nd, tid)  # here were cancelled: requests answered in time)
+                if key in cancelled:
+                    cancelled.discard(key)
+                    skipped_t.append(k)
+                    continue
             q = nseq[li]
             nseq[li] = q + 1
             t_seq[k] = q

@@ -148,12 +148,12 @@ class PerNodeDriver:
             loop: Any = run_events
             cols = [c.tolist() for c in cols]
             m_seq = [0] * n_m  # the seq each message's arrival took at its receiver
-            t_seq = [0] * n_t  # the seq each fired timer took
+            t_seq = [-1] * n_t  # the seq each fired timer took (-1: skipped)
         else:  # int64 columns (the corrupt flags as uint8) the compiled loop reads as C
             loop = self._hot.run_events
             cols = [np.ascontiguousarray(c, dtype=np.int64) for c in cols]
             cols[6] = np.ascontiguousarray(mcols[6], dtype=np.uint8)
-            m_seq, t_seq = np.zeros(n_m, dtype=np.int64), np.zeros(n_t, dtype=np.int64)
+            m_seq, t_seq = np.zeros(n_m, dtype=np.int64), np.full(n_t, -1, dtype=np.int64)
         seq_p, seq_t, seq_n, seq_li, seq_k, m_src, m_cor, m_id, t_id, t_ep, l_kind, l_arg = cols
         pos = [-1]  # where the loop stopped if a handler raised
         try:
@@ -314,9 +314,7 @@ class PerNodeDriver:
         tt, tn, tid, _ = w.timers
         tags = w.tags
         if skipped:
-            keep = np.ones(len(tt), dtype=bool)
-            keep[skipped] = False
-            idx = np.flatnonzero(keep)
+            idx = np.flatnonzero(t_seq >= 0)  # the fired ones (a skipped timer took no seq)
             tt, tn, tid, t_seq = tt[idx], tn[idx], tid[idx], t_seq[idx]
             tags = [tags[i] for i in idx.tolist()]
         if not late_rows:
