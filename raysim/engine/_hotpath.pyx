@@ -405,21 +405,15 @@ cdef inline bint _before(tuple top, long long t, long long p, long long n, long 
                          long long k2):
     """Whether an in-window timer entry ``(when, prio, node, id, copy, ...)`` sorts before
     the event key ``(t, p, n, k1, k2)`` (``entry[:5] < key``, as the driver compares)."""
+    cdef long long key[5]
     cdef long long a
-    a = top[0]
-    if a != t:
-        return a < t
-    a = top[1]
-    if a != p:
-        return a < p
-    a = top[2]
-    if a != n:
-        return a < n
-    a = top[3]
-    if a != k1:
-        return a < k1
-    a = top[4]
-    return a < k2
+    cdef int i
+    key[0], key[1], key[2], key[3], key[4] = t, p, n, k1, k2
+    for i in range(5):
+        a = top[i]
+        if a != key[i]:
+            return a < key[i]
+    return False
 
 
 def run_events(driver, FastContext ctx, const long long[::1] seq_p,
