@@ -12,8 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from raysim.engine import compiled
 from raysim.engine.batch import occurrence
-from raysim.engine.order import _sort
+from raysim.engine.order import _sort, order_window
 from raysim.engine.pending import _stable_order
 from raysim.network.topology import random_overlay
 from raysim.values.rng import derive, uniform_array
@@ -33,6 +34,11 @@ def test_window_order_is_lexsort(n: int, t: int, nodes: int, ids: int, copies: b
     k2 = rng.integers(0, 2, n) if copies else np.zeros(n, dtype=np.int64)
     want = np.lexsort((k2, k1, node, prio, time))
     assert np.array_equal(_sort(time, prio, node, k1, k2, copies), want)
+    assert compiled.available(), "the compiled hot path is not built (make install)"
+    from raysim.engine import _hotpath
+
+    keys = [np.ascontiguousarray(c, dtype=np.int64) for c in (time, prio, node, k1, k2)]
+    assert np.array_equal(_hotpath.lexorder(*keys), want)  # small windows' compiled order
 
 
 def test_window_order_with_keys_too_wide_to_pack() -> None:
@@ -43,6 +49,9 @@ def test_window_order_with_keys_too_wide_to_pack() -> None:
     k2 = np.array([0, 1, 0, 0, 0])
     want = np.lexsort((k2, k1, node, prio, time))
     assert np.array_equal(_sort(time, prio, node, k1, k2, True), want)
+    from raysim.engine import _hotpath
+
+    assert np.array_equal(_hotpath.lexorder(time, prio, node, k1, k2), want)
 
 
 def _occurrence_reference(keys: np.ndarray) -> np.ndarray:
@@ -105,3 +114,30 @@ def test_random_overlay_is_its_definition() -> None:
         got = random_overlay(seed, n, k, nodes)
         assert got.dtype == np.int32
         assert np.array_equal(got, _overlay_reference(seed, n, k, nodes))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 60), st.integers(0, 60), st.integers(0, 60), st.booleans(),
+       st.integers(0, 2**31))
+def test_compiled_window_order_is_numpys(n_l: int, n_m: int, n_t: int, copies: bool,
+                                         seed: int) -> None:
+    """``order_window`` with the compiled key columns and merge sort (small windows) gives
+    the keys, dtypes and order of the numpy path."""
+    assert compiled.available(), "the compiled hot path is not built (make install)"
+    from raysim.engine import _hotpath
+
+    rng = np.random.default_rng(seed)
+
+    def ints(n: int, hi: int) -> np.ndarray:
+        return rng.integers(0, hi, n).astype(np.int64)
+
+    life = (ints(n_l, 5) + 100, ints(n_l, 8), ints(n_l, 3), ints(n_l, 4), ints(n_l, 2))
+    copy = (rng.integers(0, 2, n_m) if copies else np.zeros(n_m)).astype(np.int8)
+    msgs = [ints(n_m, 5) + 100, ints(n_m, 8), ints(n_m, 8), ints(n_m, 6) << 32,
+            ints(n_m, 3).astype(np.int32), copy, np.zeros(n_m, dtype=bool)]
+    timers = (ints(n_t, 5) + 100, ints(n_t, 8), ints(n_t, 9), np.zeros(n_t, dtype=np.int64))
+    plain = order_window(200, life, msgs, [None] * n_m, timers, [None] * n_t)
+    fast = order_window(200, life, msgs, [None] * n_m, timers, [None] * n_t, _hotpath)
+    assert np.array_equal(plain.order, fast.order)
+    for a, b in zip(plain.keys, fast.keys, strict=True):
+        assert a.dtype == b.dtype and np.array_equal(a, b)

@@ -26,7 +26,7 @@ import numpy as np
 from libc.stdint cimport uint64_t
 
 from raysim.engine.observe import check_int, check_name, check_value
-from raysim.engine.order import P_MSG, P_TIMER
+from raysim.engine.order import P_MSG, P_NODE, P_TIMER
 from raysim.values.rng import draw_sample, draw_shuffle
 
 cdef extern from *:
@@ -42,6 +42,7 @@ cdef uint64_t GOLDEN = 0x9E3779B97F4A7C15ULL
 cdef uint64_t C1 = 0xBF58476D1CE4E5B9ULL
 cdef uint64_t C2 = 0x94D049BB133111EBULL
 
+cdef long _P_NODE = P_NODE
 cdef long _P_MSG = P_MSG
 cdef long _P_TIMER = P_TIMER
 cdef object _INT64_MIN = -(2 ** 63)
@@ -878,3 +879,110 @@ def join_columns(list parts, Py_ssize_t ncols):
         else:
             out.append(block[r].astype(dt))
     return out
+
+
+# --- the window's total order (raysim.engine.order) ---------------------------------------
+
+cdef inline bint _key_less(const long long* t, const long long* p, const long long* nd,
+                           const long long* k1, const long long* k2, Py_ssize_t a,
+                           Py_ssize_t b):
+    """Whether row ``a`` sorts strictly before row ``b`` by (time, prio, node, k1, k2)."""
+    if t[a] != t[b]:
+        return t[a] < t[b]
+    if p[a] != p[b]:
+        return p[a] < p[b]
+    if nd[a] != nd[b]:
+        return nd[a] < nd[b]
+    if k1[a] != k1[b]:
+        return k1[a] < k1[b]
+    return k2[a] < k2[b]
+
+
+def lexorder(time, prio, node, k1, k2):
+    """``np.lexsort((k2, k1, node, prio, time))`` for a window's int64 key columns, by a
+    stable merge sort in C (a stable sort's permutation is unique: lexsort's)."""
+    cdef const long long[::1] t = time, p = prio, nd = node, a1 = k1, a2 = k2
+    cdef Py_ssize_t n = t.shape[0], width, lo, mid, hi, i, j, k
+    out = np.arange(n, dtype=np.int64)
+    if n < 2:
+        return out
+    cdef long long[::1] o = out
+    cdef Py_ssize_t* buf = <Py_ssize_t*>malloc(2 * n * sizeof(Py_ssize_t))
+    if buf == NULL:
+        raise MemoryError()
+    cdef Py_ssize_t* src = buf
+    cdef Py_ssize_t* dst = buf + n
+    cdef Py_ssize_t* swap
+    for i in range(n):
+        src[i] = i
+    width = 1
+    while width < n:
+        lo = 0
+        while lo < n:
+            mid = lo + width if lo + width < n else n
+            hi = lo + 2 * width if lo + 2 * width < n else n
+            i, j, k = lo, mid, lo
+            while i < mid and j < hi:
+                if _key_less(&t[0], &p[0], &nd[0], &a1[0], &a2[0], src[j], src[i]):
+                    dst[k] = src[j]
+                    j += 1
+                else:
+                    dst[k] = src[i]
+                    i += 1
+                k += 1
+            while i < mid:
+                dst[k] = src[i]
+                i += 1
+                k += 1
+            while j < hi:
+                dst[k] = src[j]
+                j += 1
+                k += 1
+            lo = hi
+        swap = src
+        src = dst
+        dst = swap
+        width *= 2
+    for i in range(n):
+        o[i] = src[i]
+    free(buf)
+    return out
+
+
+def window_keys(life_t, life_n, life_s, m_t, m_dst, m_id, m_copy, t_t, t_n, t_id):
+    """``order_window``'s key columns (time, prio, node, id, copy) over the lifecycle
+    rows, then the messages, then the timers, filled in one pass; None unless every
+    column is int64 (the copies int8)."""
+    cdef const long long[::1] lt, ln, ls, mt, md, mi, tt, tn, ti
+    cdef const signed char[::1] mc
+    try:
+        lt, ln, ls = life_t, life_n, life_s
+        mt, md, mi, mc = m_t, m_dst, m_id, m_copy
+        tt, tn, ti = t_t, t_n, t_id
+    except (ValueError, TypeError):
+        return None
+    cdef Py_ssize_t nl = lt.shape[0], nm = mt.shape[0], nt = tt.shape[0], i, j
+    cdef Py_ssize_t n = nl + nm + nt
+    cols = [np.empty(n, dtype=np.int64) for _ in range(5)]
+    cdef long long[::1] t = cols[0], p = cols[1], nd = cols[2], k1 = cols[3], k2 = cols[4]
+    for i in range(nl):
+        t[i] = lt[i]
+        p[i] = _P_NODE
+        nd[i] = ln[i]
+        k1[i] = ls[i]
+        k2[i] = 0
+    for i in range(nm):
+        j = nl + i
+        t[j] = mt[i]
+        p[j] = _P_MSG
+        nd[j] = md[i]
+        k1[j] = mi[i]
+        k2[j] = mc[i]
+    for i in range(nt):
+        j = nl + nm + i
+        t[j] = tt[i]
+        p[j] = _P_TIMER
+        nd[j] = tn[i]
+        k1[j] = ti[i]
+        k2[j] = 0
+    return cols

@@ -93,6 +93,9 @@ def _sort(
     return order
 
 
+SMALL = 4096  # windows up to this many events are ordered by the compiled merge sort
+
+
 def order_window(
     end: int,
     life: tuple[np.ndarray, ...],
@@ -100,16 +103,28 @@ def order_window(
     payloads: list[Any],
     timers: tuple[np.ndarray, ...],
     tags: list[Any],
+    hot: Any = None,
 ) -> Window:
-    """Sort a window's events by the total order."""
+    """Sort a window's events by the total order; ``hot``: the compiled module
+    (:mod:`raysim.engine.compiled`), whose ``lexorder`` orders small windows (the same
+    permutation as :func:`_sort`, without its dozen numpy calls), or None."""
     n_l, n_m, n_t = len(life[0]), len(msgs[0]), len(timers[0])
-    time = np.concatenate([life[0], msgs[0], timers[0]])
-    prio = np.repeat(np.array([P_NODE, P_MSG, P_TIMER], dtype=np.int64), [n_l, n_m, n_t])
-    node = np.concatenate([life[1], msgs[2], timers[1]])
-    k1 = np.concatenate([life[3], msgs[3], timers[2]])
-    copy = msgs[5].astype(np.int64)
-    k2 = np.concatenate([np.zeros(n_l, np.int64), copy, np.zeros(n_t, np.int64)])
-    order = _sort(time, prio, node, k1, k2, bool(n_m and np.count_nonzero(copy)))
+    keys = None
+    if hot is not None and n_l + n_m + n_t <= SMALL:  # (None unless every column is int64)
+        copy8 = msgs[5] if msgs[5].dtype == np.int8 else msgs[5].astype(np.int8)  # 0 or 1
+        keys = hot.window_keys(life[0], life[1], life[3], msgs[0], msgs[2], msgs[3], copy8,
+                               timers[0], timers[1], timers[2])
+    if keys is not None:
+        time, prio, node, k1, k2 = keys
+        order = hot.lexorder(time, prio, node, k1, k2)
+    else:
+        time = np.concatenate([life[0], msgs[0], timers[0]])
+        prio = np.repeat(np.array([P_NODE, P_MSG, P_TIMER], dtype=np.int64), [n_l, n_m, n_t])
+        node = np.concatenate([life[1], msgs[2], timers[1]])
+        k1 = np.concatenate([life[3], msgs[3], timers[2]])
+        copy = msgs[5].astype(np.int64)
+        k2 = np.concatenate([np.zeros(n_l, np.int64), copy, np.zeros(n_t, np.int64)])
+        order = _sort(time, prio, node, k1, k2, bool(n_m and np.count_nonzero(copy)))
     return Window(
         end, life, msgs, payloads, timers, tags, [time, prio, node, k1, k2], order, n_l, n_l + n_m
     )

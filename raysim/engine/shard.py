@@ -36,6 +36,7 @@ import numpy as np
 from raysim.api.protocol import BatchProtocol, ProtocolSpec
 from raysim.engine.causality import Causality
 from raysim.engine.columnar import ColumnarDriver
+from raysim.engine.compiled import hotpath
 from raysim.engine.driver import Driver, Record
 from raysim.engine.milestones import Milestones
 from raysim.engine.order import Window, order_window
@@ -121,6 +122,7 @@ class Shard:
             "observations": 0,
         }
         self._windows = 0
+        self._hot = hotpath()  # the compiled module (the window's order), or None
         self._gc_every = GC_WINDOWS  # windows between cycle collections (see _collect)
         self._gc_next = GC_WINDOWS
         self.stopped = False
@@ -211,7 +213,7 @@ class Shard:
         life = (lt[p0:p1], ln[p0:p1], lk[p0:p1], ls[p0:p1], la[p0:p1])
         mcols, payloads = self.inbox.take(end)
         tcols, tags = self.timers.take(end)
-        window = order_window(end, life, mcols, payloads, tuple(tcols), tags)
+        window = order_window(end, life, mcols, payloads, tuple(tcols), tags, self._hot)
         rec = self.driver.run(window)
         new = self.driver.take_timers()
         if new is not None:
