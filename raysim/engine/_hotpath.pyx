@@ -528,6 +528,8 @@ cdef class Chunk:
     cdef public Py_ssize_t pos
     cdef const long long[::1] _t
     cdef const long long[:, ::1] _b
+    cdef const long long* _bp  # the block's data (kept alive by ``_b``), rows of ``_bn``
+    cdef Py_ssize_t _bn
 
     def __init__(self, tuple rows, tuple dtypes, block, dict other, times, list objs):
         """A chunk of the columns ``pack`` gave, their sorted times and the object column."""
@@ -535,6 +537,8 @@ cdef class Chunk:
         self.times = times
         self._t = np.ascontiguousarray(times, dtype=np.int64)
         self._b = block
+        self._bn = self._b.shape[1]
+        self._bp = &self._b[0, 0] if self._b.shape[0] and self._bn else NULL
         self.last = self._t[self._t.shape[0] - 1]
         self.objs = objs
         self.pos = 0
@@ -555,19 +559,22 @@ def join_blocks(list parts, tuple rows, tuple dtypes):
         total += <Py_ssize_t>part[2] - <Py_ssize_t>part[1]
     out = np.empty((nrows, total), dtype=np.int64)
     cdef long long[:, ::1] ov = out
-    cdef const long long[:, ::1] bv
-    for part in parts:
+    cdef const long long* bp
+    cdef Py_ssize_t bn
+    for part in parts:  # NOTE: the chunks' data pointers, not a memoryview of each
         c, a, b = part
-        bv = c._b
+        bp, bn = c._bp, c._bn
         for r in range(nrows):
             for j in range(b - a):
-                ov[r, off + j] = bv[r, a + j]
+                ov[r, off + j] = bp[r * bn + a + j]
         off += b - a
     return out
 
 
 # --- building chunks and keeping them in a heap (raysim.engine.pending) ---------------------
 
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF, Py_XDECREF
 from libc.stdlib cimport free, malloc, realloc
 
 
@@ -713,18 +720,27 @@ def make_chunk(tuple cols, list objs):
             if objs:
                 objs = list(map(objs.__getitem__, order.tolist()))
         block = out
-    return Chunk(tuple(range(ncols)), tuple([c.dtype for c in cols]), block, {}, block[0], objs)
+    key = tuple([c.dtype for c in cols])
+    layout = _LAYOUTS.get(key)
+    if layout is None:
+        layout = _LAYOUTS[key] = (tuple(range(ncols)), key)
+    # NOTE: one (rows, dtypes) pair per layout, shared: join_blocks tells a layout by identity
+    return Chunk(layout[0], layout[1], block, {}, block[0], objs)
+
+
+_LAYOUTS = {}  # dtypes of a batch's columns -> the (rows, dtypes) its chunks share
 
 
 cdef class ChunkHeap:
     """The pending pool's heap of chunks, keyed by (earliest pending time, arrival number):
-    ``heapq`` over ``(time, seq, chunk)`` tuples, with the keys as C integers (a window
-    pops and pushes back every chunk with something due: dozens of timer chunks among
-    hundreds). Keys are unique, so the order chunks come out in is the same."""
+    ``heapq`` over ``(time, seq, chunk)`` tuples, with the keys as C integers and the chunks
+    as C pointers (a window pops every chunk with something due, dozens of timer chunks
+    among hundreds, and puts back those not used up). Keys are unique, so the order chunks
+    come out in is the same."""
 
     cdef long long* _t
     cdef long long* _s
-    cdef list _items
+    cdef PyObject** _c  # the chunks, one reference each held by the heap
     cdef Py_ssize_t _n, _cap
 
     def __cinit__(self):
@@ -732,20 +748,24 @@ cdef class ChunkHeap:
         self._n = 0
         self._t = <long long*>malloc(self._cap * sizeof(long long))
         self._s = <long long*>malloc(self._cap * sizeof(long long))
-        if self._t == NULL or self._s == NULL:
+        self._c = <PyObject**>malloc(self._cap * sizeof(PyObject*))
+        if self._t == NULL or self._s == NULL or self._c == NULL:
             raise MemoryError()
-        self._items = []
 
     def __dealloc__(self):
+        cdef Py_ssize_t i
+        for i in range(self._n):
+            Py_XDECREF(self._c[i])
         free(self._t)
         free(self._s)
+        free(self._c)
 
     def __len__(self):
         return self._n
 
     def chunks(self):
         """The chunks in the heap (in no particular order)."""
-        return list(self._items)
+        return [<object>self._c[i] for i in range(self._n)]
 
     def min_time(self):
         """The smallest key's time, or None when empty."""
@@ -761,8 +781,22 @@ cdef class ChunkHeap:
         x = self._s[i]
         self._s[i] = self._s[j]
         self._s[j] = x
-        items = self._items
-        items[i], items[j] = items[j], items[i]
+        cdef PyObject* o = self._c[i]
+        self._c[i] = self._c[j]
+        self._c[j] = o
+
+    cdef void _down(self, Py_ssize_t i):
+        cdef Py_ssize_t child, n = self._n
+        while True:
+            child = 2 * i + 1
+            if child >= n:
+                break
+            if child + 1 < n and self._less(child + 1, child):
+                child += 1
+            if not self._less(child, i):
+                break
+            self._swap(i, child)
+            i = child
 
     cpdef push(self, long long t, long long s, Chunk c):
         """Add ``c`` under the key (t, s)."""
@@ -771,11 +805,13 @@ cdef class ChunkHeap:
             self._cap *= 2
             self._t = <long long*>realloc(self._t, self._cap * sizeof(long long))
             self._s = <long long*>realloc(self._s, self._cap * sizeof(long long))
-            if self._t == NULL or self._s == NULL:
+            self._c = <PyObject**>realloc(self._c, self._cap * sizeof(PyObject*))
+            if self._t == NULL or self._s == NULL or self._c == NULL:
                 raise MemoryError()
+        Py_INCREF(c)
         self._t[i] = t
         self._s[i] = s
-        self._items.append(c)
+        self._c[i] = <PyObject*>c
         self._n = i + 1
         while i > 0:
             parent = (i - 1) >> 1
@@ -784,37 +820,20 @@ cdef class ChunkHeap:
             self._swap(i, parent)
             i = parent
 
-    cdef Chunk _pop(self, long long* s):
-        """Remove the smallest key's chunk; its arrival number into ``s``."""
-        cdef Py_ssize_t last = self._n - 1, i = 0, child
-        s[0] = self._s[0]
-        if last > 0:
-            self._swap(0, last)
-        c = <Chunk>self._items.pop()
-        self._n = last
-        while True:
-            child = 2 * i + 1
-            if child >= last:
-                break
-            if child + 1 < last and self._less(child + 1, child):
-                child += 1
-            if not self._less(child, i):
-                break
-            self._swap(i, child)
-            i = child
-        return c
-
 
 def take_chunks(ChunkHeap heap, long long end):
     """``Pending._take_parts``, compiled: the slices (chunk, from, to) due before ``end`` in
-    the order they are taken, and their objects; the chunks' positions move past them."""
+    the order they are taken, and their objects; the chunks' positions move past them.
+
+    NOTE: the first chunk is read in place; one not used up takes its new key where it is
+    and sinks (heapq's ``heapreplace``), the same order as popping and pushing it back."""
     cdef list parts = []
     cdef list objs = []
     cdef Chunk c
-    cdef Py_ssize_t pos, k, n, lo, hi, mid
-    cdef long long seq
+    cdef Py_ssize_t pos, k, n, lo, hi, mid, j
+    cdef PyObject* top
     while heap._n and heap._t[0] < end:
-        c = heap._pop(&seq)
+        c = <Chunk>heap._c[0]
         pos = c.pos
         n = c._t.shape[0]
         if c.last < end:
@@ -830,10 +849,24 @@ def take_chunks(ChunkHeap heap, long long end):
             k = lo
         parts.append((c, pos, k))
         if c.objs:
-            objs.extend(c.objs if pos == 0 and k == n else c.objs[pos:k])
+            if pos == 0 and k == n:
+                objs.extend(c.objs)
+            else:
+                for j in range(pos, k):
+                    objs.append(c.objs[j])
         c.pos = k
-        if k < n:
-            heap.push(c._t[k], seq, c)
+        if k < n:  # its next time is its new key (the arrival number stays)
+            heap._t[0] = c._t[k]
+            heap._down(0)
+        else:  # used up: the last entry takes the root's place
+            top = heap._c[0]
+            heap._n -= 1
+            if heap._n:
+                heap._t[0] = heap._t[heap._n]
+                heap._s[0] = heap._s[heap._n]
+                heap._c[0] = heap._c[heap._n]
+                heap._down(0)
+            Py_XDECREF(top)
     return parts, objs
 
 
