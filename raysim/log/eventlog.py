@@ -159,8 +159,10 @@ class EventLog:
         self.batch_rows = batch_rows
         self.strings = StringTable()
         self.rows_written = 0
-        self._cols: list[list[np.ndarray | int | float]] = [[] for _ in range(_NCOLS)]
-        self._lens: list[int] = []  # rows of each buffered chunk
+        # the buffered batches: (time, kind, node, seq, cause, peer, msg_id, msg_type, name,
+        # value), each an array or a scalar standing for every row of the batch
+        self._adds: list[tuple[Any, ...]] = []
+        self._lens: list[int] = []  # rows of each buffered batch
         self._typed: list[tuple[int, ObsValues]] = []  # (first buffered row, values)
         self._buffered = 0
         self._writer: pq.ParquetWriter | None = None
@@ -234,13 +236,14 @@ class EventLog:
         n = len(time)
         if n == 0 or not self.writing:
             return
-        raw = (time, kind, node, seq, cause, peer, msg_id, msg_type, name, value)
-        cols = [_column(x, n, dtype) for x, dtype in zip(raw, _DTYPES, strict=True)]
-        for buf, c in zip(self._cols, cols, strict=True):
-            buf.append(c)
+        # NOTE: a batch is kept as it came and put into columns when its row group is built
+        # (one tuple a batch here, not ten conversions and appends on the hot path)
+        self._adds.append((time, kind, node, seq, cause, peer, msg_id, msg_type, name, value))
         self._lens.append(n)
         if self.causality != "none":
-            node_col, seq_col = (np.broadcast_to(cols[i], (n,)) for i in (2, 3))
+            node_col, seq_col = (
+                np.broadcast_to(_column(x, n, np.int64), (n,)) for x in (node, seq)
+            )
             self._clocks.append(self._clock_rows(node_col, seq_col))
         self._buffered += n
         if self._buffered >= self.batch_rows:
@@ -264,10 +267,15 @@ class EventLog:
         self.add(time, OBS, node, seq, peer, ref, -1, name, values.num)
 
     def _table(self) -> pa.Table:
+        lens = self._lens
+        raw: list[Any] = list(zip(*self._adds, strict=True))  # each column's chunks
+        self._adds = []
         cols = []
         for i, dtype in enumerate(_DTYPES):  # NOTE: each chunk list let go once joined
-            cols.append(_joined(self._cols[i], self._lens, dtype))
-            self._cols[i] = []
+            chunks = [_column(x, n, dtype) for x, n in zip(raw[i], lens, strict=True)]
+            raw[i] = None
+            cols.append(_joined(chunks, lens, dtype))
+            del chunks
         n = len(cols[0])
         # NOTE: numeric() and strings(), not pa.array(): see raysim.log.arrays (no pandas)
         kinds = strings(list(KINDS))
@@ -373,7 +381,7 @@ class EventLog:
         assert self._pool is not None
         self._pending = self._pool.submit(self._writer.write_table, table)
         self.rows_written += self._buffered
-        self._cols = [[] for _ in range(_NCOLS)]
+        self._adds = []
         self._lens = []
         self._typed = []
         self._clocks = []
