@@ -578,8 +578,22 @@ from cpython.ref cimport Py_INCREF, Py_XDECREF
 from libc.stdlib cimport free, malloc, realloc
 
 
-cdef void _merge_sort(const long long* t, Py_ssize_t* idx, Py_ssize_t* tmp, Py_ssize_t n):
-    """Sort ``idx[0:n]`` by ``t[idx[i]]``, stable (equal times keep their order)."""
+cdef struct SortKeys:
+    const long long* k[5]  # the key columns, most significant first
+    int n
+
+
+cdef inline bint _row_less(SortKeys* keys, Py_ssize_t a, Py_ssize_t b):
+    """Whether row ``a`` sorts strictly before row ``b`` by the key columns."""
+    cdef int i
+    for i in range(keys.n):
+        if keys.k[i][a] != keys.k[i][b]:
+            return keys.k[i][a] < keys.k[i][b]
+    return False
+
+
+cdef void _merge_sort(SortKeys* keys, Py_ssize_t* idx, Py_ssize_t* tmp, Py_ssize_t n):
+    """Sort the rows ``idx[0:n]`` by ``keys``, stable (equal rows keep their order)."""
     cdef Py_ssize_t width, lo, mid, hi, i, j, k
     cdef Py_ssize_t* a = idx
     cdef Py_ssize_t* b = tmp
@@ -592,7 +606,7 @@ cdef void _merge_sort(const long long* t, Py_ssize_t* idx, Py_ssize_t* tmp, Py_s
             hi = lo + 2 * width if lo + 2 * width < n else n
             i, j, k = lo, mid, lo
             while i < mid and j < hi:
-                if t[a[j]] < t[a[i]]:  # strictly less: ties take the left (earlier) row
+                if _row_less(keys, a[j], a[i]):  # strictly less: ties take the earlier row
                     b[k] = a[j]
                     j += 1
                 else:
@@ -681,6 +695,7 @@ def make_chunk(tuple cols, list objs):
     cdef long long[:, ::1] sv
     cdef long long t0, t1
     cdef Py_ssize_t span
+    cdef SortKeys by_time
     if not ordered:
         t0 = t1 = bv[0, 0]
         for j in range(n):
@@ -700,7 +715,9 @@ def make_chunk(tuple cols, list objs):
             else:
                 for j in range(n):
                     idx[j] = j
-                _merge_sort(&bv[0, 0], idx, tmp, n)
+                by_time.k[0] = &bv[0, 0]
+                by_time.n = 1
+                _merge_sort(&by_time, idx, tmp, n)
             out = np.empty((ncols, n), dtype=np.int64)
             sv = out
             for r in range(ncols):
@@ -916,26 +933,11 @@ def join_columns(list parts, Py_ssize_t ncols):
 
 # --- the window's total order (raysim.engine.order) ---------------------------------------
 
-cdef inline bint _key_less(const long long* t, const long long* p, const long long* nd,
-                           const long long* k1, const long long* k2, Py_ssize_t a,
-                           Py_ssize_t b):
-    """Whether row ``a`` sorts strictly before row ``b`` by (time, prio, node, k1, k2)."""
-    if t[a] != t[b]:
-        return t[a] < t[b]
-    if p[a] != p[b]:
-        return p[a] < p[b]
-    if nd[a] != nd[b]:
-        return nd[a] < nd[b]
-    if k1[a] != k1[b]:
-        return k1[a] < k1[b]
-    return k2[a] < k2[b]
-
-
 def lexorder(time, prio, node, k1, k2):
     """``np.lexsort((k2, k1, node, prio, time))`` for a window's int64 key columns, by a
     stable merge sort in C (a stable sort's permutation is unique: lexsort's)."""
     cdef const long long[::1] t = time, p = prio, nd = node, a1 = k1, a2 = k2
-    cdef Py_ssize_t n = t.shape[0], width, lo, mid, hi, i, j, k
+    cdef Py_ssize_t n = t.shape[0], i
     out = np.arange(n, dtype=np.int64)
     if n < 2:
         return out
@@ -943,41 +945,14 @@ def lexorder(time, prio, node, k1, k2):
     cdef Py_ssize_t* buf = <Py_ssize_t*>malloc(2 * n * sizeof(Py_ssize_t))
     if buf == NULL:
         raise MemoryError()
-    cdef Py_ssize_t* src = buf
-    cdef Py_ssize_t* dst = buf + n
-    cdef Py_ssize_t* swap
+    cdef SortKeys keys
+    keys.k[0], keys.k[1], keys.k[2], keys.k[3], keys.k[4] = &t[0], &p[0], &nd[0], &a1[0], &a2[0]
+    keys.n = 5
     for i in range(n):
-        src[i] = i
-    width = 1
-    while width < n:
-        lo = 0
-        while lo < n:
-            mid = lo + width if lo + width < n else n
-            hi = lo + 2 * width if lo + 2 * width < n else n
-            i, j, k = lo, mid, lo
-            while i < mid and j < hi:
-                if _key_less(&t[0], &p[0], &nd[0], &a1[0], &a2[0], src[j], src[i]):
-                    dst[k] = src[j]
-                    j += 1
-                else:
-                    dst[k] = src[i]
-                    i += 1
-                k += 1
-            while i < mid:
-                dst[k] = src[i]
-                i += 1
-                k += 1
-            while j < hi:
-                dst[k] = src[j]
-                j += 1
-                k += 1
-            lo = hi
-        swap = src
-        src = dst
-        dst = swap
-        width *= 2
+        buf[i] = i
+    _merge_sort(&keys, buf, buf + n, n)
     for i in range(n):
-        o[i] = src[i]
+        o[i] = buf[i]
     free(buf)
     return out
 
