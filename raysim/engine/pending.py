@@ -120,6 +120,29 @@ def _concat(parts: list[tuple[Any, int, int]], ncols: int, hot: Any) -> list[np.
     return out
 
 
+class _ListHeap:
+    """:class:`_hotpath.ChunkHeap`'s pure-Python twin: ``heapq`` over ``(earliest pending
+    time, arrival number, chunk)`` tuples, with the same methods."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[int, int, Any]] = []
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def push(self, t: int, s: int, c: Any) -> None:
+        """Add chunk ``c`` under the key (t, s)."""
+        heapq.heappush(self.items, (t, s, c))
+
+    def min_time(self) -> int | None:
+        """The smallest key's time, or None when empty."""
+        return self.items[0][0] if self.items else None
+
+    def chunks(self) -> list[Any]:
+        """The chunks in the heap (in no particular order)."""
+        return [c for _, _, c in self.items]
+
+
 class Pending:
     """A pool of time-stamped events with ``ncols`` numpy columns and one object column.
 
@@ -132,11 +155,10 @@ class Pending:
         self.ncols = ncols
         self._seq = 0
         # The compiled chunks, heap and take loop where they are built (the same events in
-        # the same order: see raysim.engine.compiled), the pure-Python ones otherwise: a
-        # heapq list of (earliest pending time, arrival number, chunk).
+        # the same order: see raysim.engine.compiled), the pure-Python ones otherwise.
         self._hot = hotpath()
         self._chunk: Any = _Chunk if self._hot is None else self._hot.Chunk
-        self._heap: Any = [] if self._hot is None else self._hot.ChunkHeap()
+        self._heap: Any = _ListHeap() if self._hot is None else self._hot.ChunkHeap()
 
     def add(self, cols: tuple[np.ndarray, ...], objs: list[Any]) -> None:
         """Add a batch (any order); it is sorted by time (stable) here."""
@@ -158,22 +180,15 @@ class Pending:
             t = t[order]
             if objs:
                 objs = list(map(objs.__getitem__, order.tolist()))
-        chunk = self._chunk(rows, dtypes, block, other, t, objs)
-        if self._hot is not None:
-            self._heap.push(int(t[0]), self._seq, chunk)
-        else:
-            heapq.heappush(self._heap, (int(t[0]), self._seq, chunk))
+        self._heap.push(int(t[0]), self._seq, self._chunk(rows, dtypes, block, other, t, objs))
 
     def min_time(self) -> int | None:
         """The earliest pending time, or None if the pool is empty."""
-        if self._hot is not None:
-            m: int | None = self._heap.min_time()
-            return m
-        return self._heap[0][0] if self._heap else None
+        m: int | None = self._heap.min_time()
+        return m
 
     def __len__(self) -> int:
-        chunks = self._heap.chunks() if self._hot is not None else [c for _, _, c in self._heap]
-        return sum(len(c.times) - c.pos for c in chunks)
+        return sum(len(c.times) - c.pos for c in self._heap.chunks())
 
     def take(self, end: int) -> tuple[list[np.ndarray], list[Any]]:
         """Remove and return every event with time < ``end`` (columns concatenated)."""
@@ -195,7 +210,7 @@ class Pending:
         taken, and their objects; each chunk's position is moved past them."""
         parts: list[tuple[Any, int, int]] = []
         objs: list[Any] = []
-        heap = self._heap
+        heap = self._heap.items
         while heap and heap[0][0] < end:
             _, seq, c = heapq.heappop(heap)
             pos, times = c.pos, c.times
