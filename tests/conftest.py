@@ -31,7 +31,7 @@ def ray_session() -> Iterator[None]:
     """Start Ray once per test session: small object store, temp dir under /tmp."""
     import ray
 
-    from raysim.runtime.backends import LOOPBACK, bind_loopback
+    from raysim.runtime.backends import INLINE_BYTES, LOOPBACK, bind_loopback
 
     if not ray.is_initialized():
         bind_loopback()  # like every local Ray raysim starts (tests turn token auth off above)
@@ -42,6 +42,8 @@ def ray_session() -> Iterator[None]:
             logging_level="ERROR",
             _temp_dir=os.environ.get("RAYSIM_TEST_RAY_TMP", "/tmp/raysim-test-ray"),
             _node_ip_address=LOOPBACK,
+            # as ensure_ray: windows' parts below this size travel inline
+            _system_config={"max_direct_call_object_size": INLINE_BYTES},
         )
     yield
     ray.shutdown()

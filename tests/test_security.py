@@ -18,6 +18,15 @@ class Probe:
         return os.getpid()
 
 ray.get(Probe.remote().ping.remote())  # a worker and an actor are up
+
+@ray.remote(num_cpus=0)
+def part(n):
+    return b"x" * n
+
+# where a window's part lives: in the task's reply (no node holds it) or in the object store
+refs = [part.remote(n) for n in (200_000, 600_000)]
+ray.get(refs)
+where = [bool(v["node_ids"]) for v in ray.experimental.get_object_locations(refs).values()]
 me = psutil.Process()
 listen = set()
 for p in [me, *me.children(recursive=True)]:
@@ -26,7 +35,8 @@ for p in [me, *me.children(recursive=True)]:
                    if c.status == psutil.CONN_LISTEN}
     except psutil.Error:
         pass
-print(json.dumps({"listen": sorted(listen), "auth": os.environ.get("RAY_AUTH_MODE")}))
+print(json.dumps({"listen": sorted(listen), "auth": os.environ.get("RAY_AUTH_MODE"),
+                  "in_store": where}))
 ray.shutdown()
 """
 
@@ -43,3 +53,6 @@ def test_a_local_ray_binds_loopback_only_and_keeps_auth() -> None:
     assert set(seen["listen"]) <= {"127.0.0.1", "::ffff:127.0.0.1", "::1"}, seen
     assert seen["auth"] != "disabled"  # raysim did not turn Ray's token auth off
     assert "Token authentication is enabled" in p.stderr  # Ray's own notice is not hidden
+    # A 200 kB task result travels inline (raysim's limit, INLINE_BYTES; Ray's own is 100
+    # KiB), a 600 kB one through the object store.
+    assert seen["in_store"] == [False, True], seen
