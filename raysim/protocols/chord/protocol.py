@@ -217,6 +217,7 @@ class Chord(ChordRouting, Protocol):
         self.contact = -1  # who a join goes through
         self.join_t0 = 0  # when this session's join began
         self._dispatch = _dispatch(type(self))
+        self._handles = self._dispatch[self.phase]  # this phase's row of the table
 
     # --- configuration checks and run metrics ----------------------------------------------
 
@@ -257,6 +258,7 @@ class Chord(ChordRouting, Protocol):
     def _goto(self, event: str) -> None:
         try:
             self.phase = TRANSITIONS[(self.phase, event)]
+            self._handles = self._dispatch[self.phase]
         except KeyError:
             raise RuntimeError(
                 f"chord node {self.node}: illegal event {event!r} in phase {self.phase!r}"
@@ -343,7 +345,7 @@ class Chord(ChordRouting, Protocol):
     # --- dispatch ---------------------------------------------------------------------------
 
     def on_message(self, ctx: Context, src: int, msg: Any) -> None:
-        hit = self._dispatch[self.phase][type(msg)]  # KeyError: not a Chord message
+        hit = self._handles[type(msg)]  # KeyError: not a Chord message
         if hit is None:  # not handled in this phase
             return
         if self.suspect:
