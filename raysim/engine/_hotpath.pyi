@@ -31,6 +31,7 @@ class FastContext:
     _window_end: int
     _late: list[tuple[Any, ...]]
     _obs: list[tuple[Any, ...]]
+    _types: dict[type, int]
     def __init__(
         self,
         n_nodes: int,
@@ -60,7 +61,8 @@ class FastContext:
     @property
     def storage(self) -> dict[str, Any]: ...
 
-def run_events(driver: Any, ctx: FastContext, *columns: Any) -> None: ...
+def run_events(driver: Any, ctx: FastContext, order: Any, keys: Any, m_off: int, t_off: int,
+               lo: int, *columns: Any) -> None: ...
 
 class Chunk:
     rows: tuple[int, ...]

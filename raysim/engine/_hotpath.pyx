@@ -152,6 +152,7 @@ cdef class FastContext:
     cdef unsigned long long _others  # n_nodes - 1, for a draw over every other node
     # sends: rows time, src, dst, per-sender sequence, seq, cause; payloads; and the
     # destinations that are not plain in-range ints (index, object), checked when taken
+    cdef public dict _types  # message class -> the log's code of its name (the driver's)
     cdef object _sbuf
     cdef long long[:, ::1] _sv
     cdef Py_ssize_t _ns
@@ -190,7 +191,8 @@ cdef class FastContext:
         self._others = n_nodes - 1
         self._cancelled = cancelled
         self._storage = storage
-        self._sbuf = np.empty((6, 1024), dtype=np.int64)
+        self._types = {}
+        self._sbuf = np.empty((7, 1024), dtype=np.int64)
         self._sv = self._sbuf
         self._ns = 0
         self._smsgs = []
@@ -268,6 +270,8 @@ cdef class FastContext:
         v[3, i] = s
         v[4, i] = q
         v[5, i] = self._evseq
+        code = self._types.get(type(msg))  # NOTE: one dict probe here, not a pass per window
+        v[6, i] = -1 if code is None else <long long>code
         self._ns = i + 1
         self._smsgs.append(msg)
         return (nd << 32) | s
@@ -345,8 +349,9 @@ cdef class FastContext:
         del self._obs[marks[2]:]
 
     def _take_sends(self):
-        """The window's sends as columns (time, src, dst, sequence, payloads, seq, cause),
-        or None; ``dst`` is a list where some destination is not a plain in-range int."""
+        """The window's sends as columns (time, src, dst, sequence, payloads, seq, cause,
+        type code), or None; ``dst`` is a list where some destination is not a plain
+        in-range int, and a type code is -1 where ``_types`` did not know the class."""
         cdef Py_ssize_t n = self._ns
         if n == 0:
             return None
@@ -360,7 +365,7 @@ cdef class FastContext:
             for i, d in self._sodd:
                 dst[i] = d
             self._sodd = []
-        return cols[0], cols[1], dst, cols[3], msgs, cols[4], cols[5]
+        return cols[0], cols[1], dst, cols[3], msgs, cols[4], cols[5], cols[6]
 
     def _take_timers(self):
         """Timers set for later windows as int64 columns (time, node, id, epoch) and tags,
@@ -417,22 +422,25 @@ cdef inline bint _before(tuple top, long long t, long long p, long long n, long 
     return False
 
 
-def run_events(driver, FastContext ctx, const long long[::1] seq_p,
-               const long long[::1] seq_t, const long long[::1] seq_n,
-               const long long[::1] seq_li, const long long[::1] seq_k,
-               const long long[::1] m_src, const unsigned char[::1] m_cor,
+def run_events(driver, FastContext ctx, order, keys, Py_ssize_t m_off, Py_ssize_t t_off,
+               long long lo, const long long[::1] m_src, const unsigned char[::1] m_cor,
                const long long[::1] m_id, list m_pl, const long long[::1] t_id,
                const long long[::1] t_ep, list ttags, const long long[::1] l_kind,
                const long long[::1] l_arg, long long[::1] m_seq, long long[::1] t_seq,
-               list crashed_m, list skipped_t, list late_rows, order, keys, list pos):
+               list crashed_m, list skipped_t, list late_rows, list pos):
     """The loop of :meth:`~raysim.engine.pernode.PerNodeDriver.run`, compiled.
 
-    The same arguments as the pure-Python ``run_events`` but as int64 columns (``m_cor`` as
-    uint8), and ``m_seq`` / ``t_seq`` int64 arrays it fills. ``pos[0]`` is left at the index
-    of the event being handled when a handler raises (the driver names that event in its
-    error), and at -1 when every event ran.
+    The pure-Python ``run_events`` takes the window's events as ordered columns (priority,
+    time, node, local index, row in its source); this one reads them through the window's
+    ``order`` from its int64 ``keys`` (time, priority, node, id, copy), ``m_off`` and
+    ``t_off`` being where the messages' and the timers' rows start and ``lo`` the shard's
+    first node: the same events in the same order, without five gathered columns a window.
+    The other arguments are the pure-Python loop's as int64 columns (``m_cor`` as uint8),
+    and ``m_seq`` / ``t_seq`` int64 arrays it fills. ``pos[0]`` is left at the index of the
+    event being handled when a handler raises (the driver names that event in its error),
+    and at -1 when every event ran.
     """
-    cdef Py_ssize_t i, n = seq_p.shape[0], li, k
+    cdef Py_ssize_t i, n = len(order), li, k
     cdef long long p, q, nd, tid, t
     cdef list protos = driver.protos
     cdef list alive = driver.alive
@@ -446,17 +454,18 @@ def run_events(driver, FastContext ctx, const long long[::1] seq_p,
     cdef Py_ssize_t j
     pos[0] = 0
     for i in range(n):
+        j = order_v[i]
         if late:
-            j = order_v[i]
             # NOTE: the heap's first timer against the event's key in C; the driver is
             # called (with the key as a tuple) only when some timer is due before it
             if _before(<tuple>late[0], k_t[j], k_p[j], k_n[j], k_1[j], k_2[j]):
                 pos[0] = i
                 driver._run_late(tuple([int(c[j]) for c in keys]), late_rows)
-        p = seq_p[i]
-        li = seq_li[i]
-        k = seq_k[i]
+        p = k_p[j]
+        nd = k_n[j]
+        li = nd - lo
         if p == _P_MSG:
+            k = j - m_off
             q = nseq[li]
             nseq[li] = q + 1
             m_seq[k] = q
@@ -465,11 +474,11 @@ def run_events(driver, FastContext ctx, const long long[::1] seq_p,
                 continue
             if m_cor[k]:  # the receiver's checksum fails: dropped, logged as corrupt
                 continue
-            t = seq_t[i]
+            t = k_t[j]
             if t != ctx._now:
                 ctx._now = t
                 ctx._now_o = None
-            ctx._node = seq_n[i]
+            ctx._node = nd
             ctx._node_o = None
             ctx._li = li
             ctx._cause = m_id[k]
@@ -478,7 +487,7 @@ def run_events(driver, FastContext ctx, const long long[::1] seq_p,
             pos[0] = i
             protos[li].on_message(ctx, m_src[k], m_pl[k])
         elif p == _P_TIMER:
-            nd = seq_n[i]
+            k = j - t_off
             tid = t_id[k]
             if t_ep[k] != epoch[li]:  # set in an earlier session of the node
                 if cancelled:
@@ -494,7 +503,7 @@ def run_events(driver, FastContext ctx, const long long[::1] seq_p,
             q = nseq[li]
             nseq[li] = q + 1
             t_seq[k] = q
-            t = seq_t[i]
+            t = k_t[j]
             if t != ctx._now:
                 ctx._now = t
                 ctx._now_o = None
@@ -508,7 +517,7 @@ def run_events(driver, FastContext ctx, const long long[::1] seq_p,
             protos[li].on_timer(ctx, ttags[k])
         else:
             pos[0] = i
-            driver._lifecycle(seq_t[i], seq_n[i], l_kind[k], l_arg[k])
+            driver._lifecycle(k_t[j], nd, l_kind[j], l_arg[j])
     pos[0] = -1
     while late:
         driver._run_late(None, late_rows)

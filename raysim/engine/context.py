@@ -193,12 +193,13 @@ class ShardContext:
         del self._new_timers[marks[1]:]
         del self._obs[marks[2]:]
 
-    def _take_sends(self) -> tuple[Sequence[Any], ...] | None:
-        """The window's sends as columns (time, src, dst, sequence, payloads, seq, cause),
-        or None."""
+    def _take_sends(self) -> tuple[Sequence[Any] | None, ...] | None:
+        """The window's sends as columns (time, src, dst, sequence, payloads, seq, cause,
+        type codes), or None; the type codes are None here (the driver looks them up; the
+        compiled context does it at each send)."""
         if not self._sends:
             return None
-        cols = tuple(zip(*self._sends, strict=True))
+        cols = (*zip(*self._sends, strict=True), None)
         self._sends = []
         return cols
 

@@ -102,6 +102,8 @@ class PerNodeDriver:
             spec.n_nodes, topology, self.send_seq, self.timer_seq, self.event_seq,
             self.epoch, self.rngs, self.cancelled, self.storage, seed=spec.seed,
         )
+        if self._hot is not None:
+            self.ctx._types = self._type_codes  # the compiled context codes each send's class
         self._life: list[tuple[int, int, int, int, int]] = []  # time kind node arg seq
 
     # --- the driver interface ------------------------------------------------------------
@@ -128,51 +130,62 @@ class PerNodeDriver:
         ctx = self.ctx
         ctx._window_end = w.end
         order, keys = w.order, w.keys
-        offsets = np.repeat(
-            np.array([0, w.m_off, w.t_off], dtype=np.int64),
-            [w.m_off, w.t_off - w.m_off, len(order) - w.t_off],
-        )
-        node = keys[2][order]
-        cols = [keys[1][order], keys[0][order], node, node - self.lo, order - offsets[order]]
         mcols, m_pl = w.msgs, w.payloads
         tt, _, tid, tep = w.timers
         ttags = w.tags
         n_m, n_t = len(mcols[0]), len(tt)
-        cols += [mcols[1], mcols[6], mcols[3], tid, tep, w.life[2], w.life[4]]
         crashed_m: list[int] = []
         skipped_t: list[int] = []
         late_rows: list[tuple[int, int, int, Any, int]] = []
         m_seq: Any
         t_seq: Any
-        if self._hot is None:  # Python ints in lists: what the pure-Python loop indexes best
-            loop: Any = run_events
-            cols = [c.tolist() for c in cols]
-            m_seq = [0] * n_m  # the seq each message's arrival took at its receiver
-            t_seq = [-1] * n_t  # the seq each fired timer took (-1: skipped)
-        else:  # int64 columns (the corrupt flags as uint8) the compiled loop reads as C
-            loop = self._hot.run_events
-            cols = [np.ascontiguousarray(c, dtype=np.int64) for c in cols]
-            cols[6] = np.ascontiguousarray(mcols[6], dtype=np.uint8)
-            m_seq, t_seq = np.zeros(n_m, dtype=np.int64), np.full(n_t, -1, dtype=np.int64)
-        seq_p, seq_t, seq_n, seq_li, seq_k, m_src, m_cor, m_id, t_id, t_ep, l_kind, l_arg = cols
         pos = [-1]  # where the loop stopped if a handler raised
         try:
-            loop(
-                self, ctx, seq_p, seq_t, seq_n, seq_li, seq_k, m_src, m_cor, m_id, m_pl, t_id,
-                t_ep, ttags, l_kind, l_arg, m_seq, t_seq, crashed_m, skipped_t, late_rows,
-                order, keys, pos,
-            )
+            if self._hot is None:  # Python ints in lists: what the pure-Python loop indexes best
+                seq = self._ordered(w)
+                p, t, nd, li, k, src, cor, mid, t_id, t_ep, l_kind, l_arg = (
+                    c.tolist() for c in (*seq, mcols[1], mcols[6], mcols[3], tid, tep,
+                                         w.life[2], w.life[4])
+                )
+                m_seq = [0] * n_m  # the seq each message's arrival took at its receiver
+                t_seq = [-1] * n_t  # the seq each fired timer took (-1: skipped)
+                run_events(self, ctx, p, t, nd, li, k, src, cor, mid, m_pl, t_id, t_ep, ttags,
+                           l_kind, l_arg, m_seq, t_seq, crashed_m, skipped_t, late_rows,
+                           order, keys, pos)
+            else:  # int64 columns (the corrupt flags as uint8) the compiled loop reads as C;
+                # it reads the events through the window's order (see its docstring)
+                i64 = [np.ascontiguousarray(c, dtype=np.int64)
+                       for c in (mcols[1], mcols[3], tid, tep, w.life[2], w.life[4])]
+                m_seq, t_seq = np.zeros(n_m, dtype=np.int64), np.full(n_t, -1, dtype=np.int64)
+                self._hot.run_events(
+                    self, ctx, order, keys, w.m_off, w.t_off, self.lo, i64[0],
+                    np.ascontiguousarray(mcols[6], dtype=np.uint8), i64[1], m_pl, i64[2],
+                    i64[3], ttags, i64[4], i64[5], m_seq, t_seq, crashed_m, skipped_t,
+                    late_rows, pos,
+                )
         except ProtocolError:
             raise
         except Exception:
             i = pos[0]
-            event = _describe(
-                int(seq_p[i]) if i >= 0 else -1, int(seq_k[i]), m_src, m_pl, ttags, l_kind
-            )
+            j = int(order[i]) if i >= 0 else -1
+            prio = int(keys[1][j]) if j >= 0 else -1
+            row = j - (w.m_off if prio == P_MSG else w.t_off if prio == P_TIMER else 0)
+            event = _describe(prio, row, mcols[1], m_pl, ttags, w.life[2])
             raise ProtocolError(
                 self.spec.run_id, ctx.node, ctx.now, event, traceback.format_exc()
             ) from None
         return self._record(w, m_seq, crashed_m, skipped_t, t_seq, late_rows)
+
+    def _ordered(self, w: Window) -> list[np.ndarray]:
+        """The window's events in order as columns: priority, time, node, local index and
+        row in its source (lifecycle, message or timer rows)."""
+        order, keys = w.order, w.keys
+        offsets = np.repeat(
+            np.array([0, w.m_off, w.t_off], dtype=np.int64),
+            [w.m_off, w.t_off - w.m_off, len(order) - w.t_off],
+        )
+        node = keys[2][order]
+        return [keys[1][order], keys[0][order], node, node - self.lo, order - offsets[order]]
 
     def _record(
         self,
@@ -201,7 +214,7 @@ class PerNodeDriver:
         cols = self.ctx._take_sends()
         if cols is None:
             return None
-        t, src_l, dst_l, seq, msgs, eseq, cause = cols
+        t, src_l, dst_l, seq, msgs, eseq, cause, codes = cols
         src = np.asarray(src_l, dtype=np.int64)
         # NOTE: an int64 array comes from the compiled context, which took only in-range
         # ints into it (anything else makes ``dst_l`` a list, checked here)
@@ -209,7 +222,10 @@ class PerNodeDriver:
         types = self._type_codes
         k = len(msgs)
         try:
-            idx = np.fromiter(map(types.__getitem__, map(type, msgs)), np.int32, k)
+            if codes is not None and not np.count_nonzero(codes < 0):
+                idx = codes.astype(np.int32)  # looked up by the compiled context at each send
+            else:
+                idx = np.fromiter(map(types.__getitem__, map(type, msgs)), np.int32, k)
         except KeyError:
             for m in msgs:
                 if type(m) not in types:
@@ -424,7 +440,7 @@ def run_events(
 
 
 def _describe(
-    p: int, k: int, m_src: list[int], m_pl: list[Any], ttags: list[Any], l_kind: list[int]
+    p: int, k: int, m_src: np.ndarray, m_pl: list[Any], ttags: list[Any], l_kind: np.ndarray
 ) -> str:
     if p < 0:
         return "an in-window timer"
