@@ -1,5 +1,6 @@
 """Build the optional compiled hot paths: the per-node driver's (see raysim/engine/compiled.py)
-and the counter-based uniforms' (raysim/values/_mix.pyx).
+the counter-based uniforms' (raysim/values/_mix.pyx) and the event log's row-group join
+(raysim/log/_join.pyx).
 
 Everything else about the package is in pyproject.toml. ``optional=True``: where the
 extension cannot be built (no C compiler), the install goes on and raysim runs the
@@ -18,6 +19,11 @@ setup(
         Extension(
             "raysim.values._mix",
             ["raysim/values/_mix.pyx"],
+            optional=True,
+        ),
+        Extension(
+            "raysim.log._join",
+            ["raysim/log/_join.pyx"],
             optional=True,
         ),
     ]

@@ -219,10 +219,16 @@ def test_the_columnar_context_writes_the_same_typed_log(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(a, b)
 
 
-def test_scalar_and_array_columns_mix_across_row_groups(tmp_path: Path) -> None:
+@pytest.mark.parametrize("pure", ["0", "1"], ids=["compiled-join", "python-join"])
+def test_scalar_and_array_columns_mix_across_row_groups(
+    tmp_path: Path, pure: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Chunks whose columns are scalars in one add and arrays in the next, and numpy
-    scalars, come back row for row whatever row group they land in."""
+    scalars, come back row for row whatever row group they land in (with the compiled
+    row-group join and with the Python one)."""
     import pyarrow.parquet as pq
+
+    monkeypatch.setenv("RAYSIM_PURE_PYTHON", pure)
 
     from raysim.log.eventlog import EventLog
     from raysim.log.schema import KINDS
@@ -259,3 +265,62 @@ def test_scalar_and_array_columns_mix_across_row_groups(tmp_path: Path) -> None:
     cols = ["time", "kind", "node", "seq", "cause", "peer", "value"]
     assert list(got[cols].itertuples(index=False, name=None)) == want
     assert (got["msg_id"] == -1).all() and got["name"].isna().all()
+
+
+def _chunk_zoo(dtype: type, rng: np.random.Generator) -> tuple[list[Any], list[int]]:
+    """Every kind of chunk the log buffers, and some it should not but must survive."""
+    chunks: list[Any] = []
+    lens: list[int] = []
+    for i in range(60):
+        n = int(rng.integers(0, 9))
+        a = (rng.integers(-100, 100, n) if dtype is not np.float64 else rng.random(n))
+        pick = i % 10
+        x: Any
+        if pick == 0:
+            x = a.astype(dtype)  # the common case: an array in the column's dtype
+        elif pick == 1:
+            x = a.astype(np.int16 if dtype is not np.float64 else np.float32)  # another dtype
+        elif pick == 2:
+            x = np.repeat(a.astype(dtype), 2)[::2]  # strided, not C-contiguous
+        elif pick == 3:
+            x = np.broadcast_to(np.asarray(7, dtype=dtype), (n,))  # a broadcast scalar
+        elif pick == 4:
+            x = dtype(3)  # a numpy scalar
+        elif pick == 5:
+            x = -1  # a Python int
+        elif pick == 6:
+            x = float("nan") if dtype is np.float64 else 2  # a Python float / int
+        elif pick == 7:
+            x = 5 if dtype is np.float64 else 127  # an int into a float column; int8's top
+        elif pick == 8:
+            x = [int(v) for v in a]  # a list
+        else:
+            x = a > 0  # booleans
+        chunks.append(x)
+        lens.append(n)
+    return chunks, lens
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.int8, np.float64])
+def test_the_compiled_row_group_join_gives_the_python_join_column(dtype: type) -> None:
+    """``raysim.log._join.join_chunks`` against ``_joined`` over ``_column``: the same
+    values in the same dtype for every kind of chunk, and the same error for an int out
+    of the column's range."""
+    from raysim.log import eventlog as el
+
+    join = el._compiled
+    assert join is not None, "the compiled join is not built (pip install -e . builds it)"
+    rng = np.random.default_rng(11)
+    for _ in range(20):
+        chunks, lens = _chunk_zoo(dtype, rng)
+        normal = [el._column(x, n, dtype) for x, n in zip(chunks, lens, strict=True)]
+        want = el._joined(normal, lens, dtype)
+        got = join.join_chunks(tuple(chunks), lens, dtype, el._normalise(dtype))
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+    if dtype is not np.float64:
+        big = int(np.iinfo(dtype).max) + 1
+        with pytest.raises(OverflowError):
+            el._joined([el._column(big, 3, dtype)], [3], dtype)
+        with pytest.raises(OverflowError):
+            join.join_chunks((big,), [3], dtype, el._normalise(dtype))

@@ -10,10 +10,12 @@ null on every other row, which costs almost nothing in Parquet (see the README).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Hashable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -96,6 +98,19 @@ def _clock_key(node: np.ndarray, seq: np.ndarray) -> np.ndarray:
 
 
 _NCOLS = 10  # time, kind, node, seq, cause, peer, msg_id, msg_type, name, value
+_compiled: ModuleType | None
+try:
+    from raysim.log import _join as _compiled
+except ImportError:  # not built (no C compiler at install time): the Python join below
+    _compiled = None
+
+
+def _join() -> ModuleType | None:
+    """The compiled row-group join (:mod:`raysim.log._join`) unless it is not built or
+    ``RAYSIM_PURE_PYTHON=1`` (read at each row group, so a test can switch it)."""
+    return None if os.environ.get("RAYSIM_PURE_PYTHON", "") == "1" else _compiled
+
+
 _DTYPES = (np.int64, np.int8) + (np.int64,) * 5 + (np.int32, np.int32, np.float64)
 TYPED_COLUMNS = ("value_type", "value_int", "value_str", "value_vec")
 
@@ -114,6 +129,11 @@ def _column(x: Any, n: int, dtype: type) -> np.ndarray | int | float:
         return x.item() if isinstance(x, np.generic) else x
     a: np.ndarray = np.asarray(x, dtype=dtype)
     return a if a.shape == (n,) else np.broadcast_to(a, (n,))
+
+
+def _normalise(dtype: type) -> Any:
+    """``_column`` for one dtype, as the compiled join calls it: ``(x, n) -> chunk``."""
+    return lambda x, n: _column(x, n, dtype)
 
 
 def _joined(chunks: list[np.ndarray | int | float], lens: list[int], dtype: type) -> np.ndarray:
@@ -271,7 +291,12 @@ class EventLog:
         raw: list[Any] = list(zip(*self._adds, strict=True))  # each column's chunks
         self._adds = []
         cols = []
+        join = _join()
         for i, dtype in enumerate(_DTYPES):  # NOTE: each chunk list let go once joined
+            if join is not None:
+                cols.append(join.join_chunks(raw[i], lens, dtype, _normalise(dtype)))
+                raw[i] = None
+                continue
             chunks = [_column(x, n, dtype) for x, n in zip(raw[i], lens, strict=True)]
             raw[i] = None
             cols.append(_joined(chunks, lens, dtype))
