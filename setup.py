@@ -1,4 +1,4 @@
-"""Build the optional compiled hot paths: the per-node driver's (see raysim/engine/compiled.py)
+"""Build the optional compiled hot paths: the per-node driver's (see raysim/engine/compiled.py),
 the counter-based uniforms' (raysim/values/_mix.pyx) and the event log's row-group join
 (raysim/log/_join.pyx).
 
