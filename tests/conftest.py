@@ -31,7 +31,7 @@ def ray_session() -> Iterator[None]:
     """Start Ray once per test session: small object store, temp dir under /tmp."""
     import ray
 
-    from raysim.runtime.backends import INLINE_BYTES, LOOPBACK, bind_loopback
+    from raysim.runtime.backends import LOOPBACK, bind_loopback, local_system_config
 
     if not ray.is_initialized():
         bind_loopback()  # like every local Ray raysim starts (tests turn token auth off above)
@@ -43,7 +43,7 @@ def ray_session() -> Iterator[None]:
             _temp_dir=os.environ.get("RAYSIM_TEST_RAY_TMP", "/tmp/raysim-test-ray"),
             _node_ip_address=LOOPBACK,
             # as ensure_ray: windows' parts below this size travel inline
-            _system_config={"max_direct_call_object_size": INLINE_BYTES},
+            _system_config=local_system_config(),
         )
     yield
     ray.shutdown()

@@ -347,12 +347,17 @@ def ensure_ray(address: str | None = None) -> None:
         object_store_memory=int(os.environ.get("RAYSIM_OBJECT_STORE_BYTES", 512 * 1024**2)),
         _temp_dir=os.environ.get("RAYSIM_RAY_TMP", "/tmp/raysim-ray"),
         _node_ip_address=LOOPBACK,
-        _system_config=(
-            {}
-            if "RAY_max_direct_call_object_size" in os.environ
-            else {"max_direct_call_object_size": INLINE_BYTES}
-        ),
+        _system_config=local_system_config(),
     )
+
+
+def local_system_config() -> dict[str, Any]:
+    """Ray's system settings for a local Ray raysim starts (or a test session starts):
+    results up to :data:`INLINE_BYTES` inline, unless ``RAY_max_direct_call_object_size``
+    is in the environment (which Ray reads itself)."""
+    if "RAY_max_direct_call_object_size" in os.environ:
+        return {}
+    return {"max_direct_call_object_size": INLINE_BYTES}
 
 
 def bind_loopback() -> None:
