@@ -267,6 +267,37 @@ def test_scalar_and_array_columns_mix_across_row_groups(
     assert (got["msg_id"] == -1).all() and got["name"].isna().all()
 
 
+def test_row_groups_are_built_on_the_writer_thread_and_their_errors_still_fail_the_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full row group is joined and converted by the log's writer thread, not by the
+    thread that adds rows, and a row that cannot be converted is raised by ``close`` (the
+    run then fails) rather than lost with the thread."""
+    import threading
+
+    from raysim.log import eventlog as el
+
+    builders: list[str] = []
+    table = el.EventLog._table
+
+    def spy(self: el.EventLog, group: Any) -> Any:
+        builders.append(threading.current_thread().name)
+        return table(self, group)
+
+    monkeypatch.setattr(el.EventLog, "_table", spy)
+    log = el.EventLog(tmp_path / "ok.parquet", "all", batch_rows=10)
+    for i in range(5):
+        log.add(np.arange(6, dtype=np.int64), 0, np.full(6, i), i)
+    assert log.close() == 30
+    assert len(builders) == 3 and all(b.startswith("raysim-log") for b in builders), builders
+
+    bad = el.EventLog(tmp_path / "bad.parquet", "all", batch_rows=10)
+    bad.add(np.arange(12, dtype=np.int64), 0, np.zeros(12, dtype=np.int64), ["x"] * 12)
+    with pytest.raises(ValueError):
+        bad.close()
+    assert bad._pool is None and bad._writer is None  # the thread and the file let go
+
+
 def _chunk_zoo(dtype: type, rng: np.random.Generator) -> tuple[list[Any], list[int]]:
     """Every kind of chunk the log buffers, and some it should not but must survive."""
     chunks: list[Any] = []
