@@ -219,19 +219,25 @@ def test_the_columnar_context_writes_the_same_typed_log(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(a, b)
 
 
+@pytest.mark.parametrize("whole", [None, 40], ids=["short-batches", "long-batches-as-they-are"])
 @pytest.mark.parametrize("pure", ["0", "1"], ids=["compiled-join", "python-join"])
 def test_scalar_and_array_columns_mix_across_row_groups(
-    tmp_path: Path, pure: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, pure: str, whole: int | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Chunks whose columns are scalars in one add and arrays in the next, and numpy
     scalars, come back row for row whatever row group they land in (with the compiled
-    row-group join and with the Python one)."""
+    row-group join and with the Python one; with every batch joined, and with batches of
+    40 rows or more written as they came, between runs of joined ones)."""
     import pyarrow.parquet as pq
 
     monkeypatch.setenv("RAYSIM_PURE_PYTHON", pure)
 
+    from raysim.log import eventlog as el
     from raysim.log.eventlog import EventLog
     from raysim.log.schema import KINDS
+
+    if whole is not None:
+        monkeypatch.setattr(el, "_WHOLE", whole)
 
     log = EventLog(tmp_path / "e.parquet", "all", batch_rows=1000)
     rng = np.random.default_rng(5)
@@ -243,6 +249,10 @@ def test_scalar_and_array_columns_mix_across_row_groups(
         seq: Any = rng.integers(0, 9, n) if i % 2 else np.int64(i)
         peer: Any = -1 if i % 3 else rng.integers(0, 50, n)
         value: Any = rng.random(n) if i % 4 == 1 else 0.25 * i
+        if i % 5 == 2:  # a broadcast scalar, and an array in another dtype
+            peer, node = np.broadcast_to(np.int64(7), (n,)), node.astype(np.int16)
+        if i % 7 == 3:  # strided, not C-contiguous
+            value = np.repeat(rng.random(n), 2)[::2]
         kind = i % len(KINDS)
         log.add(t, kind, node, seq, peer=peer, value=value, cause=i)
         for j in range(n):
@@ -265,6 +275,49 @@ def test_scalar_and_array_columns_mix_across_row_groups(
     cols = ["time", "kind", "node", "seq", "cause", "peer", "value"]
     assert list(got[cols].itertuples(index=False, name=None)) == want
     assert (got["msg_id"] == -1).all() and got["name"].isna().all()
+
+
+def test_a_long_batch_goes_into_its_row_group_without_a_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch of ``_WHOLE`` rows or more is written from the arrays it came in (its scalar
+    columns from one shared constant), not copied into a joined column: the cycle
+    workload's memory at 10^5 nodes (README). Short batches are still joined, and every
+    row is in the file."""
+    import pyarrow.parquet as pq
+
+    from raysim.log import eventlog as el
+
+    tables: list[Any] = []
+    table = el.EventLog._table
+
+    def keep(self: el.EventLog, group: Any) -> Any:
+        tables.append(table(self, group))
+        return tables[-1]
+
+    monkeypatch.setattr(el.EventLog, "_table", keep)
+    n = el._WHOLE
+    log = el.EventLog(tmp_path / "e.parquet", "observations", batch_rows=3 * n)
+    t, node = np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64) % 97
+    value = np.linspace(0.0, 1.0, n)
+    log.add(t[:5], 7, node[:5], 0, value=value[:5])  # short: joined with the next short one
+    log.add(t[:6], 7, node[:6], 1, value=value[:6])
+    log.add(t, 7, node, 2, peer=-1, value=value)  # long: as it came
+    log.add(t, 7, node, 3, name=0, value=value)
+    log.strings.code("x")
+    assert log.close() == 11 + 2 * n
+    (got,) = tables
+    time = got.column("time")
+    assert [len(c) for c in time.chunks] == [11, n, n]
+    assert time.chunk(1).buffers()[1].address == t.ctypes.data
+    assert got.column("value").chunk(2).buffers()[1].address == value.ctypes.data
+    seq = got.column("seq")  # a scalar column: one constant for both long batches' rows
+    assert seq.chunk(1).to_pylist() == [2] * n and seq.chunk(2).to_pylist() == [3] * n
+    peer, cause = got.column("peer"), got.column("cause")
+    assert peer.chunk(1).buffers()[1].address == cause.chunk(2).buffers()[1].address
+    back = pq.read_table(tmp_path / "e.parquet")
+    assert back.column("name").to_pylist() == [None] * (11 + n) + ["x"] * n
+    assert back.column("seq").to_pylist() == [0] * 5 + [1] * 6 + [2] * n + [3] * n
 
 
 def test_row_groups_are_built_on_the_writer_thread_and_their_errors_still_fail_the_log(

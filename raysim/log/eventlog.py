@@ -160,6 +160,75 @@ def _joined(chunks: list[np.ndarray | int | float], lens: list[int], dtype: type
     return out
 
 
+# NOTE: a batch this long goes into its row group as the array it came in (zero-copy), not
+# copied into one joined column: the cycle workload's observations are 100,000-row batches,
+# and a joined row group of 500,000 rows was 34 MB more at the run's peak (README,
+# cycle-driven). Shorter batches (a per-node window's ~70 rows) are joined into one array.
+_WHOLE = 1 << 15
+
+
+class _Constants:
+    """Arrays of one value, shared by every chunk and column of a row group that needs
+    that value (a long batch's scalar columns: kind, cause, peer, msg_id ...)."""
+
+    def __init__(self) -> None:
+        self._arrays: dict[tuple[str, bytes], np.ndarray] = {}
+
+    def get(self, dtype: type, value: Any, n: int) -> np.ndarray:
+        """``n`` rows of ``value`` in ``dtype`` (a read-only view of a shared array)."""
+        # NOTE: numpy's casting of ``value``, as a slice assignment of it would do
+        a: np.ndarray = np.full(1, value, dtype=dtype)
+        key = (a.dtype.str, a.tobytes())
+        have = self._arrays.get(key)
+        if have is None or len(have) < n:
+            have = self._arrays[key] = np.full(n, a[0], dtype=dtype)
+            have.flags.writeable = False
+        return have[:n]
+
+
+def _segments(
+    chunks: tuple[Any, ...], lens: list[int], dtype: type, consts: _Constants
+) -> list[tuple[np.ndarray, bool]]:
+    """A column's buffered chunks as a few contiguous arrays, each with whether this row
+    group owns it (may change it in place): runs of short batches joined into one array
+    (compiled, or :func:`_joined` on the Python path), each long batch as it came (a
+    scalar or a broadcast scalar as a shared constant)."""
+    join = _join()
+    out: list[tuple[np.ndarray, bool]] = []
+    start = 0
+
+    def run_until(stop: int) -> None:
+        if stop > start:
+            part, plens = chunks[start:stop], lens[start:stop]
+            if join is not None:
+                out.append((join.join_chunks(part, plens, dtype, _normalise(dtype)), True))
+            else:
+                cs = [_column(x, k, dtype) for x, k in zip(part, plens, strict=True)]
+                out.append((_joined(cs, plens, dtype), True))
+
+    for i, k in enumerate(lens):
+        if k < _WHOLE:
+            continue
+        run_until(i)
+        start = i + 1
+        x = _column(chunks[i], k, dtype)
+        if type(x) is not np.ndarray:
+            out.append((consts.get(dtype, x, k), False))
+        elif x.strides == (0,):  # a broadcast scalar
+            out.append((consts.get(dtype, x[0], k), False))
+        elif x.flags.c_contiguous:
+            out.append((x, False))
+        else:
+            out.append((np.ascontiguousarray(x), True))
+    run_until(len(lens))
+    return out
+
+
+def _chunked(arrays: list[pa.Array]) -> pa.Array | pa.ChunkedArray:
+    """One column of a row group: the array, or its arrays as one chunked column."""
+    return arrays[0] if len(arrays) == 1 else pa.chunked_array(arrays)
+
+
 @dataclass
 class _RowGroup:
     """A row group's buffered rows, as :meth:`EventLog.flush` hands them to the writer's
@@ -305,36 +374,38 @@ class EventLog:
         lens = group.lens
         raw: list[Any] = list(zip(*group.adds, strict=True))  # each column's chunks
         group.adds.clear()
-        cols = []
-        join = _join()
+        consts = _Constants()
+        cols: list[list[tuple[np.ndarray, bool]]] = []
         for i, dtype in enumerate(_DTYPES):  # NOTE: each chunk list let go once joined
-            if join is not None:
-                cols.append(join.join_chunks(raw[i], lens, dtype, _normalise(dtype)))
-                raw[i] = None
-                continue
-            chunks = [_column(x, n, dtype) for x, n in zip(raw[i], lens, strict=True)]
+            cols.append(_segments(raw[i], lens, dtype, consts))
             raw[i] = None
-            cols.append(_joined(chunks, lens, dtype))
-            del chunks
-        n = len(cols[0])
+        n = sum(lens)
         # NOTE: numeric() and strings(), not pa.array(): see raysim.log.arrays (no pandas)
         kinds = strings(list(KINDS))
         names = strings(group.names)
 
-        def dict_col(codes: np.ndarray, dictionary: pa.Array = names) -> pa.DictionaryArray:
-            # NOTE: in place (the joined column is this row group's own): a null (-1) is a
-            # masked 0, with no second array of indices
-            mask = codes < 0
-            np.maximum(codes, 0, out=codes)
-            return pa.DictionaryArray.from_arrays(numeric(codes, mask=mask), dictionary)
+        def dict_col(segments: list[tuple[np.ndarray, bool]]) -> pa.Array | pa.ChunkedArray:
+            out = []
+            for codes, owned in segments:
+                # a null (-1) is a masked 0: in place in a column this row group owns, a
+                # shared 0 where every row is null, a copy only of a long batch with nulls
+                mask = codes < 0
+                if mask.all():
+                    codes = consts.get(np.int32, 0, len(codes))
+                elif owned:
+                    np.maximum(codes, 0, out=codes)
+                elif mask.any():
+                    codes = np.maximum(codes, 0)
+                out.append(pa.DictionaryArray.from_arrays(numeric(codes, mask=mask), names))
+            return _chunked(out)
 
         arrays = [
-            numeric(cols[0]),
-            pa.DictionaryArray.from_arrays(numeric(cols[1]), kinds),
-            *(numeric(c) for c in cols[2:7]),
+            _chunked([numeric(c) for c, _ in cols[0]]),
+            _chunked([pa.DictionaryArray.from_arrays(numeric(c), kinds) for c, _ in cols[1]]),
+            *(_chunked([numeric(c) for c, _ in segs]) for segs in cols[2:7]),
             dict_col(cols[7]),
             dict_col(cols[8]),
-            numeric(cols[9]),
+            _chunked([numeric(c) for c, _ in cols[9]]),
             *self._typed_arrays(n, group.typed),
         ]
         clocks = group.clocks
