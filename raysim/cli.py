@@ -58,6 +58,10 @@ def run(
     shards: Annotated[int | None, typer.Option(help="Ray shard actors (default 2).")] = None,
     shard_size: Annotated[int | None, typer.Option(help="Nodes per shard actor.")] = None,
     router: Annotated[str, typer.Option(help="Routing placement: shard or actor.")] = "shard",
+    transport: Annotated[
+        str | None,
+        typer.Option(help="How Ray shards trade windows: auto (default), mesh or tasks."),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Override experiment.seed.")] = None,
     address: Annotated[
         str | None, typer.Option(help="Ray cluster to join (default: RAY_ADDRESS or local).")
@@ -72,7 +76,9 @@ def run(
     from raysim.experiments import config, runner
 
     try:
-        _ray_only_options(backend, shards=shards, shard_size=shard_size, address=address)
+        _ray_only_options(
+            backend, shards=shards, shard_size=shard_size, address=address, transport=transport
+        )
         cfg = config.load(experiment, set_ or [], seed, imports=import_ or [])
         if backend == "ray" and shards is None and shard_size is None:
             shards = 2
@@ -80,7 +86,7 @@ def run(
         with _RunBar(cfg.experiment.duration_ticks, cfg.experiment.tick_ms, progress) as bar:
             result = runner.run(
                 cfg, out, backend, shards, shard_size, router, address, strict=strict,
-                progress=bar.update,
+                progress=bar.update, transport=transport or "auto",
             )
     except ConfigError as e:
         _fail(str(e))

@@ -22,8 +22,11 @@ FAULTY = {
 
 LAYOUTS = {
     "ray-1": {"backend": "ray", "shards": 1},
-    "ray-2": {"backend": "ray", "shards": 2},
+    "ray-2": {"backend": "ray", "shards": 2},  # transport "auto": the socket mesh
     "ray-4": {"backend": "ray", "shards": 4},
+    "ray-2-tasks": {"backend": "ray", "shards": 2, "transport": "tasks"},
+    "ray-3-tasks": {"backend": "ray", "shards": 3, "transport": "tasks"},
+    "ray-3-mesh": {"backend": "ray", "shards": 3, "transport": "mesh"},
     "ray-2-router-actor": {"backend": "ray", "shards": 2, "router": "actor"},
     "ray-3-router-actor": {"backend": "ray", "shards": 3, "router": "actor"},
 }

@@ -53,7 +53,7 @@ def _shard_actors() -> list[psutil.Process]:
     return out
 
 
-def _start_run(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
+def _start_run(tmp_path: Path, transport: str) -> tuple[subprocess.Popen[str], Path]:
     import ray
 
     exp = tmp_path / "long.toml"
@@ -61,7 +61,7 @@ def _start_run(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
     out = tmp_path / "out"
     proc = subprocess.Popen(
         [RAYSIM, "run", str(exp), "--out", str(out), "--backend", "ray", "--shards", "2",
-         "--address", ray.get_runtime_context().gcs_address],
+         "--transport", transport, "--address", ray.get_runtime_context().gcs_address],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
     )
@@ -92,8 +92,15 @@ def test_staging_lock_tells_live_from_dead(tmp_path: Path) -> None:
     assert not live.path.exists() and owner_gone(live.path)
 
 
-def test_a_dead_shard_actor_fails_the_run_in_one_line(ray_session: None, tmp_path: Path) -> None:
-    proc, events = _start_run(tmp_path)
+# the socket mesh (one call per shard for the whole run) and Ray's task path (one per window)
+TRANSPORTS = pytest.mark.parametrize("transport", ["mesh", "tasks"])
+
+
+@TRANSPORTS
+def test_a_dead_shard_actor_fails_the_run_in_one_line(
+    ray_session: None, tmp_path: Path, transport: str
+) -> None:
+    proc, events = _start_run(tmp_path, transport)
     _wait_for_parts(proc, events)
     victim = _shard_actors()[0]
     victim.kill()  # kill -9 of one shard actor's process
@@ -109,8 +116,11 @@ def test_a_dead_shard_actor_fails_the_run_in_one_line(ray_session: None, tmp_pat
     assert list(events.iterdir()) == []  # no staging folder, no half-written run
 
 
-def test_a_killed_driver_leaves_nothing_behind(ray_session: None, tmp_path: Path) -> None:
-    proc, events = _start_run(tmp_path)
+@TRANSPORTS
+def test_a_killed_driver_leaves_nothing_behind(
+    ray_session: None, tmp_path: Path, transport: str
+) -> None:
+    proc, events = _start_run(tmp_path, transport)
     staging = _wait_for_parts(proc, events)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -126,3 +136,52 @@ def test_a_killed_driver_leaves_nothing_behind(ray_session: None, tmp_path: Path
     remove_dead(events)
     assert not [p for p in events.iterdir() if p.name.startswith(".staging-")]
     assert not (events.parent / "runs.parquet").exists()
+
+
+FAILING = """\
+from raysim.api.protocol import Protocol, register
+
+
+@register("test.{module}")
+class Relay(Protocol):
+    \"\"\"Every node pings the next; node 7 (on the second of two shards) fails at 300.\"\"\"
+
+    def on_start(self, ctx):
+        ctx.set_timer(20 + self.node, "ping")
+
+    def on_timer(self, ctx, tag):
+        ctx.send((self.node + 1) % ctx.n_nodes, "ping")
+        ctx.set_timer(40, "ping")
+
+    def on_message(self, ctx, src, msg):
+        if self.node == 7 and ctx.now >= 300:
+            raise RuntimeError("boom on the second shard")
+"""
+
+
+@TRANSPORTS
+def test_a_failing_handler_on_one_shard_fails_the_run_with_its_own_error(
+    ray_session: None, tmp_path: Path, transport: str
+) -> None:
+    from raysim.experiments import config, runner
+
+    module = f"relay_{transport}_{os.getpid()}"
+    (tmp_path / f"{module}.py").write_text(FAILING.replace("{module}", module))
+    exp = tmp_path / "exp.toml"
+    exp.write_text(
+        f'[experiment]\nname = "relay"\nprotocol = "test.{module}"\nmodules = ["{module}"]\n'
+        "seed = 3\nduration = 2000\n\n[network]\nnodes = 10\ndelay = 10\n"
+    )
+    cfg = config.load(exp)
+    local = runner.run(cfg, tmp_path / "local")
+    res = runner.run(cfg, tmp_path / "ray", backend="ray", shards=2, transport=transport)
+    assert local.status == "failed" and local.error is not None
+    assert res.status == "failed" and res.error is not None
+    # the cause, where and when it happened, not the other shard's broken mesh
+    assert res.error.splitlines()[0] == local.error.splitlines()[0]
+    assert "at node 7, time 3" in res.error.splitlines()[0]
+    assert "boom on the second shard" in res.error
+    assert "MeshBroken" not in res.error
+    row = pd.read_parquet(tmp_path / "ray" / "relay" / "runs.parquet").iloc[0]
+    assert row["status"] == "failed"
+    assert list((tmp_path / "ray" / "relay" / "events").iterdir()) == []

@@ -36,6 +36,7 @@ from raysim.network.router import RouteStats
 from raysim.protocols import aliases, lookup, module_sources
 from raysim.runtime.backends import (
     ROUTER_PLACEMENTS,
+    TRANSPORTS,
     Progress,
     run_local,
     run_ray,
@@ -215,6 +216,7 @@ def run(
     write_row: bool = True,
     strict: bool = False,
     progress: Progress | None = None,
+    transport: str = "auto",
 ) -> RunResult:
     """Run one experiment; write its event log and its ``runs.parquet`` row.
 
@@ -223,12 +225,21 @@ def run(
     protocol's safety checks run at the end (:mod:`raysim.experiments.checks`); with
     ``strict`` a run with violations is recorded as failed (its events are kept).
     ``progress(window end, events so far)`` is called after each window (``raysim run``'s bar).
+    ``transport`` is how Ray's shard actors trade windows (``auto``, ``mesh`` or ``tasks``:
+    :func:`raysim.runtime.backends.run_ray`); it never changes the log.
     """
     proto = _protocol(cfg, strict)
     if backend not in BACKENDS:
         raise ConfigError(f"--backend {backend!r}: allowed: {', '.join(BACKENDS)}")
     if router not in ROUTER_PLACEMENTS:
         raise ConfigError(f"--router {router!r}: allowed: {', '.join(ROUTER_PLACEMENTS)}")
+    if transport not in TRANSPORTS:
+        raise ConfigError(f"--transport {transport!r}: allowed: {', '.join(TRANSPORTS)}")
+    if transport == "mesh" and router != "shard":
+        raise ConfigError(
+            "--transport mesh: the mesh needs routing in the shards; use --router shard "
+            "(or --transport auto, which takes Ray's task path with the router actor)"
+        )
     if shards is not None and shards < 1:
         raise ConfigError(f"--shards {shards}: must be at least 1")
     if shard_size is not None and shard_size < 1:
@@ -264,7 +275,7 @@ def run(
             raw = run_ray(spec, bounds, ray_dir, router=router, address=address,
                           modules=cfg.experiment.modules,
                           sources=module_sources(cfg.experiment.protocol, cfg.experiment.modules),
-                          progress=progress)
+                          progress=progress, transport=transport)
     except (ProtocolError, RunFailed) as e:
         if staging is not None:
             staging.discard()

@@ -19,8 +19,7 @@ import os
 import resource
 import shutil
 import time
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -30,15 +29,20 @@ import numpy as np
 from raysim.api.protocol import ProtocolSpec
 from raysim.engine.context import paused_gc
 from raysim.engine.shard import NEVER, Inbound, RunSpec, Shard, StepInfo
-from raysim.errors import ConfigError, RunFailed
+from raysim.errors import ConfigError, ProtocolError, RunFailed
 from raysim.log.eventlog import EventLog
 from raysim.network.lifecycle import Schedule, lifecycle_schedule
 from raysim.network.router import Messages, Router
 from raysim.protocols import resolve
 from raysim.runtime.staging import owner_gone
+from raysim.runtime.windows import Progress, coordinate
 
 ROUTER_PLACEMENTS = ("shard", "actor")
-PIPELINE_DEPTH = 8  # windows in flight on Ray; the log does not depend on it
+# How shard actors trade a window's parts: "mesh" (directly, over Unix-domain sockets;
+# every shard on one machine and routing in the shards), "tasks" (one actor call per shard
+# and window, through the driver), "auto" (the mesh where it can run, else tasks).
+TRANSPORTS = ("auto", "mesh", "tasks")
+PIPELINE_DEPTH = 8  # windows in flight on Ray's task path; the log does not depend on it
 # Objects up to this size travel inside Ray's task messages (through the driver, which owns
 # them) rather than through the shared-memory object store. See :func:`ensure_ray`.
 INLINE_BYTES = 256 * 1024
@@ -68,63 +72,6 @@ def peak_rss_mib() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-# submit(end, inbox) -> (next inbox, one list of items per destination shard; handle)
-# collect(handle) -> per-shard StepInfo
-Submit = Callable[[int, list[list[Any]]], tuple[list[list[Any]], Any]]
-Collect = Callable[[Any], list[StepInfo]]
-# progress(window end time, deliveries + timers handled so far): for a progress display only
-Progress = Callable[[int, int], None]
-
-
-def coordinate(
-    spec: RunSpec,
-    n_shards: int,
-    submit: Submit,
-    collect: Collect,
-    depth: int = 1,
-    progress: Progress | None = None,
-) -> int:
-    """Drive windows until the duration, the stop rule, or no pending event; returns end time.
-
-    Windows are aligned: window k is ``[k·L, (k+1)·L)`` clipped to the duration, L the
-    lookahead. Up to ``depth`` windows are in flight at once (the shards chain them through
-    their outputs, so with Ray the coordinator is not on the critical path); the infos of
-    finished windows tell it when it may jump over empty windows and when the run is over.
-    The set of windows with events, and so the log, does not depend on ``depth``.
-    ``progress``, if given, is called after each finished window (it sees, never steers).
-    """
-    lookahead, duration = spec.lookahead, spec.duration
-    inbox: list[list[Any]] = [[] for _ in range(n_shards)]
-    inflight: deque[tuple[int, Any]] = deque()
-    k = 0  # next window to submit
-    over = False
-    end_time = duration
-    while True:
-        while not over and len(inflight) < depth and k * lookahead < duration:
-            end = min((k + 1) * lookahead, duration)
-            inbox, handle = submit(end, inbox)
-            inflight.append((end, handle))
-            k += 1
-        if not inflight:
-            break
-        end, handle = inflight.popleft()
-        infos = collect(handle)
-        if over or any(i.stopped for i in infos):
-            over = True
-            continue
-        if progress is not None:
-            progress(end, sum(i.events for i in infos))
-        nxt = min(min(i.next_time for i in infos), min(min(i.out_min_time) for i in infos))
-        if spec.stop_when and all(i.done for i in infos):
-            over = True
-            end_time = end  # the stop rule held after this window
-        elif nxt == NEVER:
-            over = True  # nothing is left to happen: the run lasts its whole duration
-        elif nxt >= k * lookahead:
-            k = nxt // lookahead  # every window before holds no event
-    return end_time if over else duration
 
 
 def _by_destination(outs: list[list[Any]]) -> list[list[Any]]:
@@ -202,14 +149,17 @@ class _OwnerWatch:
         self.staging = Path(staging) if staging else None
         self.next_check = 0.0
 
-    def check(self) -> None:
-        """Exit this actor (after removing the staging folder) if the driver is gone."""
+    def check(self, now: bool = False) -> None:
+        """Exit this actor (after removing the staging folder) if the driver is gone.
+
+        ``now`` looks at once, whenever the last look was.
+        """
         if self.staging is None:
             return
-        now = time.monotonic()
-        if now < self.next_check:
+        t = time.monotonic()
+        if t < self.next_check and not now:
             return
-        self.next_check = now + OWNER_CHECK_S
+        self.next_check = t + OWNER_CHECK_S
         if owner_gone(self.staging):
             import ray
 
@@ -240,6 +190,8 @@ class _ShardWorker:
         proto = resolve_protocol(spec, modules)
         self.shard = Shard(spec, index, bounds, path, route, protocol=proto, schedule=schedule)
         self.n = len(bounds) - 1
+        self.mesh: Any = None  # a raysim.runtime.mesh.Mesh, on the mesh transport
+        self.done_windows: list[tuple[int, int]] = []  # (end, events), for windows()
         gc.disable()  # the actor's process does nothing but this run; see engine.paused_gc
 
     def step(self, end: int, *inbound: Inbound) -> tuple[Any, ...]:
@@ -256,6 +208,56 @@ class _ShardWorker:
         out = self.shard.advance(end)
         info = self.shard.info([NEVER] * self.n)
         return (info.done, out), info
+
+    # --- the socket mesh (raysim.runtime.mesh): the whole run in one call --------------------
+
+    def mesh_folder(self) -> str:
+        """Shard 0: a new folder for the mesh's sockets, on this actor's machine."""
+        from raysim.runtime.mesh import make_folder
+
+        return make_folder()
+
+    def mesh_listen(self, folder: str) -> None:
+        """Open this shard's socket in ``folder``."""
+        from raysim.runtime.mesh import Mesh
+
+        self.mesh = Mesh(self.shard.index, self.n, folder)
+        self.mesh.listen()
+
+    def mesh_connect(self) -> None:
+        """Connect to every other shard (every shard listens already)."""
+        self.mesh.connect()
+
+    def run_mesh(self, report: bool) -> int:
+        """Step through every window of the run, trading parts over the mesh; the end time.
+
+        With ``report``, each window's (end, events) is kept for :meth:`windows`.
+        """
+        from raysim.runtime.mesh import MeshBroken, run_windows
+
+        if self.shard.index == 0:
+            self.mesh.drop_folder()  # every shard is connected
+
+        def keep(end: int, events: int) -> None:
+            self.done_windows.append((end, events))
+
+        try:
+            return run_windows(
+                self.shard.spec, self.mesh, self.shard.step, keep if report else None,
+                self.owner.check,
+            )
+        except MeshBroken:
+            self.owner.check(now=True)  # a peer that left because the driver is gone
+            raise
+        finally:
+            self.mesh.close()
+
+    def windows(self) -> list[tuple[int, int]]:
+        """The windows finished since the last call, as (end, events) (another thread)."""
+        done = self.done_windows
+        out = done[: len(done)]
+        del done[: len(out)]
+        return out
 
     def finish(self) -> dict[str, Any]:
         gc.enable()
@@ -372,11 +374,16 @@ def bind_loopback() -> None:
 
 @contextmanager
 def _actor_deaths(run_id: str, actors: list[Any], router_actor: Any) -> Iterator[None]:
-    """Turn the death of a shard (or router) actor into one :class:`RunFailed` line."""
+    """Turn the death of a shard (or router) actor into one :class:`RunFailed` line, and a
+    handler's :class:`ProtocolError` inside an actor into that error itself."""
     import ray
 
     try:
         yield
+    except ray.exceptions.RayTaskError as e:
+        if isinstance(e.cause, ProtocolError):
+            raise e.cause from None  # where and when, as the local backend says it
+        raise
     except ray.exceptions.RayActorError as e:
         ids = [a._actor_id.hex() for a in actors]
         dead = getattr(e, "actor_id", None)
@@ -390,6 +397,54 @@ def _actor_deaths(run_id: str, actors: list[Any], router_actor: Any) -> Iterator
         ) from None
 
 
+def _one_machine() -> bool:
+    """Whether the Ray cluster is one machine (every shard actor can reach the others'
+    Unix-domain sockets)."""
+    import ray
+
+    return len({n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive")}) <= 1
+
+
+WATCH_S = 0.2  # how often the driver reads a mesh run's progress
+
+
+def _run_mesh(actors: list[Any], progress: Progress | None) -> int:
+    """Start every shard's whole run over a socket mesh, wait for all; the end time.
+
+    A failure in one shard breaks the mesh for the others (:class:`MeshBroken`), so
+    every call ends; the error raised is a dead actor's if one died, else the first that
+    is not a broken mesh (the cause), else a broken mesh.
+    """
+    import ray
+
+    from raysim.runtime.mesh import MeshBroken
+
+    folder = ray.get(actors[0].mesh_folder.remote())
+    ray.get([a.mesh_listen.remote(folder) for a in actors])
+    ray.get([a.mesh_connect.remote() for a in actors])
+    refs = [a.run_mesh.remote(i == 0 and progress is not None) for i, a in enumerate(actors)]
+    watch = actors[0].windows.options(concurrency_group="watch") if progress else None
+    pending, errors, ends = list(refs), [], []
+    while pending:
+        done, pending = ray.wait(pending, timeout=WATCH_S if watch is not None else None)
+        for ref in done:
+            try:
+                ends.append(ray.get(ref))
+            except Exception as e:
+                errors.append(e)
+        if watch is not None and progress is not None:
+            try:
+                for end, events in ray.get(watch.remote()):
+                    progress(end, events)
+            except ray.exceptions.RayActorError:
+                watch = None  # shard 0 died: its run's call says so
+    if errors:
+        dead = [e for e in errors if isinstance(e, ray.exceptions.RayActorError)]
+        causes = [e for e in errors if not isinstance(getattr(e, "cause", e), MeshBroken)]
+        raise (dead or causes or errors)[0]
+    return int(ends[0])
+
+
 def run_ray(
     spec: RunSpec,
     bounds: np.ndarray,
@@ -399,21 +454,36 @@ def run_ray(
     modules: Sequence[str] = (),
     sources: Sequence[str] = (),
     progress: Progress | None = None,
+    transport: str = "auto",
 ) -> dict[str, Any]:
     """Run the shards as Ray actors, routing in each shard or in one router actor.
 
     ``modules`` are imported by each shard actor before it resolves the protocol;
     ``sources`` (their files) travel to the actors' machines (:func:`worker_env`).
+    ``transport`` is one of :data:`TRANSPORTS`: with ``"auto"`` the shards trade their
+    parts over a socket mesh (:mod:`raysim.runtime.mesh`) when they route their own sends
+    and the cluster is one machine, and through Ray's task path otherwise. Both give the
+    same log.
     """
     import ray
 
+    if transport not in TRANSPORTS:
+        raise ValueError(f"transport {transport!r}: allowed: {', '.join(TRANSPORTS)}")
     ensure_ray(address)
     n = len(bounds) - 1
     env = worker_env(sources)  # after ensure_ray: uploads to the running cluster
-    shard_cls: Any = ray.remote(num_cpus=0)(_ShardWorker)
+    # NOTE: the "watch" group is a second thread in each shard actor, so the driver can
+    # read a mesh run's progress while the run's one call is busy; every other method runs
+    # in the default group, one at a time and in the order called.
+    shard_cls: Any = ray.remote(num_cpus=0, concurrency_groups={"watch": 1})(  # type: ignore[call-overload]
+        _ShardWorker
+    )
     if env is not None:
         shard_cls = shard_cls.options(runtime_env=env)
     in_shard = router == "shard"
+    mesh = transport == "mesh" or (transport == "auto" and in_shard and _one_machine())
+    if mesh and not in_shard:
+        raise ValueError("transport 'mesh' needs routing in the shards (router = 'shard')")
     # NOTE: the lifecycle schedule is computed once per run and put in the object store
     # once; every shard actor gets the same (zero-copy) arrays.
     schedule = ray.put(lifecycle_schedule(spec))
@@ -461,7 +531,9 @@ def run_ray(
 
     try:
         with _actor_deaths(spec.run_id, actors, router_actor):
-            if in_shard:
+            if mesh:
+                end = _run_mesh(actors, progress)
+            elif in_shard:
                 end = coordinate(
                     spec, n, submit_in_shard, collect_in_shard, PIPELINE_DEPTH, progress
                 )
