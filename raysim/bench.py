@@ -6,7 +6,8 @@ Workloads (targets for a 2-core machine are in the README):
   local backend and on Ray with 2 shards;
 - ``averaging``: push-pull averaging on a static random overlay (k = 20), 10^5 nodes, 30
   rounds at random phases, delays uniform in 5-20 % of a round: ~3 M timers, ~6 M messages;
-  local, and Ray with 2 shards under both router placements;
+  local, and Ray with 2 shards under both router placements (routing in the shards: over
+  the socket mesh, then Ray's task path, ``transport``);
 - ``naive``: the one-Ray-actor-per-node baseline (``shard_size = 1``), 50 nodes;
 - ``ring`` and ``vector_clock``: the toolkit's value types (see ``raysim.bench_toolkit``);
 - ``gossip_reference``: the per-node twin of ``gossip_push_pull`` (``gossip.reference``),
@@ -218,8 +219,11 @@ def measure(
     shards: int | None = None,
     shard_size: int | None = None,
     router: str = "shard",
+    transport: str = "auto",
 ) -> dict[str, Any]:
     """Run one configuration with its full event log and report its speed.
+
+    ``transport`` is how Ray's shards trade windows (see :func:`raysim.runtime.backends.run_ray`).
 
     ``checks_s`` and ``checks_cpu_s`` are the share of ``wall_s`` and ``cpu_s`` spent in
     the end-of-run safety checks (reading the log back and checking it).
@@ -239,7 +243,10 @@ def measure(
 
     with tempfile.TemporaryDirectory(prefix="raysim-bench-") as tmp:
         t0, c0 = time.perf_counter(), time.process_time()
-        res = run(cfg, Path(tmp), backend, shards, shard_size, router, progress=count)
+        res = run(
+            cfg, Path(tmp), backend, shards, shard_size, router, progress=count,
+            transport=transport,
+        )
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         disk = (
             sum(f.stat().st_size for f in res.events_dir.rglob("*.parquet"))
@@ -255,6 +262,7 @@ def measure(
         "workload": workload,
         "backend": backend,
         "router": row["router"],
+        "transport": row.get("transport", ""),
         "shards": row["shards"],
         "nodes": row["nodes"],
         "rounds": round(row["end_time"] / period, 2),
@@ -368,6 +376,8 @@ def jobs(only: list[str] | None = None, quick: bool = False) -> list[dict[str, A
         rounds = 5 if quick else 30
         add("averaging", "averaging", [big, rounds], backend="local")
         add("averaging", "averaging", [big, rounds], backend="ray", shards=2, router="shard")
+        add("averaging", "averaging", [big, rounds], backend="ray", shards=2, router="shard",
+            transport="tasks")
         add("averaging", "averaging", [big, rounds], backend="ray", shards=2, router="actor")
     if "naive" in chosen:
         add("naive", "gossip", [50], backend="ray", shard_size=1)

@@ -107,3 +107,20 @@ def test_scaling_runs_local_then_ray_doubling_shards(monkeypatch: pytest.MonkeyP
     assert [r["efficiency"] for r in rows] == [1.0, 0.8, 0.8, 0.8]
     assert rows[-1]["speedup"] == 3.2
     assert "speedup" not in next(bench.with_speedup(iter([{"workload": "ring"}])))
+
+
+def test_averaging_on_ray_is_measured_on_both_transports(ray_session: None) -> None:
+    jobs = [j["run"] for j in bench.jobs(["averaging"], quick=True)]
+    assert {"backend": "ray", "shards": 2, "router": "shard"} in jobs
+    assert {"backend": "ray", "shards": 2, "router": "shard", "transport": "tasks"} in jobs
+    cfg = averaging_config(400, rounds=3)
+    local = measure("averaging", cfg, "local")
+    mesh = measure("averaging", cfg, "ray", shards=2)
+    tasks = measure("averaging", cfg, "ray", shards=2, transport="tasks")
+    assert (local["transport"], mesh["transport"], tasks["transport"]) == (
+        "local", "mesh", "tasks"
+    )
+    for line in (mesh, tasks):
+        assert (line["delivered"], line["timers"]) == (local["delivered"], local["timers"])
+    # the mesh walks the local backend's windows; the task path runs some empty ones ahead
+    assert mesh["windows"] == local["windows"] <= tasks["windows"]

@@ -105,3 +105,25 @@ def test_a_peer_that_dies_mid_frame_breaks_the_mesh() -> None:
     with pytest.raises(MeshBroken):
         meshes[0].exchange({1: "window"})
     meshes[0].close()
+
+
+def test_what_the_c_pickler_cannot_take_travels_by_cloudpickle() -> None:
+    from dataclasses import dataclass
+
+    @dataclass
+    class Local:  # defined in a function: the C pickler refuses it, cloudpickle takes it
+        values: np.ndarray
+        note: str
+
+    meshes, _ = _meshes(2)
+    meshes[0].drop_folder()
+    sent = {m.index: Local(np.arange(5) * (m.index + 1), f"from {m.index}") for m in meshes}
+    got = _all(meshes, lambda m: m.exchange({j: sent[m.index] for j in m.peers}))
+    for j, received in enumerate(got):
+        assert not isinstance(received, Exception), received
+        (i, obj), = received.items()
+        assert i == 1 - j
+        assert obj.note == f"from {i}" and type(obj).__name__ == "Local"
+        np.testing.assert_array_equal(obj.values, sent[i].values)
+    for m in meshes:
+        m.close()

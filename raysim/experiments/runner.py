@@ -262,6 +262,8 @@ def run(
         "backend": backend,
         "shards": len(bounds) - 1,
         "router": router if backend == "ray" else "shard",
+        # how the shards traded windows: "local" (one process), "mesh" or "tasks" (Ray)
+        "transport": "local" if backend == "local" else transport,
         **flatten({k: v for k, v in cfg.resolved().items() if k != "log"}),
     }
     t0 = time.perf_counter()
@@ -310,6 +312,7 @@ def run(
     row.update({f"metric.{k}": v for k, v in metrics.items()})
     row.update(safety.row(proto.cls.checks))
     row["peak_rss_mib"] = raw["peak_rss_mib"]
+    row["transport"] = raw.get("transport", row["transport"])  # what "auto" chose
     row.update(_meta(wall, cfg))
     if write_row:
         append_run_row(results, row)

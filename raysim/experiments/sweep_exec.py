@@ -127,6 +127,7 @@ def failed_row(cfg: ExperimentConfig, error: str, tb: str) -> dict[str, Any]:
         "backend": "local",
         "shards": 1,
         "router": "shard",
+        "transport": "local",
         **flatten({k: v for k, v in cfg.resolved().items() if k != "log"}),
         "status": "failed",
         "error": error,

@@ -552,4 +552,9 @@ def run_ray(
         if router_actor is not None:
             ray.kill(router_actor)
     peak = max([peak_rss_mib()] + [f.get("peak_rss_mib", 0.0) for f in finals])
-    return {"end_time": end, "shards": finals, "peak_rss_mib": peak}
+    return {
+        "end_time": end,
+        "shards": finals,
+        "peak_rss_mib": peak,
+        "transport": "mesh" if mesh else "tasks",
+    }
