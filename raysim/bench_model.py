@@ -14,16 +14,19 @@ cores.
 On Ray with S shards on P cores, every shard runs 1/S of the events, and the shards
 share the cores: S shards want S·u cores, so the compute part takes E·e·max(1/S, u/P).
 Each message that crosses shards, a share (S − 1)/S of M under uniform traffic, costs x
-more (serialised into Ray's object store and read back in the other process). Each
-window costs w_ray(S) = a + b·S on the critical path: the driver submits one call per
-shard, each shard hands every other shard its part of the window (S² objects in all,
-spread over S processes and the driver), and the next window waits for all of them.
+more (serialised, and read back in the other process). Each window costs
+w_ray(S) = a + b·S on the critical path: each shard hands every other shard its part of
+the window (S² objects in all) and the next window waits for all of them; on Ray's task
+path the driver also submits one call per shard and window, on the socket mesh
+(:mod:`raysim.runtime.mesh`, the default on one machine) the shards trade the parts
+directly and the driver is out of the loop.
 Starting the shard actors costs T0(S) = c + d·S. So
 
     T_ray(S, P) = T0(S) + W · (a + b·S) + (E·e + M·x·(S − 1)/S) · max(1/S, u/P)
 
-and the speed-up is T_local / T_ray. W is the windows each backend runs: Ray submits
-windows ahead of the results that say whether they are empty, so it runs more of them.
+and the speed-up is T_local / T_ray. W is the windows each backend runs: Ray's task path
+submits windows ahead of the results that say whether they are empty, so it runs more of
+them; the mesh runs the local backend's.
 Every coefficient is measured by ``raysim bench --scaling`` on the machine it runs on
 (:func:`fit`); :func:`speedup` then answers "how fast at S shards on P cores" for any
 workload's E, W and M. The per-window terms are what make small or short-lookahead runs

@@ -127,3 +127,24 @@ def test_what_the_c_pickler_cannot_take_travels_by_cloudpickle() -> None:
         np.testing.assert_array_equal(obj.values, sent[i].values)
     for m in meshes:
         m.close()
+
+
+def test_a_cluster_of_several_machines_takes_the_task_path(
+    ray_session: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from raysim.errors import ConfigError
+    from raysim.experiments.runner import run
+    from raysim.runtime import backends
+
+    from .conftest import make_config
+
+    cfg = make_config(experiment={"protocol": "gossip.push_pull", "duration": 3000},
+                      network={"nodes": 40})
+    here = run(cfg, tmp_path / "one", backend="ray", shards=2)
+    assert (here.status, here.row["transport"]) == ("ok", "mesh")
+    monkeypatch.setattr(backends, "_one_machine", lambda: False)
+    spread = run(cfg, tmp_path / "many", backend="ray", shards=2)
+    assert (spread.status, spread.row["transport"]) == ("ok", "tasks")
+    with pytest.raises(ConfigError, match="spans several machines"):
+        run(cfg, tmp_path / "asked", backend="ray", shards=2, transport="mesh")
+    assert not list((tmp_path / "asked").rglob("*.parquet"))  # nothing written

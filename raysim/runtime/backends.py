@@ -9,6 +9,14 @@ layout, which is what lets the stop rule (``stop_when``) end every layout at the
 Routing runs inside each shard (``router = "shard"``: each shard routes its own sends and
 hands every destination shard its part) or in one :class:`RouterActor` per run
 (``router = "actor"``). Both give the same log; ``raysim bench`` measures which is faster.
+
+On Ray the shards trade a window's parts in one of two ways (``transport``): through Ray's
+task path, one actor call per shard and window, the driver coordinating
+(:func:`~raysim.runtime.windows.coordinate`, several windows in flight); or over a socket
+mesh (:mod:`raysim.runtime.mesh`), each shard's whole run one call and the shards handing
+each other their parts directly, which needs every shard on one machine and routing in
+the shards. ``auto`` takes the mesh where it can run. The windows, and so the log, are the
+same either way.
 """
 
 from __future__ import annotations
@@ -481,9 +489,15 @@ def run_ray(
     if env is not None:
         shard_cls = shard_cls.options(runtime_env=env)
     in_shard = router == "shard"
-    mesh = transport == "mesh" or (transport == "auto" and in_shard and _one_machine())
+    one_machine = _one_machine()
+    mesh = transport == "mesh" or (transport == "auto" and in_shard and one_machine)
     if mesh and not in_shard:
         raise ValueError("transport 'mesh' needs routing in the shards (router = 'shard')")
+    if mesh and not one_machine:
+        raise ConfigError(
+            "--transport mesh: this Ray cluster spans several machines and the mesh's "
+            "sockets reach only one; use --transport auto or tasks"
+        )
     # NOTE: the lifecycle schedule is computed once per run and put in the object store
     # once; every shard actor gets the same (zero-copy) arrays.
     schedule = ray.put(lifecycle_schedule(spec))
