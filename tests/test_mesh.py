@@ -148,3 +148,22 @@ def test_a_cluster_of_several_machines_takes_the_task_path(
     with pytest.raises(ConfigError, match="spans several machines"):
         run(cfg, tmp_path / "asked", backend="ray", shards=2, transport="mesh")
     assert not list((tmp_path / "asked").rglob("*.parquet"))  # nothing written
+
+
+def test_a_long_temporary_directory_falls_back_to_tmp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    deep = tmp_path / ("d" * 90)
+    deep.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
+    folder = make_folder()
+    assert folder.startswith("/tmp/raysim-mesh-")
+    meshes = [Mesh(i, 2, folder) for i in range(2)]
+    for m in meshes:
+        m.listen()  # the socket names fit
+    _all(meshes, lambda m: m.connect())
+    meshes[0].drop_folder()
+    for m in meshes:
+        m.close()

@@ -38,6 +38,7 @@ from raysim.runtime.windows import after_window
 _PREFIX = struct.Struct("<qq")  # the frame's body length, the number of pieces
 _INDEX = struct.Struct("<q")  # a connecting shard's index
 _CHUNK = 1 << 20  # the most one send or receive call moves
+_PATH_ROOM = 60  # the longest folder a socket name may start with (sun_path holds 107 bytes)
 
 
 class MeshBroken(ConnectionError):
@@ -45,8 +46,15 @@ class MeshBroken(ConnectionError):
 
 
 def make_folder() -> str:
-    """A new folder for the mesh's sockets, readable only by this user (mode 0700)."""
-    return tempfile.mkdtemp(prefix="raysim-mesh-")
+    """A new folder for the mesh's sockets, readable only by this user (mode 0700).
+
+    In the temporary directory (``TMPDIR``), or in ``/tmp`` where that path is too long
+    for a socket's name (about 100 bytes on Linux).
+    """
+    base = tempfile.gettempdir()
+    if len(base) > _PATH_ROOM:
+        base = "/tmp"
+    return tempfile.mkdtemp(prefix="raysim-mesh-", dir=base)
 
 
 def _frame(obj: Any, dumps: Callable[..., bytes]) -> list[memoryview]:
