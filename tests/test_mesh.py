@@ -167,3 +167,28 @@ def test_a_long_temporary_directory_falls_back_to_tmp(
     meshes[0].drop_folder()
     for m in meshes:
         m.close()
+
+
+def test_a_shard_waiting_on_a_slow_peer_keeps_calling_idle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time
+
+    from raysim.runtime import mesh as mesh_module
+
+    monkeypatch.setattr(mesh_module, "IDLE_S", 0.02)
+    meshes, _ = _meshes(2)
+    meshes[0].drop_folder()
+    calls: list[float] = []
+
+    def work(m: Mesh) -> Any:
+        if m.index == 1:
+            time.sleep(0.5)  # still in its window
+            return m.exchange({0: "late"})
+        return m.exchange({1: "early"}, idle=lambda: calls.append(time.monotonic()))
+
+    got = _all(meshes, work)
+    assert got == [{1: "late"}, {0: "early"}]
+    assert len(calls) >= 5  # it looked up while it waited, not only once at the end
+    for m in meshes:
+        m.close()

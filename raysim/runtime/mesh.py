@@ -38,6 +38,7 @@ from raysim.runtime.windows import after_window
 _PREFIX = struct.Struct("<qq")  # the frame's body length, the number of pieces
 _INDEX = struct.Struct("<q")  # a connecting shard's index
 _CHUNK = 1 << 20  # the most one send or receive call moves
+IDLE_S = 1.0  # how long a shard waits on its peers before it calls ``idle`` (and waits on)
 _PATH_ROOM = 60  # the longest folder a socket name may start with (sun_path holds 107 bytes)
 
 
@@ -171,8 +172,14 @@ class Mesh:
         """Remove the sockets' folder (every shard is connected: the names are not needed)."""
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    def exchange(self, out: dict[int, Any]) -> dict[int, Any]:
-        """Send ``out[j]`` to every peer j and return what each peer sent this shard."""
+    def exchange(
+        self, out: dict[int, Any], idle: Callable[[], None] | None = None
+    ) -> dict[int, Any]:
+        """Send ``out[j]`` to every peer j and return what each peer sent this shard.
+
+        ``idle()`` is called each :data:`IDLE_S` seconds that pass with nothing to read or
+        send (a peer still in its window), so a waiting shard still sees its driver go.
+        """
         sending = {j: _frame(obj, self._dumps) for j, obj in out.items()}
         reading = {j: _Inflow() for j in self.peers}
         got: dict[int, Any] = {}
@@ -181,7 +188,10 @@ class Mesh:
             for j, s in self.peers.items():
                 sel.register(s, selectors.EVENT_READ | selectors.EVENT_WRITE, j)
             while reading or sending:
-                for key, events in sel.select():
+                ready = sel.select(timeout=IDLE_S)
+                if not ready and idle is not None:
+                    idle()
+                for key, events in ready:
                     j, s = key.data, self.peers[key.data]
                     if events & selectors.EVENT_WRITE and j in sending:
                         self._send_some(s, sending, j)
@@ -248,8 +258,8 @@ def run_windows(
     The windows are :func:`~raysim.runtime.windows.coordinate`'s with one window in
     flight, the local backend's: every shard sees every shard's report and applies
     :func:`~raysim.runtime.windows.after_window` to it. ``on_window(end, events)`` is
-    called after each window (for progress), ``before()`` before each one (the owner
-    check). Returns the run's end time.
+    called after each window (for progress), ``before()`` before each one and while
+    waiting on the other shards (the owner check). Returns the run's end time.
     """
     lookahead, duration, me, n = spec.lookahead, spec.duration, mesh.index, mesh.n
     inbound: list[Inbound] = []
@@ -260,7 +270,7 @@ def run_windows(
         end = min((k + 1) * lookahead, duration)
         parts, info = step(end, inbound)
         k += 1
-        got = mesh.exchange({j: (parts[j], info) for j in mesh.peers}) if n > 1 else {}
+        got = mesh.exchange({j: (parts[j], info) for j in mesh.peers}, before) if n > 1 else {}
         inbound = [parts[j] if j == me else got[j][0] for j in range(n)]
         infos = [info if j == me else got[j][1] for j in range(n)]
         if on_window is not None:
