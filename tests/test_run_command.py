@@ -110,6 +110,23 @@ def test_a_run_shows_a_progress_bar_on_a_terminal_only(tmp_path: Path) -> None:
     assert "virtual s" not in piped.stderr + piped.stdout and "%|" not in piped.stderr
 
 
+def test_a_mesh_run_shows_its_progress_window_by_window(
+    ray_session: None, tmp_path: Path
+) -> None:
+    import ray
+
+    args = ["run", EXAMPLE, "--out", str(tmp_path), "--set", "network.nodes=3000",
+            "--set", 'experiment.stop_when=""', "--set", "experiment.duration=40000",
+            "--backend", "ray", "--shards", "2", "--transport", "mesh",
+            "--address", ray.get_runtime_context().gcs_address]
+    shown = _run_on_a_terminal(args)
+    shown_s = [float(v) for v in re.findall(r"\d+%\|[^|]*\| ([\d.]+)/40\.0 virtual s", shown)]
+    assert shown_s == sorted(shown_s), shown
+    # a time between the start and the end: read from shard 0 while the run's one call ran
+    assert any(0 < v < 40.0 for v in shown_s), shown
+    assert "messages sent" in shown
+
+
 def test_version() -> None:
     from raysim._version import __version__
 
